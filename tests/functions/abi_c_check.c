@@ -1,0 +1,13 @@
+/* Compiled as plain C11 with -Wall -Wextra -Werror -pedantic: the ABI header
+ * must stay C, with no C++ types crossing it. */
+#include <wisp/function.h>
+
+#include <stddef.h>
+
+WISP_DEFINE_ABI_VERSION()
+
+WISP_EXPORT int wisp_handle(void* state, wisp_ctx* ctx, const wisp_request* req) {
+  (void)state;
+  if (req->size < offsetof(wisp_request, body_len) + sizeof(req->body_len)) return 1;
+  return req->host->write(ctx, req->body, req->body_len);
+}

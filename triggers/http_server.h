@@ -1,0 +1,102 @@
+// The HTTP/1.1 trigger: a libuv TCP server parsing requests with http_parser.
+//
+// Keep-alive, pipelined requests (replies go out in request order), chunked
+// and Content-Length bodies up to a limit (413 above it), HTTP/1.0. Malformed
+// input gets a JSON error and the connection is closed; nothing a client sends
+// can crash the server. Writes are batched: replies produced during one loop
+// iteration leave in one write per connection.
+//
+// Threading: every method, and the handler, runs on the loop thread.
+#ifndef WISP_TRIGGERS_HTTP_SERVER_H_
+#define WISP_TRIGGERS_HTTP_SERVER_H_
+
+#include <uv.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "runtime/base/status.h"
+
+namespace wisp::triggers {
+
+using HeaderList = std::vector<std::pair<std::string, std::string>>;
+
+struct HttpRequest {
+  std::string method;  // "GET", "POST", ...
+  std::string url;     // as sent: path and query
+  std::string path;    // percent-decoding is left to the router
+  std::string query;   // without '?'
+  HeaderList headers;  // names lower-cased, in arrival order
+  std::string body;    // de-chunked
+  int http_major = 1;
+  int http_minor = 1;
+
+  // The first header with this lower-case name, or nullptr.
+  const std::string* Header(std::string_view name) const;
+};
+
+struct HttpResponse {
+  int status = 200;
+  HeaderList headers;  // Content-Length and Connection are added by the server
+  std::string body;
+};
+
+struct HttpServerOptions {
+  size_t max_body_bytes = 6 * 1024 * 1024;
+  size_t max_header_bytes = 64 * 1024;
+  size_t max_connections = 10000;
+};
+
+// Identifies one request awaiting its reply; stays valid (and harmless) after
+// its connection has gone.
+struct ReplyToken {
+  uint64_t connection_id = 0;
+  uint64_t sequence = 0;
+};
+
+// A JSON error body {"error":{"code":...,"message":...}}.
+std::string JsonErrorBody(std::string_view code, std::string_view message);
+// A response with status and JSON error body.
+HttpResponse JsonErrorResponse(int status, std::string_view code, std::string_view message);
+
+class HttpServer {
+ public:
+  // Called once per complete request. The handler (or code it hands the token
+  // to) must call Reply(token, ...) exactly once, now or later, on the loop
+  // thread.
+  using Handler = std::function<void(ReplyToken token, HttpRequest request)>;
+
+  // loop is borrowed and must outlive the server.
+  HttpServer(uv_loop_t* loop, HttpServerOptions options, Handler handler);
+  // The server must have been closed (Close + its callback) or never listened.
+  ~HttpServer();
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  // Binds host:port (port 0 picks a free one) and starts accepting.
+  // Fails with IOError when the address cannot be bound.
+  Status Listen(const std::string& host, int port);
+  // The bound port, after a successful Listen.
+  int port() const;
+
+  // Sends the reply for token. A token whose connection closed is ignored.
+  void Reply(ReplyToken token, HttpResponse response);
+
+  // Stops accepting, closes every connection; on_closed runs once all
+  // handles are closed. Afterwards the server may be destroyed.
+  void Close(std::function<void()> on_closed);
+
+  size_t connection_count() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace wisp::triggers
+
+#endif  // WISP_TRIGGERS_HTTP_SERVER_H_
