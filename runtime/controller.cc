@@ -1,1 +1,433 @@
-// placeholder
+#include "runtime/controller.h"
+
+#include <google/protobuf/util/json_util.h>
+#include <sys/stat.h>
+
+#include <charconv>
+#include <cstdio>
+#include <ctime>
+
+#include "api.pb.h"
+#include "loader/elf_validator.h"
+#include "runtime/duration.h"
+#include "wisp/function.h"
+
+namespace wisp::runtime {
+namespace {
+
+constexpr uint32_t kMaxWorkersLimit = 64;
+
+std::string NowRfc3339() {
+  char buf[32];
+  std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+Status MakeDir(const std::string& path) {
+  if (::mkdir(path.c_str(), 0700) != 0 && errno != EEXIST) {
+    return Status::FromErrno("create directory " + path, errno);
+  }
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    return Status::IOError(path + " is not a directory");
+  }
+  return Status::OK();
+}
+
+std::string ToJson(const google::protobuf::Message& message) {
+  std::string out;
+  google::protobuf::util::JsonPrintOptions options;
+  options.preserve_proto_field_names = true;
+  options.always_print_primitive_fields = true;
+  (void)google::protobuf::util::MessageToJsonString(message, &out, options);
+  out += '\n';
+  return out;
+}
+
+bool ParseUint(std::string_view text, uint64_t* value) {
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), *value);
+  return ec == std::errc() && end == text.data() + text.size() && !text.empty();
+}
+
+// Applies the deploy query (timeout=30s&idle=1m&max_workers=2) to record.
+Status ApplyDeployQuery(std::string_view query, FunctionRecord* record) {
+  while (!query.empty()) {
+    const size_t amp = query.find('&');
+    std::string_view pair = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+    if (pair.empty()) continue;
+    const size_t eq = pair.find('=');
+    std::string_view key = pair.substr(0, eq);
+    std::string_view value = eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1);
+    if (key == "timeout") {
+      WISP_RETURN_IF_ERROR(ParseDurationMs(value, &record->timeout_ms).WithContext("timeout"));
+      if (record->timeout_ms == 0) return Status::InvalidArgument("timeout must be above 0");
+    } else if (key == "idle") {
+      WISP_RETURN_IF_ERROR(ParseDurationMs(value, &record->idle_ms).WithContext("idle"));
+    } else if (key == "max_workers") {
+      uint64_t n = 0;
+      if (!ParseUint(value, &n) || n == 0 || n > kMaxWorkersLimit) {
+        return Status::InvalidArgument("max_workers must be a number from 1 to " +
+                                       std::to_string(kMaxWorkersLimit) + ", got '" +
+                                       std::string(value) + "'");
+      }
+      record->max_workers = static_cast<uint32_t>(n);
+    } else {
+      return Status::InvalidArgument("unknown deploy parameter '" + std::string(key) +
+                                     "' (known: timeout, idle, max_workers)");
+    }
+  }
+  return Status::OK();
+}
+
+int HttpStatusFor(const Status& s) {
+  switch (s.code()) {
+    case Status::Code::kInvalidArgument: return 400;
+    case Status::Code::kNotFound: return 404;
+    case Status::Code::kAlreadyExists: return 409;
+    case Status::Code::kResourceExhausted: return 413;
+    case Status::Code::kUnavailable: return 503;
+    case Status::Code::kTimeout: return 504;
+    default: return 500;
+  }
+}
+
+}  // namespace
+
+Status ParseListenAddress(const std::string& text, std::string* host, int* port) {
+  const size_t colon = text.rfind(':');
+  uint64_t p = 0;
+  if (colon == std::string::npos || colon == 0 ||
+      !ParseUint(std::string_view(text).substr(colon + 1), &p) || p > 65535) {
+    return Status::InvalidArgument("invalid listen address '" + text +
+                                   "': expected HOST:PORT, e.g. 127.0.0.1:8080");
+  }
+  *host = text.substr(0, colon);
+  *port = static_cast<int>(p);
+  return Status::OK();
+}
+
+Controller::Controller(uv_loop_t* loop, ControllerOptions options)
+    : loop_(loop), options_(std::move(options)) {}
+
+Controller::~Controller() = default;
+
+Status Controller::Start() {
+  WISP_ASSERT_LOOP_THREAD(loop_thread_);
+  WISP_RETURN_IF_ERROR(MakeDir(options_.data_dir));
+  artifacts_ = std::make_unique<loader::ArtifactStore>(options_.data_dir + "/artifacts");
+  WISP_RETURN_IF_ERROR(artifacts_->Init());
+  WISP_RETURN_IF_ERROR(store_.Open(options_.data_dir + "/wisp.db"));
+  pool_ = std::make_unique<WorkerPool>(
+      loop_, WorkerProcess::Options{options_.worker_path, kDefaultMaxFrameBytes},
+      options_.warm_pool_size);
+  WISP_RETURN_IF_ERROR(RestoreDeployments());
+
+  triggers::HttpServerOptions http;
+  http.max_body_bytes = std::max(options_.max_request_bytes, options_.max_upload_bytes);
+  server_ = std::make_unique<triggers::HttpServer>(
+      loop_, http, [this](triggers::ReplyToken token, triggers::HttpRequest request) {
+        HandleRequest(token, std::move(request));
+      });
+  WISP_RETURN_IF_ERROR(server_->Listen(options_.listen_host, options_.listen_port));
+  pool_->Start();
+  return Status::OK();
+}
+
+int Controller::port() const { return server_ ? server_->port() : 0; }
+
+Status Controller::RestoreDeployments() {
+  StatusOr<std::vector<FunctionRecord>> records = store_.List();
+  if (!records.ok()) return records.status();
+  for (FunctionRecord& record : *records) {
+    if (!artifacts_->Contains(record.sha256)) {
+      std::fprintf(stderr, "wisp: not serving %s: its artifact %s is missing\n",
+                   record.name.c_str(), record.sha256.c_str());
+      continue;
+    }
+    Install(std::move(record));
+  }
+  return Status::OK();
+}
+
+void Controller::Install(FunctionRecord record) {
+  FunctionSpec spec;
+  spec.name = record.name;
+  spec.artifact_path = artifacts_->PathFor(record.sha256);
+  spec.timeout_ms = record.timeout_ms;
+  spec.idle_ms = record.idle_ms;
+  spec.max_workers = record.max_workers;
+
+  auto& slot = functions_[record.name];
+  std::unique_ptr<Deployed> old = std::move(slot);
+  slot = std::make_unique<Deployed>();
+  slot->counters = old ? old->counters : std::make_shared<FunctionCounters>();
+  slot->dispatcher = std::make_unique<Dispatcher>(loop_, pool_.get(), spec, slot->counters.get());
+  slot->record = std::move(record);
+  if (old) {
+    old->dispatcher->MoveQueuedTo(slot->dispatcher.get());
+    Retire(std::move(old->dispatcher), old->counters);
+  }
+}
+
+void Controller::Retire(std::unique_ptr<Dispatcher> dispatcher,
+                        std::shared_ptr<FunctionCounters> counters) {
+  auto retired = std::make_unique<Retired>();
+  Dispatcher* raw = dispatcher.get();
+  retired->dispatcher = std::move(dispatcher);
+  retired->counters = std::move(counters);
+  retired_.push_back(std::move(retired));
+  ++shutdown_waits_;
+  raw->Drain([this, raw] {
+    for (auto it = retired_.begin(); it != retired_.end(); ++it) {
+      if ((*it)->dispatcher.get() == raw) {
+        retired_.erase(it);  // destroys the dispatcher
+        break;
+      }
+    }
+    --shutdown_waits_;
+    MaybeFinishShutdown();
+  });
+}
+
+void Controller::RemoveArtifactIfUnused(const std::string& sha256) {
+  StatusOr<int> uses = store_.CountArtifactUses(sha256);
+  if (uses.ok() && *uses == 0) (void)artifacts_->Remove(sha256);
+}
+
+void Controller::ReplyJson(triggers::ReplyToken token, int status, const std::string& json) {
+  triggers::HttpResponse response;
+  response.status = status;
+  response.headers.emplace_back("Content-Type", "application/json");
+  response.body = json;
+  server_->Reply(token, std::move(response));
+}
+
+void Controller::ReplyError(triggers::ReplyToken token, int status, std::string_view code,
+                            std::string_view message) {
+  server_->Reply(token, triggers::JsonErrorResponse(status, code, message));
+}
+
+void Controller::HandleRequest(triggers::ReplyToken token, triggers::HttpRequest request) {
+  WISP_ASSERT_LOOP_THREAD(loop_thread_);
+  if (shutting_down_) {
+    ReplyError(token, 503, "shutting_down", "the controller is shutting down");
+    return;
+  }
+  triggers::Route route = triggers::RoutePath(request.path);
+  const std::string& method = request.method;
+  switch (route.kind) {
+    case triggers::Route::Kind::kHealth: {
+      api::Health health;
+      health.set_status("ok");
+      health.set_version(WISP_VERSION);
+      ReplyJson(token, 200, ToJson(health));
+      return;
+    }
+    case triggers::Route::Kind::kFunction:
+      HandleInvoke(token, route.name, std::move(route.rest), std::move(request));
+      return;
+    case triggers::Route::Kind::kApiFunctions:
+      if (method == "GET") return HandleList(token);
+      return ReplyError(token, 405, "method_not_allowed", method + " is not allowed on /v1/functions");
+    case triggers::Route::Kind::kApiFunction:
+      if (!triggers::IsValidFunctionName(route.name)) {
+        return ReplyError(token, 400, "invalid_name",
+                          "function names match ^[a-z0-9][a-z0-9_-]{0,62}$");
+      }
+      if (method == "PUT" || method == "POST") return HandleDeploy(token, route.name, request);
+      if (method == "GET") return HandleDescribe(token, route.name);
+      if (method == "DELETE") return HandleRemove(token, route.name);
+      return ReplyError(token, 405, "method_not_allowed",
+                        method + " is not allowed on /v1/functions/" + route.name);
+    case triggers::Route::Kind::kNotFound:
+      break;
+  }
+  ReplyError(token, 404, "not_found", "no endpoint at " + request.path);
+}
+
+void Controller::HandleInvoke(triggers::ReplyToken token, const std::string& name,
+                              std::string rest, triggers::HttpRequest request) {
+  auto it = functions_.find(name);
+  if (it == functions_.end()) {
+    ReplyError(token, 404, "function_not_found", "no function named '" + name + "' is deployed");
+    return;
+  }
+  if (request.body.size() > options_.max_request_bytes) {
+    ReplyError(token, 413, "body_too_large",
+               "request body of " + std::to_string(request.body.size()) +
+                   " bytes exceeds the limit of " + std::to_string(options_.max_request_bytes));
+    return;
+  }
+  proto::Invoke invoke;
+  invoke.set_trigger(WISP_TRIGGER_HTTP);
+  invoke.set_method(std::move(request.method));
+  invoke.set_path(std::move(rest));
+  invoke.set_query(std::move(request.query));
+  invoke.set_body(std::move(request.body));
+  invoke.set_attempt(1);
+  for (auto& [header_name, value] : request.headers) {
+    proto::Header* h = invoke.add_headers();
+    h->set_name(std::move(header_name));
+    h->set_value(std::move(value));
+  }
+  triggers::HttpServer* server = server_.get();
+  std::string function = name;
+  it->second->dispatcher->Submit(
+      std::move(invoke), [server, token, function](InvocationOutcome outcome) {
+        if (!outcome.has_result) {
+          triggers::HttpResponse response = triggers::JsonErrorResponse(
+              outcome.http_status, outcome.error_code, outcome.error_message);
+          if (outcome.retry_after_s > 0) {
+            response.headers.emplace_back("Retry-After", std::to_string(outcome.retry_after_s));
+          }
+          server->Reply(token, std::move(response));
+          return;
+        }
+        proto::Result& result = outcome.result;
+        if (result.function_error() != 0) {
+          std::string message = "function " + function + " failed: wisp_handle returned " +
+                                std::to_string(result.function_error());
+          if (!result.error_message().empty()) message += " (" + result.error_message() + ")";
+          server->Reply(token, triggers::JsonErrorResponse(500, "function_error", message));
+          return;
+        }
+        triggers::HttpResponse response;
+        response.status = result.status() == 0 ? 200 : result.status();
+        response.headers.reserve(static_cast<size_t>(result.headers_size()));
+        for (proto::Header& h : *result.mutable_headers()) {
+          response.headers.emplace_back(std::move(*h.mutable_name()), std::move(*h.mutable_value()));
+        }
+        response.body = std::move(*result.mutable_body());
+        server->Reply(token, std::move(response));
+      });
+}
+
+void Controller::HandleDeploy(triggers::ReplyToken token, const std::string& name,
+                              triggers::HttpRequest& request) {
+  FunctionRecord record;
+  record.name = name;
+  record.timeout_ms = options_.default_timeout_ms;
+  record.idle_ms = options_.default_idle_ms;
+  record.max_workers = options_.default_max_workers;
+  Status s = ApplyDeployQuery(request.query, &record);
+  if (!s.ok()) return ReplyError(token, 400, "invalid_argument", s.message());
+  if (request.body.empty()) {
+    return ReplyError(token, 400, "invalid_function", "the request body must be the function's .so file");
+  }
+  s = loader::ValidateSharedObject(request.body);
+  if (!s.ok()) {
+    return ReplyError(token, 400, "invalid_function", "refusing " + name + ": " + s.message());
+  }
+  s = artifacts_->Put(request.body, &record.sha256);
+  if (!s.ok()) return ReplyError(token, 500, "storage_error", s.message());
+  record.size_bytes = request.body.size();
+  record.deployed_at = NowRfc3339();
+  auto existing = functions_.find(name);
+  const std::string previous_sha = existing == functions_.end() ? "" : existing->second->record.sha256;
+  s = store_.Put(record);
+  if (!s.ok()) {
+    RemoveArtifactIfUnused(record.sha256);
+    return ReplyError(token, 500, "storage_error", s.message());
+  }
+  Install(record);
+  if (!previous_sha.empty() && previous_sha != record.sha256) RemoveArtifactIfUnused(previous_sha);
+  std::fprintf(stderr, "wisp: deployed %s (sha256 %.12s, %llu bytes)\n", name.c_str(),
+               record.sha256.c_str(), static_cast<unsigned long long>(record.size_bytes));
+  ReplyJson(token, existing == functions_.end() ? 201 : 200,
+            DescribeJson(*functions_[name], false));
+}
+
+void Controller::HandleRemove(triggers::ReplyToken token, const std::string& name) {
+  auto it = functions_.find(name);
+  if (it == functions_.end()) {
+    return ReplyError(token, 404, "function_not_found", "no function named '" + name + "' is deployed");
+  }
+  Status s = store_.Remove(name);
+  if (!s.ok() && s.code() != Status::Code::kNotFound) {
+    return ReplyError(token, HttpStatusFor(s), "storage_error", s.message());
+  }
+  std::unique_ptr<Deployed> deployed = std::move(it->second);
+  functions_.erase(it);
+  const std::string json = DescribeJson(*deployed, false);
+  Retire(std::move(deployed->dispatcher), deployed->counters);
+  RemoveArtifactIfUnused(deployed->record.sha256);
+  std::fprintf(stderr, "wisp: removed %s\n", name.c_str());
+  ReplyJson(token, 200, json);
+}
+
+std::string Controller::DescribeJson(const Deployed& deployed, bool with_status) const {
+  api::Function fn;
+  fn.set_name(deployed.record.name);
+  fn.set_sha256(deployed.record.sha256);
+  fn.set_size_bytes(deployed.record.size_bytes);
+  fn.set_deployed_at(deployed.record.deployed_at);
+  fn.mutable_config()->set_timeout_ms(static_cast<uint32_t>(deployed.record.timeout_ms));
+  fn.mutable_config()->set_idle_ms(static_cast<uint32_t>(deployed.record.idle_ms));
+  fn.mutable_config()->set_max_workers(deployed.record.max_workers);
+  if (with_status) {
+    api::FunctionStatus* st = fn.mutable_status();
+    for (int pid : deployed.dispatcher->WorkerPids()) st->add_worker_pids(pid);
+    st->set_loaded(st->worker_pids_size() > 0);
+    st->set_loads(deployed.counters->loads);
+    st->set_invocations(deployed.counters->invocations);
+    st->set_errors(deployed.counters->errors);
+    st->set_queue_depth(static_cast<uint32_t>(deployed.dispatcher->queue_depth()));
+  }
+  return ToJson(fn);
+}
+
+void Controller::HandleList(triggers::ReplyToken token) {
+  api::FunctionList list;
+  for (const auto& [name, deployed] : functions_) {
+    api::Function* fn = list.add_functions();
+    google::protobuf::util::JsonParseOptions options;
+    (void)google::protobuf::util::JsonStringToMessage(DescribeJson(*deployed, true), fn, options);
+  }
+  ReplyJson(token, 200, ToJson(list));
+}
+
+void Controller::HandleDescribe(triggers::ReplyToken token, const std::string& name) {
+  auto it = functions_.find(name);
+  if (it == functions_.end()) {
+    return ReplyError(token, 404, "function_not_found", "no function named '" + name + "' is deployed");
+  }
+  ReplyJson(token, 200, DescribeJson(*it->second, true));
+}
+
+void Controller::Shutdown(std::function<void()> on_done) {
+  WISP_ASSERT_LOOP_THREAD(loop_thread_);
+  shutting_down_ = true;
+  on_shutdown_ = std::move(on_done);
+  for (auto& [name, deployed] : functions_) {
+    Retire(std::move(deployed->dispatcher), deployed->counters);
+  }
+  functions_.clear();
+  if (server_) {
+    ++shutdown_waits_;
+    server_->Close([this] {
+      --shutdown_waits_;
+      MaybeFinishShutdown();
+    });
+  }
+  if (pool_) {
+    ++shutdown_waits_;
+    pool_->Close([this] {
+      --shutdown_waits_;
+      MaybeFinishShutdown();
+    });
+  }
+  MaybeFinishShutdown();
+}
+
+void Controller::MaybeFinishShutdown() {
+  if (!shutting_down_ || shutdown_waits_ > 0 || !on_shutdown_) return;
+  auto done = std::move(on_shutdown_);
+  on_shutdown_ = nullptr;
+  done();
+}
+
+}  // namespace wisp::runtime

@@ -1,1 +1,372 @@
-// placeholder
+#include "runtime/dispatcher.h"
+
+#include <algorithm>
+#include <cstdio>
+
+#include "runtime/base/check.h"
+
+namespace wisp::runtime {
+namespace {
+// How long a worker may take to exit after Shutdown before it is killed.
+constexpr uint64_t kShutdownGraceMs = 5000;
+}  // namespace
+
+Dispatcher::Dispatcher(uv_loop_t* loop, WorkerPool* pool, FunctionSpec spec,
+                       FunctionCounters* counters)
+    : loop_(loop),
+      pool_(pool),
+      spec_(std::move(spec)),
+      counters_(counters),
+      reaper_(new uv_timer_t) {
+  uv_timer_init(loop_, reaper_);
+  reaper_->data = this;
+}
+
+Dispatcher::~Dispatcher() { WISP_CHECK(slots_.empty() && reaper_closed_); }
+
+void Dispatcher::Submit(proto::Invoke invoke, InvocationDone done) {
+  auto job = std::make_unique<Job>();
+  job->done = std::move(done);
+  if (draining_) {
+    Fail(std::move(job), 503, "function_unavailable",
+         "function " + spec_.name + " is being replaced or removed");
+    return;
+  }
+  if (queue_.size() >= spec_.max_queue) {
+    InvocationOutcome outcome;
+    outcome.http_status = 503;
+    outcome.error_code = "queue_full";
+    outcome.error_message = "function " + spec_.name + " already has " +
+                            std::to_string(queue_.size()) + " invocations waiting";
+    outcome.retry_after_s = 1;
+    Complete(std::move(job), std::move(outcome));
+    return;
+  }
+  *job->frame.mutable_invoke() = std::move(invoke);
+  queue_.push_back(std::move(job));
+  Dispatch();
+}
+
+void Dispatcher::MoveQueuedTo(Dispatcher* other) {
+  while (!queue_.empty()) {
+    std::unique_ptr<Job> job = std::move(queue_.front());
+    queue_.pop_front();
+    other->Submit(std::move(*job->frame.mutable_invoke()), std::move(job->done));
+  }
+}
+
+size_t Dispatcher::LiveSlots() const {
+  size_t n = 0;
+  for (const auto& slot : slots_) {
+    if (slot->state == Slot::State::kLoading || slot->state == Slot::State::kReady) ++n;
+  }
+  return n;
+}
+
+void Dispatcher::Dispatch() {
+  if (draining_) {
+    // Only invocations put back after a worker failure can be here.
+    while (!queue_.empty()) {
+      std::unique_ptr<Job> job = std::move(queue_.front());
+      queue_.pop_front();
+      Fail(std::move(job), 503, "function_unavailable",
+           "function " + spec_.name + " was removed before this invocation could run");
+    }
+    return;
+  }
+  while (!queue_.empty()) {
+    Slot* best = nullptr;
+    bool loading = false;
+    for (const auto& slot : slots_) {
+      if (slot->state == Slot::State::kLoading) loading = true;
+      if (slot->state != Slot::State::kLoading && slot->state != Slot::State::kReady) continue;
+      if (best == nullptr || slot->inflight.size() < best->inflight.size()) best = slot.get();
+    }
+    if (best != nullptr && best->inflight.empty()) {
+      std::unique_ptr<Job> job = std::move(queue_.front());
+      queue_.pop_front();
+      Assign(best, std::move(job));
+      continue;
+    }
+    if (!loading && LiveSlots() < spec_.max_workers) {
+      if (StartWorker()) continue;
+      if (best == nullptr) return;  // every waiting invocation has been failed
+    }
+    if (best != nullptr && best->inflight.size() < spec_.pipeline_depth) {
+      std::unique_ptr<Job> job = std::move(queue_.front());
+      queue_.pop_front();
+      Assign(best, std::move(job));
+      continue;
+    }
+    return;
+  }
+}
+
+bool Dispatcher::StartWorker() {
+  StatusOr<WorkerProcess*> taken = pool_->Take(this);
+  if (!taken.ok()) {
+    const std::string message = "cannot start a worker for " + spec_.name + ": " +
+                                taken.status().message();
+    std::fprintf(stderr, "wisp: %s\n", message.c_str());
+    if (LiveSlots() == 0) {
+      while (!queue_.empty()) {
+        std::unique_ptr<Job> job = std::move(queue_.front());
+        queue_.pop_front();
+        Fail(std::move(job), 503, "no_worker", message);
+      }
+    }
+    return false;
+  }
+  auto slot = std::make_unique<Slot>();
+  slot->worker = *taken;
+  slot->worker->set_label(spec_.name);
+  proto::Frame load;
+  load.mutable_load()->set_path(spec_.artifact_path);
+  load.mutable_load()->set_function(spec_.name);
+  slot->worker->Send(load);
+  slot->worker->SetDeadline(spec_.timeout_ms);
+  slots_.push_back(std::move(slot));
+  return true;
+}
+
+void Dispatcher::Assign(Slot* slot, std::unique_ptr<Job> job) {
+  job->frame.mutable_invoke()->set_id(next_id_++);
+  slot->worker->Send(job->frame);
+  if (slot->inflight.empty() && slot->state == Slot::State::kReady) {
+    slot->worker->SetDeadline(spec_.timeout_ms);
+  }
+  slot->inflight.push_back(std::move(job));
+}
+
+void Dispatcher::Complete(std::unique_ptr<Job> job, InvocationOutcome outcome) {
+  ++counters_->invocations;
+  if (!outcome.has_result || outcome.result.function_error() != 0) ++counters_->errors;
+  InvocationDone done = std::move(job->done);
+  done(std::move(outcome));
+}
+
+void Dispatcher::Fail(std::unique_ptr<Job> job, int http_status, std::string code,
+                      std::string message) {
+  InvocationOutcome outcome;
+  outcome.http_status = http_status;
+  outcome.error_code = std::move(code);
+  outcome.error_message = std::move(message);
+  Complete(std::move(job), std::move(outcome));
+}
+
+void Dispatcher::FailAllInflight(Slot* slot, int http_status, const std::string& code,
+                                 const std::string& message) {
+  while (!slot->inflight.empty()) {
+    std::unique_ptr<Job> job = std::move(slot->inflight.front());
+    slot->inflight.pop_front();
+    Fail(std::move(job), http_status, code, message);
+  }
+}
+
+void Dispatcher::RequeueInflight(Slot* slot) {
+  while (!slot->inflight.empty()) {
+    queue_.push_front(std::move(slot->inflight.back()));
+    slot->inflight.pop_back();
+  }
+}
+
+Dispatcher::Slot* Dispatcher::FindSlot(WorkerProcess* worker) {
+  for (const auto& slot : slots_) {
+    if (slot->worker == worker) return slot.get();
+  }
+  return nullptr;
+}
+
+void Dispatcher::OnWorkerFrame(WorkerProcess* worker, proto::Frame& frame) {
+  Slot* slot = FindSlot(worker);
+  if (slot == nullptr || slot->state == Slot::State::kDead) return;
+  switch (frame.kind_case()) {
+    case proto::Frame::kLoaded:
+      if (slot->state != Slot::State::kLoading) {
+        worker->Kill("worker sent Loaded twice");
+        return;
+      }
+      slot->state = Slot::State::kReady;
+      ++counters_->loads;
+      BecomeIdleOrContinue(slot);
+      Dispatch();
+      return;
+    case proto::Frame::kLoadFailed:
+      slot->state = Slot::State::kDead;
+      worker->Kill("worker could not load " + spec_.name);
+      FailAllInflight(slot, 502, "load_failed",
+                      "cannot load function " + spec_.name + ": " + frame.load_failed().message());
+      return;
+    case proto::Frame::kResult:
+      OnResult(slot, *frame.mutable_result());
+      return;
+    default:
+      worker->Kill("worker sent an unexpected frame");
+      return;
+  }
+}
+
+void Dispatcher::OnResult(Slot* slot, proto::Result& result) {
+  if (slot->state != Slot::State::kReady || slot->inflight.empty() ||
+      slot->inflight.front()->frame.invoke().id() != result.id()) {
+    slot->worker->Kill("worker sent a result for invocation " + std::to_string(result.id()) +
+                       " out of order");
+    return;
+  }
+  std::unique_ptr<Job> job = std::move(slot->inflight.front());
+  slot->inflight.pop_front();
+  InvocationOutcome outcome;
+  outcome.has_result = true;
+  outcome.result = std::move(result);
+  Complete(std::move(job), std::move(outcome));
+  BecomeIdleOrContinue(slot);
+  Dispatch();
+}
+
+void Dispatcher::BecomeIdleOrContinue(Slot* slot) {
+  if (!slot->inflight.empty()) {
+    slot->worker->SetDeadline(spec_.timeout_ms);  // the next one starts now
+    return;
+  }
+  slot->worker->SetDeadline(0);
+  slot->idle_since_ms = uv_now(loop_);
+  if (draining_ && queue_.empty()) {
+    StopWorker(slot);
+    return;
+  }
+  ArmReaper();
+}
+
+void Dispatcher::StopWorker(Slot* slot) {
+  proto::Frame shutdown;
+  shutdown.mutable_shutdown();
+  slot->worker->Send(shutdown);
+  slot->state = Slot::State::kStopping;
+  slot->worker->SetDeadline(kShutdownGraceMs);
+}
+
+void Dispatcher::OnWorkerDeadline(WorkerProcess* worker) {
+  Slot* slot = FindSlot(worker);
+  if (slot == nullptr) return;
+  const Slot::State state = slot->state;
+  slot->state = Slot::State::kDead;
+  if (state == Slot::State::kStopping) {
+    worker->Kill("worker did not exit within " + std::to_string(kShutdownGraceMs) +
+                 " ms of shutdown");
+    return;
+  }
+  const std::string limit = std::to_string(spec_.timeout_ms) + " ms";
+  worker->Kill("timed out after " + limit);
+  if (state == Slot::State::kLoading) {
+    FailAllInflight(slot, 504, "timeout",
+                    "function " + spec_.name + " did not load within " + limit);
+    return;
+  }
+  if (!slot->inflight.empty()) {
+    std::unique_ptr<Job> head = std::move(slot->inflight.front());
+    slot->inflight.pop_front();
+    Fail(std::move(head), 504, "timeout",
+         "function " + spec_.name + " did not answer within " + limit +
+             "; its worker was killed");
+  }
+  RequeueInflight(slot);  // dispatched again once the worker's exit is seen
+}
+
+void Dispatcher::OnWorkerExit(WorkerProcess* worker, const WorkerExit& exit) {
+  Slot* slot = FindSlot(worker);
+  if (slot == nullptr) return;
+  const std::string cause = "worker " + exit.Describe();
+  switch (slot->state) {
+    case Slot::State::kLoading:
+      FailAllInflight(slot, 502, "load_failed",
+                      "cannot load function " + spec_.name + ": " + cause + " while loading");
+      break;
+    case Slot::State::kReady:
+      if (!slot->inflight.empty()) {
+        std::unique_ptr<Job> head = std::move(slot->inflight.front());
+        slot->inflight.pop_front();
+        Fail(std::move(head), 502, "worker_crashed",
+             "function " + spec_.name + " failed: " + cause);
+      }
+      RequeueInflight(slot);
+      break;
+    case Slot::State::kStopping:
+    case Slot::State::kDead:
+      RequeueInflight(slot);
+      break;
+  }
+  slots_.erase(std::remove_if(slots_.begin(), slots_.end(),
+                              [slot](const auto& s) { return s.get() == slot; }),
+               slots_.end());
+  Dispatch();
+  if (draining_) MaybeFinishDrain();
+}
+
+void Dispatcher::ArmReaper() {
+  if (draining_ || uv_is_active(reinterpret_cast<uv_handle_t*>(reaper_))) return;
+  uint64_t next = UINT64_MAX;
+  const uint64_t now = uv_now(loop_);
+  for (const auto& slot : slots_) {
+    if (slot->state != Slot::State::kReady || !slot->inflight.empty()) continue;
+    const uint64_t due = slot->idle_since_ms + spec_.idle_ms;
+    next = std::min(next, due > now ? due - now : 0);
+  }
+  if (next != UINT64_MAX) uv_timer_start(reaper_, ReaperCb, next, 0);
+}
+
+void Dispatcher::ReaperCb(uv_timer_t* timer) { static_cast<Dispatcher*>(timer->data)->Reap(); }
+
+void Dispatcher::Reap() {
+  const uint64_t now = uv_now(loop_);
+  for (const auto& slot : slots_) {
+    if (slot->state == Slot::State::kReady && slot->inflight.empty() &&
+        now - slot->idle_since_ms >= spec_.idle_ms) {
+      StopWorker(slot.get());
+    }
+  }
+  ArmReaper();
+}
+
+std::vector<int> Dispatcher::WorkerPids() const {
+  std::vector<int> pids;
+  for (const auto& slot : slots_) {
+    if (slot->state == Slot::State::kReady || slot->state == Slot::State::kLoading) {
+      pids.push_back(slot->worker->pid());
+    }
+  }
+  return pids;
+}
+
+void Dispatcher::Drain(std::function<void()> on_drained) {
+  draining_ = true;
+  on_drained_ = std::move(on_drained);
+  while (!queue_.empty()) {
+    std::unique_ptr<Job> job = std::move(queue_.front());
+    queue_.pop_front();
+    Fail(std::move(job), 503, "function_unavailable",
+         "function " + spec_.name + " was removed");
+  }
+  uv_timer_stop(reaper_);
+  uv_close(reinterpret_cast<uv_handle_t*>(reaper_), [](uv_handle_t* h) {
+    auto* self = static_cast<Dispatcher*>(h->data);
+    delete reinterpret_cast<uv_timer_t*>(h);
+    self->reaper_closed_ = true;
+    self->MaybeFinishDrain();
+  });
+  for (const auto& slot : slots_) {
+    if (slot->state == Slot::State::kReady && slot->inflight.empty()) StopWorker(slot.get());
+    if (slot->state == Slot::State::kLoading && slot->inflight.empty()) {
+      slot->state = Slot::State::kDead;
+      slot->worker->Kill("function " + spec_.name + " removed while loading");
+    }
+  }
+}
+
+void Dispatcher::MaybeFinishDrain() {
+  if (!draining_ || !reaper_closed_ || !slots_.empty() || !on_drained_) return;
+  auto done = std::move(on_drained_);
+  on_drained_ = nullptr;
+  done();  // may destroy this
+}
+
+}  // namespace wisp::runtime

@@ -1,1 +1,83 @@
-// placeholder
+#include "runtime/worker_host.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <string_view>
+
+namespace wisp::runtime {
+namespace {
+
+// Header names and values must not smuggle CR or LF into the HTTP reply.
+bool IsSafeHeaderText(const char* s, bool is_name) {
+  if (s == nullptr) return false;
+  if (is_name && *s == '\0') return false;
+  for (const char* p = s; *p != '\0'; ++p) {
+    const unsigned char c = static_cast<unsigned char>(*p);
+    if (c == '\r' || c == '\n') return false;
+    if (is_name && (c <= ' ' || c == ':' || c >= 0x7f)) return false;
+  }
+  return true;
+}
+
+int HostWrite(wisp_ctx* ctx, const void* data, size_t len) {
+  if (ctx == nullptr || (data == nullptr && len > 0)) return WISP_E_INVALID;
+  std::string* body = ctx->result->mutable_body();
+  if (len > ctx->max_reply_bytes - body->size()) return WISP_E_LIMIT;
+  body->append(static_cast<const char*>(data), len);
+  return WISP_OK;
+}
+
+int HostSetStatus(wisp_ctx* ctx, int code) {
+  if (ctx == nullptr || code < 100 || code > 599) return WISP_E_INVALID;
+  ctx->result->set_status(code);
+  return WISP_OK;
+}
+
+int HostSetHeader(wisp_ctx* ctx, const char* name, const char* value) {
+  if (ctx == nullptr || !IsSafeHeaderText(name, true) || !IsSafeHeaderText(value, false)) {
+    return WISP_E_INVALID;
+  }
+  if (ctx->result->headers_size() >= 100) return WISP_E_LIMIT;
+  proto::Header* header = ctx->result->add_headers();
+  header->set_name(name);
+  header->set_value(value);
+  return WISP_OK;
+}
+
+int HostEmit(wisp_ctx* ctx, const char* subject, const void* data, size_t len) {
+  if (ctx == nullptr || subject == nullptr || *subject == '\0' || (data == nullptr && len > 0)) {
+    return WISP_E_INVALID;
+  }
+  if (static_cast<size_t>(ctx->result->events_size()) >= ctx->max_events) return WISP_E_LIMIT;
+  proto::Event* event = ctx->result->add_events();
+  event->set_subject(subject);
+  event->set_data(static_cast<const char*>(data), len);
+  return WISP_OK;
+}
+
+int HostLog(wisp_ctx* ctx, int level, const char* msg, size_t len) {
+  if (ctx == nullptr || (msg == nullptr && len > 0)) return WISP_E_INVALID;
+  static const char* const kLevels[] = {"debug", "info", "warn", "error"};
+  const char* name = (level >= 0 && level <= 3) ? kLevels[level] : "info";
+  std::string line = "[";
+  line += name;
+  line += "] ";
+  line.append(msg, len);
+  line += '\n';
+  // Stderr is captured by the controller as this function's log.
+  (void)!::write(STDERR_FILENO, line.data(), line.size());
+  return WISP_OK;
+}
+
+const wisp_host kHostTable = {
+    sizeof(wisp_host), WISP_ABI_VERSION, HostWrite, HostSetStatus,
+    HostSetHeader,     HostEmit,         HostLog,
+};
+
+}  // namespace
+
+const wisp_host* WorkerHostTable() { return &kHostTable; }
+
+}  // namespace wisp::runtime

@@ -1,1 +1,319 @@
-// placeholder
+#include "runtime/worker_process.h"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <vector>
+
+#include "runtime/base/check.h"
+#include "runtime/signal_names.h"
+
+namespace wisp::runtime {
+namespace {
+
+constexpr size_t kReadBufferBytes = 64 * 1024;
+constexpr size_t kMaxLogLineBytes = 16 * 1024;
+
+Status MakeSocketPair(int fds[2]) {
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
+    return Status::FromErrno("socketpair", errno);
+  }
+  return Status::OK();
+}
+
+Status UvStatus(const char* what, int rc) {
+  if (rc >= 0) return Status::OK();
+  return Status::IOError(std::string(what) + ": " + uv_strerror(rc));
+}
+
+}  // namespace
+
+std::string WorkerExit::Describe() const {
+  if (!kill_reason.empty()) return kill_reason;
+  return DescribeExit(exit_status, term_signal);
+}
+
+WorkerProcess::WorkerProcess(uv_loop_t* loop, const Options& options, WorkerListener* listener)
+    : loop_(loop),
+      options_(options),
+      listener_(listener),
+      decoder_(options.max_frame_bytes) {}
+
+StatusOr<WorkerProcess*> WorkerProcess::Spawn(uv_loop_t* loop, const Options& options,
+                                              WorkerListener* listener) {
+  auto* worker = new WorkerProcess(loop, options, listener);
+  Status s = worker->Start();
+  if (!s.ok()) {
+    worker->state_ = State::kExited;
+    worker->exited_ = true;
+    worker->CloseHandles();  // deletes the worker once closed
+    return s;
+  }
+  return worker;
+}
+
+Status WorkerProcess::Start() {
+  for (uv_handle_t* h : {reinterpret_cast<uv_handle_t*>(&flusher_),
+                         reinterpret_cast<uv_handle_t*>(&deadline_),
+                         reinterpret_cast<uv_handle_t*>(&channel_),
+                         reinterpret_cast<uv_handle_t*>(&log_)}) {
+    h->data = this;
+  }
+  uv_check_init(loop_, &flusher_);
+  uv_timer_init(loop_, &deadline_);
+  uv_pipe_init(loop_, &channel_, 0);
+  uv_pipe_init(loop_, &log_, 0);
+  open_handles_ = 4;
+
+  int channel_fds[2];
+  int log_fds[2];
+  WISP_RETURN_IF_ERROR(MakeSocketPair(channel_fds));
+  Status s = MakeSocketPair(log_fds);
+  if (!s.ok()) {
+    ::close(channel_fds[0]);
+    ::close(channel_fds[1]);
+    return s;
+  }
+
+  std::vector<char*> args = {const_cast<char*>(options_.worker_path.c_str()), nullptr};
+  uv_stdio_container_t stdio[4];
+  stdio[0].flags = UV_IGNORE;
+  stdio[1].flags = UV_INHERIT_FD;
+  stdio[1].data.fd = log_fds[1];
+  stdio[2].flags = UV_INHERIT_FD;
+  stdio[2].data.fd = log_fds[1];
+  stdio[3].flags = UV_INHERIT_FD;
+  stdio[3].data.fd = channel_fds[1];
+  uv_process_options_t opts{};
+  opts.file = options_.worker_path.c_str();
+  opts.args = args.data();
+  opts.exit_cb = ExitCb;
+  opts.stdio = stdio;
+  opts.stdio_count = 4;
+  process_.data = this;
+  const int rc = uv_spawn(loop_, &process_, &opts);
+  process_started_ = true;  // initialised either way; closed with the rest
+  ++open_handles_;
+  ::close(channel_fds[1]);
+  ::close(log_fds[1]);
+  if (rc < 0) {
+    ::close(channel_fds[0]);
+    ::close(log_fds[0]);
+    return UvStatus(("spawn " + options_.worker_path).c_str(), rc);
+  }
+  process_.data = this;
+  pid_ = process_.pid;
+  started_ms_ = uv_now(loop_);
+  WISP_RETURN_IF_ERROR(UvStatus("open worker channel", uv_pipe_open(&channel_, channel_fds[0])));
+  WISP_RETURN_IF_ERROR(UvStatus("open worker log", uv_pipe_open(&log_, log_fds[0])));
+  WISP_RETURN_IF_ERROR(UvStatus("read worker channel", uv_read_start(
+      reinterpret_cast<uv_stream_t*>(&channel_), AllocCb, ReadCb)));
+  WISP_RETURN_IF_ERROR(UvStatus("read worker log", uv_read_start(
+      reinterpret_cast<uv_stream_t*>(&log_), AllocCb, LogReadCb)));
+  return Status::OK();
+}
+
+void WorkerProcess::Send(const proto::Frame& frame) {
+  if (state_ != State::kRunning) return;
+  Status s = AppendFrame(frame, &pending_, options_.max_frame_bytes);
+  if (!s.ok()) {
+    std::fprintf(stderr, "wisp: not sending frame to worker %d: %s\n", pid_,
+                 s.ToString().c_str());
+    return;
+  }
+  if (!uv_is_active(reinterpret_cast<uv_handle_t*>(&flusher_))) {
+    uv_check_start(&flusher_, CheckCb);
+  }
+}
+
+void WorkerProcess::CheckCb(uv_check_t* check) {
+  auto* self = static_cast<WorkerProcess*>(check->data);
+  uv_check_stop(check);
+  self->Flush();
+}
+
+void WorkerProcess::Flush() {
+  if (writing_ || pending_.empty() || state_ != State::kRunning) return;
+  uv_buf_t buf = uv_buf_init(pending_.data(), static_cast<unsigned>(pending_.size()));
+  auto* stream = reinterpret_cast<uv_stream_t*>(&channel_);
+  int written = uv_try_write(stream, &buf, 1);
+  if (written == UV_EAGAIN) written = 0;
+  if (written < 0) {
+    Kill(std::string("write to worker failed: ") + uv_strerror(written));
+    return;
+  }
+  if (static_cast<size_t>(written) == pending_.size()) {
+    pending_.clear();
+    return;
+  }
+  inflight_.assign(pending_, static_cast<size_t>(written));
+  pending_.clear();
+  buf = uv_buf_init(inflight_.data(), static_cast<unsigned>(inflight_.size()));
+  write_req_.data = this;
+  const int rc = uv_write(&write_req_, stream, &buf, 1, WriteCb);
+  if (rc < 0) {
+    Kill(std::string("write to worker failed: ") + uv_strerror(rc));
+    return;
+  }
+  writing_ = true;
+}
+
+void WorkerProcess::WriteCb(uv_write_t* req, int status) {
+  auto* self = static_cast<WorkerProcess*>(req->data);
+  self->writing_ = false;
+  self->inflight_.clear();
+  if (status < 0) {
+    if (status != UV_ECANCELED) {
+      self->Kill(std::string("write to worker failed: ") + uv_strerror(status));
+    }
+    return;
+  }
+  self->Flush();
+}
+
+void WorkerProcess::Kill(const std::string& reason) {
+  if (exited_ || state_ == State::kExited) return;
+  if (exit_.kill_reason.empty()) exit_.kill_reason = reason;
+  state_ = State::kExiting;
+  uv_timer_stop(&deadline_);
+  uv_process_kill(&process_, SIGKILL);
+}
+
+void WorkerProcess::SetDeadline(uint64_t timeout_ms) {
+  if (state_ != State::kRunning) return;
+  if (timeout_ms == 0) {
+    uv_timer_stop(&deadline_);
+    return;
+  }
+  uv_timer_start(&deadline_, TimerCb, timeout_ms, 0);
+}
+
+void WorkerProcess::TimerCb(uv_timer_t* timer) {
+  auto* self = static_cast<WorkerProcess*>(timer->data);
+  if (self->state_ == State::kRunning && self->listener_ != nullptr) {
+    self->listener_->OnWorkerDeadline(self);
+  }
+}
+
+void WorkerProcess::AllocCb(uv_handle_t* handle, size_t, uv_buf_t* buf) {
+  auto* self = static_cast<WorkerProcess*>(handle->data);
+  self->read_buf_.resize(kReadBufferBytes);
+  *buf = uv_buf_init(self->read_buf_.data(), static_cast<unsigned>(self->read_buf_.size()));
+}
+
+void WorkerProcess::ReadCb(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
+  static_cast<WorkerProcess*>(stream->data)->OnRead(nread, buf);
+}
+
+void WorkerProcess::OnRead(ssize_t nread, const uv_buf_t* buf) {
+  if (nread > 0) {
+    decoder_.Feed(buf->base, static_cast<size_t>(nread));
+    DeliverFrames();
+    return;
+  }
+  if (nread == 0) return;
+  uv_read_stop(reinterpret_cast<uv_stream_t*>(&channel_));
+  channel_eof_ = true;
+  if (!exited_) {
+    Kill(nread == UV_EOF ? "worker closed its channel"
+                         : std::string("worker channel failed: ") + uv_strerror(static_cast<int>(nread)));
+  }
+}
+
+void WorkerProcess::DeliverFrames() {
+  proto::Frame frame;
+  while (!channel_eof_ || exited_) {
+    StatusOr<bool> got = decoder_.Next(&frame);
+    if (!got.ok()) {
+      Kill("worker sent a bad frame: " + got.status().message());
+      return;
+    }
+    if (!*got) return;
+    if (listener_ != nullptr) listener_->OnWorkerFrame(this, frame);
+    if (state_ == State::kExited) return;
+  }
+}
+
+void WorkerProcess::LogReadCb(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
+  static_cast<WorkerProcess*>(stream->data)->OnLogRead(nread, buf);
+}
+
+void WorkerProcess::OnLogRead(ssize_t nread, const uv_buf_t* buf) {
+  if (nread < 0) {
+    uv_read_stop(reinterpret_cast<uv_stream_t*>(&log_));
+    if (!log_line_.empty()) {
+      std::fprintf(stderr, "[%s %d] %s\n", label_.c_str(), pid_, log_line_.c_str());
+      log_line_.clear();
+    }
+    return;
+  }
+  for (ssize_t i = 0; i < nread; ++i) {
+    const char c = buf->base[i];
+    if (c == '\n' || log_line_.size() >= kMaxLogLineBytes) {
+      std::fprintf(stderr, "[%s %d] %s\n", label_.empty() ? "worker" : label_.c_str(), pid_,
+                   log_line_.c_str());
+      log_line_.clear();
+      if (c == '\n') continue;
+    }
+    log_line_ += c;
+  }
+}
+
+void WorkerProcess::ExitCb(uv_process_t* process, int64_t exit_status, int term_signal) {
+  static_cast<WorkerProcess*>(process->data)->OnExited(exit_status, term_signal);
+}
+
+void WorkerProcess::DrainChannel() {
+  // The process is gone: whatever it wrote is already in the socket buffer.
+  int fd = -1;
+  if (uv_fileno(reinterpret_cast<uv_handle_t*>(&channel_), &fd) != 0) return;
+  char buf[kReadBufferBytes];
+  while (!channel_eof_) {
+    const ssize_t n = ::read(fd, buf, sizeof(buf));
+    if (n > 0) {
+      decoder_.Feed(buf, static_cast<size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    break;  // EOF, EAGAIN (a descendant still holds the socket), or an error
+  }
+  channel_eof_ = true;
+}
+
+void WorkerProcess::OnExited(int64_t exit_status, int term_signal) {
+  exited_ = true;
+  exit_.exit_status = exit_status;
+  exit_.term_signal = term_signal;
+  if (state_ == State::kRunning) state_ = State::kExiting;
+  DrainChannel();
+  DeliverFrames();
+  state_ = State::kExited;
+  uv_timer_stop(&deadline_);
+  if (listener_ != nullptr) listener_->OnWorkerExit(this, exit_);
+  listener_ = nullptr;
+  CloseHandles();
+}
+
+void WorkerProcess::CloseHandles() {
+  auto close = [](auto* handle) {
+    auto* h = reinterpret_cast<uv_handle_t*>(handle);
+    if (!uv_is_closing(h)) uv_close(h, CloseCb);
+  };
+  close(&flusher_);
+  close(&deadline_);
+  close(&channel_);
+  close(&log_);
+  if (process_started_) close(&process_);
+}
+
+void WorkerProcess::CloseCb(uv_handle_t* handle) {
+  static_cast<WorkerProcess*>(handle->data)->OnHandleClosed();
+}
+
+void WorkerProcess::OnHandleClosed() {
+  if (--open_handles_ == 0) delete this;
+}
+
+}  // namespace wisp::runtime

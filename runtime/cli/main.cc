@@ -1,1 +1,86 @@
-int main() { return 1; }
+// wisp: the command line. CLI11 parses; each subcommand lives in commands.cc.
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+
+#include "runtime/cli/commands.h"
+#include "wisp/function.h"
+
+int main(int argc, char** argv) {
+  using namespace wisp::cli;
+  CLI::App app{"wisp: a serverless runtime for native functions"};
+  app.require_subcommand(1);
+  std::string server;
+  app.add_option("--server", server, "controller URL (default $WISP_URL or http://127.0.0.1:8080)");
+
+  UpArgs up;
+  CLI::App* up_cmd = app.add_subcommand("up", "run the controller in the foreground");
+  up_cmd->add_option("--listen", up.listen, "HOST:PORT to serve HTTP on")->capture_default_str();
+  up_cmd->add_option("--data", up.data_dir, "data directory (default $WISP_HOME or ~/.wisp)");
+  up_cmd->add_option("--idle", up.idle, "default idle time before a worker is unloaded")
+      ->capture_default_str();
+  up_cmd->add_option("--timeout", up.timeout, "default invocation timeout")->capture_default_str();
+  up_cmd->add_option("--max-workers", up.max_workers, "default workers per function")
+      ->capture_default_str()->check(CLI::Range(1, 64));
+  up_cmd->add_option("--warm-pool", up.warm_pool, "generic workers kept ready")
+      ->capture_default_str()->check(CLI::Range(0, 64));
+  up_cmd->add_option("--worker", up.worker, "path of wisp-worker (default next to wisp)");
+  up_cmd->add_option("--max-body", up.max_body, "largest request body for /fn/, bytes")
+      ->capture_default_str();
+
+  DeployArgs deploy;
+  CLI::App* deploy_cmd = app.add_subcommand("deploy", "deploy a function .so");
+  deploy_cmd->add_option("path", deploy.path, "the function's .so file")->required();
+  deploy_cmd->add_option("--name", deploy.name, "function name (default: the file's stem)");
+  deploy_cmd->add_option("--timeout", deploy.timeout, "invocation timeout, e.g. 30s");
+  deploy_cmd->add_option("--idle", deploy.idle, "idle time before unloading, e.g. 60s");
+  deploy_cmd->add_option("--max-workers", deploy.max_workers, "most workers at once")
+      ->check(CLI::Range(1, 64));
+  deploy_cmd->add_option("--server", server, "controller URL");
+
+  bool json = false;
+  CLI::App* ls_cmd = app.add_subcommand("ls", "list deployed functions");
+  ls_cmd->add_flag("--json", json, "print JSON");
+  ls_cmd->add_option("--server", server, "controller URL");
+
+  InvokeArgs invoke;
+  CLI::App* invoke_cmd = app.add_subcommand("invoke", "call a function and print its reply");
+  invoke_cmd->add_option("name", invoke.name, "function name")->required();
+  invoke_cmd->add_option("data", invoke.data, "request body, @file, or - for stdin");
+  invoke_cmd->add_option("-X,--method", invoke.method, "HTTP method")->capture_default_str();
+  invoke_cmd->add_option("--path", invoke.path, "path below /fn/<name>");
+  invoke_cmd->add_flag("-i,--include", invoke.include_headers, "print status and headers");
+  invoke_cmd->add_option("--server", server, "controller URL");
+
+  std::string rm_name;
+  CLI::App* rm_cmd = app.add_subcommand("rm", "remove a function");
+  rm_cmd->add_option("name", rm_name, "function name")->required();
+  rm_cmd->add_option("--server", server, "controller URL");
+
+  CLI::App* version_cmd = app.add_subcommand("version", "print the version");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int rc = app.exit(e);
+    return rc == 0 ? kExitOk : kExitUsage;
+  }
+
+  const std::string url = ResolveServer(server);
+  if (*up_cmd) return RunUp(up);
+  if (*deploy_cmd) {
+    deploy.server = url;
+    return RunDeploy(deploy);
+  }
+  if (*ls_cmd) return RunList(url, json);
+  if (*invoke_cmd) {
+    invoke.server = url;
+    return RunInvoke(invoke);
+  }
+  if (*rm_cmd) return RunRemove(url, rm_name);
+  if (*version_cmd) {
+    std::printf("wisp %s (function ABI %u)\n", WISP_VERSION, WISP_ABI_VERSION);
+    return kExitOk;
+  }
+  return kExitUsage;
+}

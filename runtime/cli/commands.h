@@ -1,0 +1,61 @@
+// The subcommands of the wisp CLI. Each returns the process exit code and
+// prints its own errors as one readable line on stderr:
+//   0 success, 1 the controller refused or the function failed,
+//   2 bad usage or input (file, name, duration), 3 controller unreachable,
+//   4 the controller could not start.
+// Threading: the main thread.
+#ifndef WISP_RUNTIME_CLI_COMMANDS_H_
+#define WISP_RUNTIME_CLI_COMMANDS_H_
+
+#include <cstdint>
+#include <string>
+
+namespace wisp::cli {
+
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitFailed = 1;
+inline constexpr int kExitUsage = 2;
+inline constexpr int kExitUnreachable = 3;
+inline constexpr int kExitStartFailed = 4;
+
+struct UpArgs {
+  std::string listen = "127.0.0.1:8080";
+  std::string data_dir;   // empty: $WISP_HOME, else ~/.wisp
+  std::string idle = "60s";
+  std::string timeout = "30s";
+  uint32_t max_workers = 2;
+  uint32_t warm_pool = 2;
+  std::string worker;     // empty: $WISP_WORKER, else next to this binary
+  uint64_t max_body = 6 * 1024 * 1024;
+};
+
+struct DeployArgs {
+  std::string server;
+  std::string path;
+  std::string name;
+  std::string timeout;
+  std::string idle;
+  uint32_t max_workers = 0;  // 0: the controller's default
+};
+
+struct InvokeArgs {
+  std::string server;
+  std::string name;
+  std::string data;          // literal, @file, or - for stdin
+  std::string method = "POST";
+  std::string path;          // appended below /fn/<name>
+  bool include_headers = false;
+};
+
+int RunUp(const UpArgs& args);
+int RunDeploy(const DeployArgs& args);
+int RunList(const std::string& server, bool json);
+int RunInvoke(const InvokeArgs& args);
+int RunRemove(const std::string& server, const std::string& name);
+
+// --server, else $WISP_URL, else http://127.0.0.1:8080.
+std::string ResolveServer(const std::string& flag);
+
+}  // namespace wisp::cli
+
+#endif  // WISP_RUNTIME_CLI_COMMANDS_H_

@@ -1,0 +1,104 @@
+// wisp up: runs the controller on the default libuv loop until SIGINT/SIGTERM.
+#include <limits.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include "runtime/cli/commands.h"
+#include "runtime/controller.h"
+#include "runtime/duration.h"
+
+namespace wisp::cli {
+namespace {
+
+std::string ResolveDataDir(const std::string& flag) {
+  if (!flag.empty()) return flag;
+  if (const char* home = std::getenv("WISP_HOME"); home != nullptr && *home != '\0') return home;
+  const char* user_home = std::getenv("HOME");
+  return std::string(user_home != nullptr ? user_home : ".") + "/.wisp";
+}
+
+std::string ResolveWorker(const std::string& flag) {
+  if (!flag.empty()) return flag;
+  if (const char* env = std::getenv("WISP_WORKER"); env != nullptr && *env != '\0') return env;
+  char self[PATH_MAX];
+  const ssize_t n = ::readlink("/proc/self/exe", self, sizeof(self) - 1);
+  if (n <= 0) return "wisp-worker";
+  std::string path(self, static_cast<size_t>(n));
+  return path.substr(0, path.rfind('/') + 1) + "wisp-worker";
+}
+
+struct Signals {
+  uv_signal_t sigint;
+  uv_signal_t sigterm;
+  runtime::Controller* controller;
+  bool stopping = false;
+};
+
+void OnSignal(uv_signal_t* handle, int signum) {
+  auto* signals = static_cast<Signals*>(handle->data);
+  if (signals->stopping) return;
+  signals->stopping = true;
+  std::fprintf(stderr, "wisp: received signal %d, shutting down\n", signum);
+  signals->controller->Shutdown([signals] {
+    uv_close(reinterpret_cast<uv_handle_t*>(&signals->sigint), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&signals->sigterm), nullptr);
+  });
+}
+
+}  // namespace
+
+int RunUp(const UpArgs& args) {
+  ::signal(SIGPIPE, SIG_IGN);
+  runtime::ControllerOptions options;
+  Status s = runtime::ParseListenAddress(args.listen, &options.listen_host, &options.listen_port);
+  if (s.ok()) s = runtime::ParseDurationMs(args.idle, &options.default_idle_ms).WithContext("--idle");
+  if (s.ok()) {
+    s = runtime::ParseDurationMs(args.timeout, &options.default_timeout_ms).WithContext("--timeout");
+  }
+  if (!s.ok()) {
+    std::fprintf(stderr, "wisp: %s\n", s.message().c_str());
+    return kExitUsage;
+  }
+  options.data_dir = ResolveDataDir(args.data_dir);
+  options.worker_path = ResolveWorker(args.worker);
+  options.default_max_workers = args.max_workers;
+  options.warm_pool_size = args.warm_pool;
+  options.max_request_bytes = args.max_body;
+  if (::access(options.worker_path.c_str(), X_OK) != 0) {
+    std::fprintf(stderr, "wisp: worker binary %s is not executable (set --worker or WISP_WORKER)\n",
+                 options.worker_path.c_str());
+    return kExitStartFailed;
+  }
+
+  uv_loop_t* loop = uv_default_loop();
+  auto controller = std::make_unique<runtime::Controller>(loop, options);
+  s = controller->Start();
+  if (!s.ok()) {
+    std::fprintf(stderr, "wisp: cannot start: %s\n", s.message().c_str());
+    controller->Shutdown([] {});
+    uv_run(loop, UV_RUN_DEFAULT);
+    return kExitStartFailed;
+  }
+  std::printf("wisp listening on http://%s:%d (data %s)\n", options.listen_host.c_str(),
+              controller->port(), options.data_dir.c_str());
+  std::fflush(stdout);
+
+  Signals signals;
+  signals.controller = controller.get();
+  uv_signal_init(loop, &signals.sigint);
+  uv_signal_init(loop, &signals.sigterm);
+  signals.sigint.data = &signals;
+  signals.sigterm.data = &signals;
+  uv_signal_start(&signals.sigint, OnSignal, SIGINT);
+  uv_signal_start(&signals.sigterm, OnSignal, SIGTERM);
+  uv_run(loop, UV_RUN_DEFAULT);
+  controller.reset();
+  uv_loop_close(loop);
+  return kExitOk;
+}
+
+}  // namespace wisp::cli

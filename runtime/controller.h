@@ -1,0 +1,122 @@
+// The controller: owns the HTTP trigger, the deployed functions (store,
+// artifacts, one dispatcher each), and the warm worker pool.
+//
+// HTTP endpoints:
+//   /fn/<name>[/<rest>]        invoke a function (any method)
+//   /healthz                   liveness
+//   GET    /v1/functions       list deployed functions
+//   PUT    /v1/functions/<n>   deploy: body is the .so; query: timeout, idle
+//                              (durations like 30s) and max_workers
+//   GET    /v1/functions/<n>   describe one, with its loaded workers
+//   DELETE /v1/functions/<n>   remove
+// Errors are JSON {"error": {"code", "message"}} with a fitting status.
+//
+// Ownership: the controller owns everything it creates; the loop is borrowed.
+// Threading: constructed, started and shut down on the loop thread; all its
+// work happens there.
+#ifndef WISP_RUNTIME_CONTROLLER_H_
+#define WISP_RUNTIME_CONTROLLER_H_
+
+#include <uv.h>
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "loader/artifact_store.h"
+#include "runtime/base/loop_thread.h"
+#include "runtime/base/status.h"
+#include "runtime/dispatcher.h"
+#include "runtime/function_store.h"
+#include "runtime/worker_pool.h"
+#include "triggers/http_server.h"
+#include "triggers/route.h"
+
+namespace wisp::runtime {
+
+struct ControllerOptions {
+  std::string listen_host = "127.0.0.1";
+  int listen_port = 8080;
+  std::string data_dir;
+  std::string worker_path;
+  uint64_t default_timeout_ms = 30000;
+  uint64_t default_idle_ms = 60000;
+  uint32_t default_max_workers = 2;
+  size_t warm_pool_size = 2;
+  size_t max_request_bytes = 6 * 1024 * 1024;   // bodies sent to /fn/
+  size_t max_upload_bytes = 64 * 1024 * 1024;   // .so uploads
+};
+
+class Controller {
+ public:
+  Controller(uv_loop_t* loop, ControllerOptions options);
+  ~Controller();
+  Controller(const Controller&) = delete;
+  Controller& operator=(const Controller&) = delete;
+
+  // Creates the data dir, opens the store, restores deployments, starts the
+  // warm pool and listens. Fails with a message naming what went wrong (a
+  // data dir that cannot be created, a database from a newer wisp, an
+  // address in use, ...).
+  Status Start();
+
+  // The bound HTTP port, after Start.
+  int port() const;
+
+  // Stops listening, drains functions and the pool; on_done runs when every
+  // handle the controller owns is closed, after which it may be destroyed.
+  void Shutdown(std::function<void()> on_done);
+
+ private:
+  struct Deployed {
+    FunctionRecord record;
+    std::shared_ptr<FunctionCounters> counters;
+    std::unique_ptr<Dispatcher> dispatcher;
+  };
+  struct Retired {
+    std::shared_ptr<FunctionCounters> counters;
+    std::unique_ptr<Dispatcher> dispatcher;
+  };
+
+  void HandleRequest(triggers::ReplyToken token, triggers::HttpRequest request);
+  void HandleInvoke(triggers::ReplyToken token, const std::string& name, std::string rest,
+                    triggers::HttpRequest request);
+  void HandleDeploy(triggers::ReplyToken token, const std::string& name,
+                    triggers::HttpRequest& request);
+  void HandleRemove(triggers::ReplyToken token, const std::string& name);
+  void HandleList(triggers::ReplyToken token);
+  void HandleDescribe(triggers::ReplyToken token, const std::string& name);
+  void ReplyError(triggers::ReplyToken token, int status, std::string_view code,
+                  std::string_view message);
+  void ReplyJson(triggers::ReplyToken token, int status, const std::string& json);
+
+  Status RestoreDeployments();
+  void Install(FunctionRecord record);
+  void Retire(std::unique_ptr<Dispatcher> dispatcher,
+              std::shared_ptr<FunctionCounters> counters);
+  void RemoveArtifactIfUnused(const std::string& sha256);
+  std::string DescribeJson(const Deployed& deployed, bool with_status) const;
+  void MaybeFinishShutdown();
+
+  uv_loop_t* loop_;
+  ControllerOptions options_;
+  LoopThread loop_thread_;
+  FunctionStore store_;
+  std::unique_ptr<loader::ArtifactStore> artifacts_;
+  std::unique_ptr<WorkerPool> pool_;
+  std::unique_ptr<triggers::HttpServer> server_;
+  std::map<std::string, std::unique_ptr<Deployed>> functions_;
+  std::vector<std::unique_ptr<Retired>> retired_;
+  bool shutting_down_ = false;
+  int shutdown_waits_ = 0;
+  std::function<void()> on_shutdown_;
+};
+
+// Splits "host:port" (port 0..65535). InvalidArgument names the text.
+Status ParseListenAddress(const std::string& text, std::string* host, int* port);
+
+}  // namespace wisp::runtime
+
+#endif  // WISP_RUNTIME_CONTROLLER_H_

@@ -1,0 +1,142 @@
+// The dispatcher of one deployed function version: a bounded queue of
+// invocations in front of up to max_workers workers, each fed pipelined
+// invocations.
+//
+// Policy: an invocation goes to a worker with nothing in flight; failing that
+// a new worker is started (one at a time, up to max_workers) while the
+// invocation is pipelined onto the least-loaded worker, up to
+// pipeline_depth in flight per worker; the rest waits in the queue (503 with
+// Retry-After once the queue is full). Workers run invocations in order, so
+// the head of a worker's in-flight list is the one running: its deadline is
+// the timeout, its failure is the one reported, and the invocations behind it
+// (never started) go back to the front of the queue.
+//
+// Failures reach the caller as InvocationOutcome errors: 504 on timeout (the
+// worker is killed), 502 when the worker dies or cannot load the function,
+// 503 when the queue is full or no worker can be started.
+//
+// Ownership: owned by the controller. Destroy only after Drain's callback.
+// Threading: the loop thread only.
+#ifndef WISP_RUNTIME_DISPATCHER_H_
+#define WISP_RUNTIME_DISPATCHER_H_
+
+#include <uv.h>
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "runtime/worker_pool.h"
+#include "runtime/worker_process.h"
+#include "worker.pb.h"
+
+namespace wisp::runtime {
+
+struct FunctionSpec {
+  std::string name;
+  std::string artifact_path;
+  uint64_t timeout_ms = 30000;
+  uint64_t idle_ms = 60000;
+  uint32_t max_workers = 2;
+  uint32_t pipeline_depth = 32;
+  size_t max_queue = 1000;
+};
+
+// Counters of one function, kept across versions by the controller.
+struct FunctionCounters {
+  uint64_t loads = 0;
+  uint64_t invocations = 0;
+  uint64_t errors = 0;
+};
+
+struct InvocationOutcome {
+  bool has_result = false;
+  proto::Result result;       // when has_result: what the function replied
+  int http_status = 0;        // otherwise: the error
+  std::string error_code;     // "timeout", "worker_crashed", "load_failed", ...
+  std::string error_message;
+  int retry_after_s = 0;      // for 503: when to retry
+};
+
+using InvocationDone = std::function<void(InvocationOutcome outcome)>;
+
+class Dispatcher : public WorkerListener {
+ public:
+  // loop, pool and counters are borrowed and must outlive the dispatcher.
+  Dispatcher(uv_loop_t* loop, WorkerPool* pool, FunctionSpec spec, FunctionCounters* counters);
+  ~Dispatcher() override;
+  Dispatcher(const Dispatcher&) = delete;
+  Dispatcher& operator=(const Dispatcher&) = delete;
+
+  // Queues one invocation; done runs exactly once, possibly before Submit
+  // returns (full queue), always on the loop thread.
+  void Submit(proto::Invoke invoke, InvocationDone done);
+
+  // Moves the invocations still waiting (never sent to a worker) to other,
+  // in order. Used when a new version replaces this one.
+  void MoveQueuedTo(Dispatcher* other);
+
+  // Stops taking work: waiting invocations fail with 503, in-flight ones
+  // finish, then workers are shut down. on_drained runs once every worker has
+  // exited and the dispatcher's handles are closed.
+  void Drain(std::function<void()> on_drained);
+
+  const FunctionSpec& spec() const { return spec_; }
+  std::vector<int> WorkerPids() const;
+  size_t queue_depth() const { return queue_.size(); }
+
+  // WorkerListener.
+  void OnWorkerFrame(WorkerProcess* worker, proto::Frame& frame) override;
+  void OnWorkerDeadline(WorkerProcess* worker) override;
+  void OnWorkerExit(WorkerProcess* worker, const WorkerExit& exit) override;
+
+ private:
+  struct Job {
+    proto::Frame frame;  // holds the Invoke, kept to re-send after a crash
+    InvocationDone done;
+  };
+  struct Slot {
+    enum class State { kLoading, kReady, kStopping, kDead };
+    WorkerProcess* worker = nullptr;
+    State state = State::kLoading;
+    std::deque<std::unique_ptr<Job>> inflight;
+    uint64_t idle_since_ms = 0;
+  };
+
+  void Dispatch();
+  bool StartWorker();
+  void Assign(Slot* slot, std::unique_ptr<Job> job);
+  void Complete(std::unique_ptr<Job> job, InvocationOutcome outcome);
+  void Fail(std::unique_ptr<Job> job, int http_status, std::string code, std::string message);
+  void FailAllInflight(Slot* slot, int http_status, const std::string& code,
+                       const std::string& message);
+  void RequeueInflight(Slot* slot);
+  void OnResult(Slot* slot, proto::Result& result);
+  void BecomeIdleOrContinue(Slot* slot);
+  void StopWorker(Slot* slot);
+  void ArmReaper();
+  void Reap();
+  void MaybeFinishDrain();
+  Slot* FindSlot(WorkerProcess* worker);
+  size_t LiveSlots() const;
+  static void ReaperCb(uv_timer_t* timer);
+
+  uv_loop_t* loop_;
+  WorkerPool* pool_;
+  FunctionSpec spec_;
+  FunctionCounters* counters_;
+  std::deque<std::unique_ptr<Job>> queue_;
+  std::vector<std::unique_ptr<Slot>> slots_;
+  uint64_t next_id_ = 1;
+  uv_timer_t* reaper_;  // owned; freed in its close callback
+  bool draining_ = false;
+  bool reaper_closed_ = false;
+  std::function<void()> on_drained_;
+};
+
+}  // namespace wisp::runtime
+
+#endif  // WISP_RUNTIME_DISPATCHER_H_

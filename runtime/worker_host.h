@@ -1,0 +1,31 @@
+// The worker's implementation of the host table (wisp_host) and the per-
+// invocation context (wisp_ctx) handed to a function.
+// Threading: the worker's single thread.
+#ifndef WISP_RUNTIME_WORKER_HOST_H_
+#define WISP_RUNTIME_WORKER_HOST_H_
+
+#include <cstddef>
+#include <string>
+
+#include "wisp/function.h"
+#include "worker.pb.h"
+
+// Defined here, opaque to functions: one invocation's reply under construction.
+struct wisp_ctx {
+  wisp::runtime::proto::Result* result;  // borrowed; the reply being built
+  std::string function;                  // for log lines
+  size_t max_reply_bytes;
+  size_t max_events;
+};
+
+namespace wisp::runtime {
+
+inline constexpr size_t kDefaultMaxReplyBytes = 6 * 1024 * 1024;
+inline constexpr size_t kDefaultMaxEventsPerInvocation = 1000;
+
+// The host table; static storage, valid for the life of the process.
+const wisp_host* WorkerHostTable();
+
+}  // namespace wisp::runtime
+
+#endif  // WISP_RUNTIME_WORKER_HOST_H_

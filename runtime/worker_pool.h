@@ -1,0 +1,65 @@
+// A warm pool of generic workers: spawned ahead of time, with no function
+// loaded, so a cold start costs a Load frame and a dlopen, not a fork+exec.
+// Taking a worker schedules a refill after the current loop iteration, so the
+// taker's frames leave before the next fork.
+//
+// Ownership: the pool listens to its idle workers; Take hands the worker to
+// the caller, who must set_listener before the loop runs again.
+// Threading: the loop thread only.
+#ifndef WISP_RUNTIME_WORKER_POOL_H_
+#define WISP_RUNTIME_WORKER_POOL_H_
+
+#include <uv.h>
+
+#include <deque>
+#include <functional>
+
+#include "runtime/worker_process.h"
+
+namespace wisp::runtime {
+
+class WorkerPool : public WorkerListener {
+ public:
+  // loop is borrowed. target_size generic workers are kept ready (0 disables
+  // the pool: every Take spawns).
+  WorkerPool(uv_loop_t* loop, WorkerProcess::Options options, size_t target_size);
+  ~WorkerPool() override;
+
+  // Starts filling the pool.
+  void Start();
+
+  // A generic worker, from the pool if one is ready, else freshly spawned.
+  // IOError when no worker can be spawned.
+  StatusOr<WorkerProcess*> Take(WorkerListener* listener);
+
+  // Kills the pooled workers; on_closed runs when they and the pool's handles
+  // are gone.
+  void Close(std::function<void()> on_closed);
+
+  size_t ready() const { return ready_.size(); }
+
+  // WorkerListener, for idle pooled workers.
+  void OnWorkerFrame(WorkerProcess* worker, proto::Frame& frame) override;
+  void OnWorkerDeadline(WorkerProcess* worker) override;
+  void OnWorkerExit(WorkerProcess* worker, const WorkerExit& exit) override;
+
+ private:
+  void ScheduleRefill(uint64_t delay_ms);
+  void Refill();
+  void MaybeFinishClose();
+  static void RefillCb(uv_timer_t* timer);
+
+  uv_loop_t* loop_;
+  WorkerProcess::Options options_;
+  size_t target_size_;
+  std::deque<WorkerProcess*> ready_;
+  uv_timer_t* refill_timer_;  // owned; freed in its close callback
+  bool closing_ = false;
+  bool timer_closed_ = false;
+  std::function<void()> on_closed_;
+  uint64_t consecutive_failures_ = 0;
+};
+
+}  // namespace wisp::runtime
+
+#endif  // WISP_RUNTIME_WORKER_POOL_H_

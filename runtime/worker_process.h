@@ -1,0 +1,135 @@
+// One wisp-worker subprocess, seen from the controller.
+//
+// The channel is a socketpair on the worker's fd 3 carrying framed protobuf;
+// the worker's stdout and stderr share a second socketpair whose lines are
+// written to the controller's stderr, prefixed with the function's name.
+// Frames sent during one loop iteration leave in one write (a uv_check
+// flushes them), so a burst of invocations costs one wake-up of the worker.
+//
+// Ownership: a WorkerProcess owns itself. It is created by Spawn and deletes
+// itself after the process has exited, its listener's OnWorkerExit has
+// returned and all its handles are closed. The listener must not use the
+// pointer after OnWorkerExit.
+// Threading: the loop thread only; callbacks arrive there.
+#ifndef WISP_RUNTIME_WORKER_PROCESS_H_
+#define WISP_RUNTIME_WORKER_PROCESS_H_
+
+#include <uv.h>
+
+#include <cstdint>
+#include <string>
+
+#include "runtime/base/status.h"
+#include "runtime/framing.h"
+#include "worker.pb.h"
+
+namespace wisp::runtime {
+
+class WorkerProcess;
+
+struct WorkerExit {
+  int64_t exit_status = 0;
+  int term_signal = 0;
+  // Set when the controller ended the worker (timeout, bad frame, ...).
+  std::string kill_reason;
+  // "killed by SIGSEGV", "exited with status 3", or the kill reason.
+  std::string Describe() const;
+};
+
+class WorkerListener {
+ public:
+  virtual ~WorkerListener() = default;
+  // A frame arrived; frame may be moved from.
+  virtual void OnWorkerFrame(WorkerProcess* worker, proto::Frame& frame) = 0;
+  // The deadline set with SetDeadline passed.
+  virtual void OnWorkerDeadline(WorkerProcess* worker) = 0;
+  // The process is gone; every frame it sent has been delivered before this.
+  virtual void OnWorkerExit(WorkerProcess* worker, const WorkerExit& exit) = 0;
+};
+
+class WorkerProcess {
+ public:
+  enum class State { kRunning, kExiting, kExited };
+
+  struct Options {
+    std::string worker_path;  // the wisp-worker binary
+    size_t max_frame_bytes = kDefaultMaxFrameBytes;
+  };
+
+  // Starts a generic worker (no function loaded). listener is borrowed and
+  // may be changed later with set_listener. IOError if the process or its
+  // sockets cannot be created.
+  static StatusOr<WorkerProcess*> Spawn(uv_loop_t* loop, const Options& options,
+                                        WorkerListener* listener);
+
+  // Queues a frame; it leaves at the end of this loop iteration.
+  // Ignored once the worker is exiting.
+  void Send(const proto::Frame& frame);
+
+  // Ends the worker with SIGKILL; reason ends up in WorkerExit::kill_reason.
+  void Kill(const std::string& reason);
+
+  // Arms the one deadline timer (replacing an earlier one); 0 disarms it.
+  void SetDeadline(uint64_t timeout_ms);
+
+  void set_listener(WorkerListener* listener) { listener_ = listener; }
+  // The function this worker serves, for log prefixes; empty while generic.
+  void set_label(std::string label) { label_ = std::move(label); }
+  int pid() const { return pid_; }
+  State state() const { return state_; }
+  uint64_t started_ms() const { return started_ms_; }
+
+ private:
+  WorkerProcess(uv_loop_t* loop, const Options& options, WorkerListener* listener);
+  ~WorkerProcess() = default;
+  Status Start();
+  void Flush();
+  void OnRead(ssize_t nread, const uv_buf_t* buf);
+  void OnLogRead(ssize_t nread, const uv_buf_t* buf);
+  void OnExited(int64_t exit_status, int term_signal);
+  void DrainChannel();
+  void DeliverFrames();
+  void CloseHandles();
+  void OnHandleClosed();
+
+  static void AllocCb(uv_handle_t* handle, size_t suggested, uv_buf_t* buf);
+  static void ReadCb(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf);
+  static void LogReadCb(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf);
+  static void ExitCb(uv_process_t* process, int64_t exit_status, int term_signal);
+  static void CheckCb(uv_check_t* check);
+  static void WriteCb(uv_write_t* req, int status);
+  static void TimerCb(uv_timer_t* timer);
+  static void CloseCb(uv_handle_t* handle);
+
+  uv_loop_t* loop_;
+  Options options_;
+  WorkerListener* listener_;
+  State state_ = State::kRunning;
+  std::string label_;
+  int pid_ = 0;
+  uint64_t started_ms_ = 0;
+
+  uv_process_t process_{};
+  uv_pipe_t channel_{};
+  uv_pipe_t log_{};
+  uv_check_t flusher_{};
+  uv_timer_t deadline_{};
+  int open_handles_ = 0;
+  bool process_started_ = false;
+
+  FrameDecoder decoder_;
+  std::string pending_;   // frames not yet handed to libuv
+  std::string inflight_;  // bytes of the write in progress
+  uv_write_t write_req_{};
+  bool writing_ = false;
+  std::string read_buf_;
+  std::string log_line_;
+
+  bool exited_ = false;
+  bool channel_eof_ = false;
+  WorkerExit exit_;
+};
+
+}  // namespace wisp::runtime
+
+#endif  // WISP_RUNTIME_WORKER_PROCESS_H_
