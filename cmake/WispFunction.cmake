@@ -24,4 +24,5 @@ function(wisp_add_function name)
     CXX_VISIBILITY_PRESET hidden
     VISIBILITY_INLINES_HIDDEN ON)
   target_link_options(${name} PRIVATE -Wl,--no-undefined -Wl,-z,defs)
+  set_property(GLOBAL APPEND PROPERTY WISP_FUNCTION_TARGETS ${name})
 endfunction()

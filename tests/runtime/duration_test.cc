@@ -23,8 +23,12 @@ TEST(DurationTest, ParsesTable) {
     uint64_t ms = 12345;
     Status s = ParseDurationMs(c.text, &ms);
     EXPECT_EQ(s.ok(), c.ok) << "'" << c.text << "': " << s.ToString();
-    if (c.ok && s.ok()) EXPECT_EQ(ms, c.ms) << "'" << c.text << "'";
-    if (!c.ok) EXPECT_NE(s.message().find(c.text), std::string::npos) << s.message();
+    if (c.ok && s.ok()) {
+      EXPECT_EQ(ms, c.ms) << "'" << c.text << "'";
+    }
+    if (!c.ok) {
+      EXPECT_NE(s.message().find(c.text), std::string::npos) << s.message();
+    }
   }
 }
 

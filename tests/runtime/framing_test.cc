@@ -123,7 +123,8 @@ TEST(FramingTest, EncoderRefusesOversizeFrame) {
 }
 
 TEST(FramingTest, GarbageIsCorruption) {
-  const std::string garbage = "\x05\x00\x00\x00\xff\xff\xff\xff\xff";
+  const char kGarbage[] = "\x05\x00\x00\x00\xff\xff\xff\xff\xff";
+  const std::string garbage(kGarbage, sizeof(kGarbage) - 1);
   FrameDecoder decoder;
   decoder.Feed(garbage.data(), garbage.size());
   proto::Frame frame;
