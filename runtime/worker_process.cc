@@ -15,6 +15,7 @@ namespace {
 
 constexpr size_t kReadBufferBytes = 64 * 1024;
 constexpr size_t kMaxLogLineBytes = 16 * 1024;
+constexpr uint64_t kEofGraceMs = 500;
 
 Status MakeSocketPair(int fds[2]) {
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
@@ -61,7 +62,7 @@ Status WorkerProcess::Start() {
                          reinterpret_cast<uv_handle_t*>(&log_)}) {
     h->data = this;
   }
-  uv_check_init(loop_, &flusher_);
+  uv_prepare_init(loop_, &flusher_);
   uv_timer_init(loop_, &deadline_);
   uv_pipe_init(loop_, &channel_, 0);
   uv_pipe_init(loop_, &log_, 0);
@@ -124,13 +125,13 @@ void WorkerProcess::Send(const proto::Frame& frame) {
     return;
   }
   if (!uv_is_active(reinterpret_cast<uv_handle_t*>(&flusher_))) {
-    uv_check_start(&flusher_, CheckCb);
+    uv_prepare_start(&flusher_, FlushCb);
   }
 }
 
-void WorkerProcess::CheckCb(uv_check_t* check) {
-  auto* self = static_cast<WorkerProcess*>(check->data);
-  uv_check_stop(check);
+void WorkerProcess::FlushCb(uv_prepare_t* prepare) {
+  auto* self = static_cast<WorkerProcess*>(prepare->data);
+  uv_prepare_stop(prepare);
   self->Flush();
 }
 
@@ -174,7 +175,8 @@ void WorkerProcess::WriteCb(uv_write_t* req, int status) {
 }
 
 void WorkerProcess::Kill(const std::string& reason) {
-  if (exited_ || state_ == State::kExited) return;
+  if (exited_ || state_ == State::kExited || killed_) return;
+  killed_ = true;
   if (exit_.kill_reason.empty()) exit_.kill_reason = reason;
   state_ = State::kExiting;
   uv_timer_stop(&deadline_);
@@ -192,6 +194,10 @@ void WorkerProcess::SetDeadline(uint64_t timeout_ms) {
 
 void WorkerProcess::TimerCb(uv_timer_t* timer) {
   auto* self = static_cast<WorkerProcess*>(timer->data);
+  if (self->eof_grace_) {
+    self->Kill("worker closed its channel");
+    return;
+  }
   if (self->state_ == State::kRunning && self->listener_ != nullptr) {
     self->listener_->OnWorkerDeadline(self);
   }
@@ -216,10 +222,16 @@ void WorkerProcess::OnRead(ssize_t nread, const uv_buf_t* buf) {
   if (nread == 0) return;
   uv_read_stop(reinterpret_cast<uv_stream_t*>(&channel_));
   channel_eof_ = true;
-  if (!exited_) {
-    Kill(nread == UV_EOF ? "worker closed its channel"
-                         : std::string("worker channel failed: ") + uv_strerror(static_cast<int>(nread)));
-  }
+  if (!exited_) OnChannelClosedByWorker();
+}
+
+void WorkerProcess::OnChannelClosedByWorker() {
+  // Usually the process is exiting and its exit status follows at once; give
+  // it a moment so the caller learns the real cause, then make sure.
+  if (state_ != State::kRunning) return;
+  state_ = State::kExiting;
+  eof_grace_ = true;
+  uv_timer_start(&deadline_, TimerCb, kEofGraceMs, 0);
 }
 
 void WorkerProcess::DeliverFrames() {

@@ -3,8 +3,8 @@
 // The channel is a socketpair on the worker's fd 3 carrying framed protobuf;
 // the worker's stdout and stderr share a second socketpair whose lines are
 // written to the controller's stderr, prefixed with the function's name.
-// Frames sent during one loop iteration leave in one write (a uv_check
-// flushes them), so a burst of invocations costs one wake-up of the worker.
+// Frames sent during one loop iteration leave in one write (a uv_prepare
+// flushes them before the loop next blocks), so a burst of invocations costs one wake-up of the worker.
 //
 // Ownership: a WorkerProcess owns itself. It is created by Spawn and deletes
 // itself after the process has exited, its listener's OnWorkerExit has
@@ -91,12 +91,13 @@ class WorkerProcess {
   void DeliverFrames();
   void CloseHandles();
   void OnHandleClosed();
+  void OnChannelClosedByWorker();
 
   static void AllocCb(uv_handle_t* handle, size_t suggested, uv_buf_t* buf);
   static void ReadCb(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf);
   static void LogReadCb(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf);
   static void ExitCb(uv_process_t* process, int64_t exit_status, int term_signal);
-  static void CheckCb(uv_check_t* check);
+  static void FlushCb(uv_prepare_t* prepare);
   static void WriteCb(uv_write_t* req, int status);
   static void TimerCb(uv_timer_t* timer);
   static void CloseCb(uv_handle_t* handle);
@@ -112,7 +113,7 @@ class WorkerProcess {
   uv_process_t process_{};
   uv_pipe_t channel_{};
   uv_pipe_t log_{};
-  uv_check_t flusher_{};
+  uv_prepare_t flusher_{};  // flushes queued frames right before the loop polls
   uv_timer_t deadline_{};
   int open_handles_ = 0;
   bool process_started_ = false;
@@ -126,6 +127,8 @@ class WorkerProcess {
   std::string log_line_;
 
   bool exited_ = false;
+  bool eof_grace_ = false;
+  bool killed_ = false;
   bool channel_eof_ = false;
   WorkerExit exit_;
 };

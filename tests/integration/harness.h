@@ -1,0 +1,85 @@
+// Test harness for integration tests: runs the real wisp binaries.
+//
+// A Controller is a `wisp up` child process on 127.0.0.1 with a free port
+// (it listens on port 0 and the harness reads the port it prints) and its own
+// temporary data dir; its stderr goes to <dir>/controller.log.
+// RunCli runs the real `wisp` CLI and captures its output and exit code.
+#ifndef WISP_TESTS_INTEGRATION_HARNESS_H_
+#define WISP_TESTS_INTEGRATION_HARNESS_H_
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+#include "api.pb.h"
+#include "runtime/http_client.h"
+
+namespace wisp::testing {
+
+std::string BinPath(const std::string& name);        // build/bin/<name>
+std::string ExamplePath(const std::string& name);    // build/examples/<name>.so
+std::string TestFunctionPath(const std::string& name);  // build/functions/testing/<name>.so
+
+// A temporary directory, removed with its contents on destruction.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+struct CliResult {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+
+// Runs build/bin/wisp with args; stdin from `input`.
+CliResult RunCli(const std::vector<std::string>& args, const std::string& input = "");
+
+class Controller {
+ public:
+  // data_dir: where the controller keeps its state (reuse one to restart).
+  explicit Controller(std::string data_dir, std::vector<std::string> extra_args = {});
+  ~Controller();  // stops the process if still running
+
+  // Starts `wisp up` and waits until it prints its address. Returns false
+  // (with the log in *error) if it does not come up within 10 s.
+  bool Start(std::string* error);
+  // SIGTERM, then waits for exit (SIGKILL after 10 s). Returns the wait status.
+  int Stop();
+  // SIGKILL and reap.
+  void Kill();
+
+  int port() const { return port_; }
+  pid_t pid() const { return pid_; }
+  std::string url() const;
+  std::string Log() const;
+
+  // One request on a fresh connection; failures are reported as status 0
+  // with the reason in the body.
+  runtime::HttpClientResponse Call(const std::string& method, const std::string& target,
+                                   const std::string& body = "");
+  // Deploys through the real CLI; extra args like {"--timeout", "500ms"}.
+  CliResult Deploy(const std::string& so_path, const std::string& name,
+                   std::vector<std::string> extra_args = {});
+  // GET /v1/functions/<name>, parsed; fails the calling test if unreadable.
+  bool Describe(const std::string& name, api::Function* fn);
+
+ private:
+  std::string data_dir_;
+  std::vector<std::string> extra_args_;
+  pid_t pid_ = -1;
+  int port_ = 0;
+};
+
+// Whether a process with this pid exists (and is not a zombie).
+bool ProcessAlive(pid_t pid);
+
+}  // namespace wisp::testing
+
+#endif  // WISP_TESTS_INTEGRATION_HARNESS_H_
