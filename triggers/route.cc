@@ -1,1 +1,63 @@
-// placeholder
+// Path routing for the controller's HTTP endpoints.
+#include "triggers/route.h"
+
+namespace wisp::triggers {
+namespace {
+
+constexpr std::string_view kHealthPath = "/healthz";
+constexpr std::string_view kFunctionPrefix = "/fn/";
+constexpr std::string_view kApiFunctionsPath = "/v1/functions";
+constexpr size_t kMaxNameLength = 63;
+
+bool IsLowerAlnum(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); }
+
+// "/fn/<name>[/<rest>]": rest keeps its leading slash and defaults to "/".
+Route RouteFunction(std::string_view tail) {
+  Route route;
+  size_t slash = tail.find('/');
+  std::string_view name = tail.substr(0, slash);
+  if (name.empty()) return route;
+  route.kind = Route::Kind::kFunction;
+  route.name = std::string(name);
+  route.rest = slash == std::string_view::npos ? "/" : std::string(tail.substr(slash));
+  return route;
+}
+
+// "/v1/functions[/]" and "/v1/functions/<name>".
+Route RouteApi(std::string_view tail) {
+  Route route;
+  if (tail.empty() || tail == "/") {
+    route.kind = Route::Kind::kApiFunctions;
+    return route;
+  }
+  if (tail.front() != '/') return route;
+  std::string_view name = tail.substr(1);
+  if (name.empty() || name.find('/') != std::string_view::npos) return route;
+  route.kind = Route::Kind::kApiFunction;
+  route.name = std::string(name);
+  return route;
+}
+
+}  // namespace
+
+Route RoutePath(std::string_view path) {
+  if (path == kHealthPath) {
+    Route route;
+    route.kind = Route::Kind::kHealth;
+    return route;
+  }
+  if (path.starts_with(kFunctionPrefix)) return RouteFunction(path.substr(kFunctionPrefix.size()));
+  if (path.starts_with(kApiFunctionsPath)) return RouteApi(path.substr(kApiFunctionsPath.size()));
+  return Route();
+}
+
+bool IsValidFunctionName(std::string_view name) {
+  if (name.empty() || name.size() > kMaxNameLength) return false;
+  if (!IsLowerAlnum(name.front())) return false;
+  for (char c : name.substr(1)) {
+    if (!IsLowerAlnum(c) && c != '_' && c != '-') return false;
+  }
+  return true;
+}
+
+}  // namespace wisp::triggers

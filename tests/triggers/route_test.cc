@@ -1,0 +1,95 @@
+#include "triggers/route.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace wisp::triggers {
+namespace {
+
+const char* KindName(Route::Kind kind) {
+  switch (kind) {
+    case Route::Kind::kNotFound:
+      return "kNotFound";
+    case Route::Kind::kHealth:
+      return "kHealth";
+    case Route::Kind::kFunction:
+      return "kFunction";
+    case Route::Kind::kApiFunctions:
+      return "kApiFunctions";
+    case Route::Kind::kApiFunction:
+      return "kApiFunction";
+  }
+  return "?";
+}
+
+struct RouteCase {
+  std::string path;
+  Route::Kind kind;
+  std::string name;
+  std::string rest;
+};
+
+TEST(RouteTest, RoutePathTable) {
+  using K = Route::Kind;
+  const RouteCase cases[] = {
+      {"/healthz", K::kHealth, "", ""},
+      {"/healthz/", K::kNotFound, "", ""},
+      {"/fn/hello", K::kFunction, "hello", "/"},
+      {"/fn/hello/", K::kFunction, "hello", "/"},
+      {"/fn/hello/a/b", K::kFunction, "hello", "/a/b"},
+      {"/fn/hello//x", K::kFunction, "hello", "//x"},
+      {"/fn/", K::kNotFound, "", ""},
+      {"/fn//x", K::kNotFound, "", ""},
+      {"/fn", K::kNotFound, "", ""},
+      {"/v1/functions", K::kApiFunctions, "", ""},
+      {"/v1/functions/", K::kApiFunctions, "", ""},
+      {"/v1/functions/hello", K::kApiFunction, "hello", ""},
+      {"/v1/functions/hello/x", K::kNotFound, "", ""},
+      {"/v1/functionsx", K::kNotFound, "", ""},
+      {"/v1/function", K::kNotFound, "", ""},
+      {"/", K::kNotFound, "", ""},
+      {"", K::kNotFound, "", ""},
+      {"/other", K::kNotFound, "", ""},
+  };
+  for (const RouteCase& c : cases) {
+    SCOPED_TRACE("path=\"" + c.path + "\"");
+    Route route = RoutePath(c.path);
+    EXPECT_STREQ(KindName(c.kind), KindName(route.kind));
+    EXPECT_EQ(c.name, route.name);
+    EXPECT_EQ(c.rest, route.rest);
+  }
+}
+
+TEST(RouteTest, IsValidFunctionNameTable) {
+  const std::string max_name(63, 'a');
+  const std::string too_long(64, 'a');
+  const struct {
+    std::string name;
+    bool valid;
+  } cases[] = {
+      {"hello", true},
+      {"a", true},
+      {"0", true},
+      {"a-b_c9", true},
+      {max_name, true},
+      {too_long, false},
+      {"", false},
+      {"A", false},
+      {"helloWorld", false},
+      {"-x", false},
+      {"_x", false},
+      {"../etc", false},
+      {"a/b", false},
+      {"a.b", false},
+      {"a b", false},
+      {"é", false},
+      {std::string("a\0b", 3), false},
+  };
+  for (const auto& c : cases) {
+    EXPECT_EQ(c.valid, IsValidFunctionName(c.name)) << "name=\"" << c.name << "\"";
+  }
+}
+
+}  // namespace
+}  // namespace wisp::triggers

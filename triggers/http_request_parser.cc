@@ -1,0 +1,191 @@
+// Request parsing for the HTTP trigger on top of http_parser's callbacks.
+#include "triggers/http_request_parser.h"
+
+namespace wisp::triggers {
+namespace {
+
+constexpr int kPayloadTooLarge = 413;
+constexpr int kHeadersTooLarge = 431;
+// on_headers_complete: 1 and 2 mean "skip the body"; other nonzero values fail.
+constexpr int kRejectHeaders = 3;
+
+void AppendLowerCase(const char* at, size_t length, std::string* out) {
+  size_t start = out->size();
+  out->append(at, length);
+  for (size_t i = start; i < out->size(); ++i) {
+    char& c = (*out)[i];
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+}
+
+bool IsContinueExpected(const HttpRequest& request) {
+  if (request.http_major != 1 || request.http_minor == 0) return false;
+  const std::string* expect = request.Header("expect");
+  if (expect == nullptr) return false;
+  std::string lower;
+  AppendLowerCase(expect->data(), expect->size(), &lower);
+  return lower == "100-continue";
+}
+
+// "path?query#fragment" into path and query.
+void SplitUrl(HttpRequest* request) {
+  std::string_view url = request->url;
+  url = url.substr(0, url.find('#'));
+  size_t question = url.find('?');
+  request->path.assign(url.substr(0, question));
+  if (question != std::string_view::npos) request->query.assign(url.substr(question + 1));
+}
+
+}  // namespace
+
+const std::string* HttpRequest::Header(std::string_view name) const {
+  for (const auto& header : headers) {
+    if (header.first == name) return &header.second;
+  }
+  return nullptr;
+}
+
+HttpRequestParser::HttpRequestParser(const HttpServerOptions* options, Sink* sink)
+    : options_(options), sink_(sink) {
+  http_parser_init(&parser_, HTTP_REQUEST);
+  parser_.data = this;
+}
+
+const http_parser_settings& HttpRequestParser::Settings() {
+  static const http_parser_settings settings = [] {
+    http_parser_settings s;
+    http_parser_settings_init(&s);
+    s.on_message_begin = OnMessageBegin;
+    s.on_url = OnUrl;
+    s.on_header_field = OnHeaderField;
+    s.on_header_value = OnHeaderValue;
+    s.on_headers_complete = OnHeadersComplete;
+    s.on_body = OnBody;
+    s.on_chunk_header = OnChunkHeader;
+    s.on_message_complete = OnMessageComplete;
+    return s;
+  }();
+  return settings;
+}
+
+HttpRequestParser::Outcome HttpRequestParser::Execute(const char* data, size_t length,
+                                                      ParseError* error) {
+  if (stopped_) return Outcome::kStopped;
+  size_t parsed = http_parser_execute(&parser_, &Settings(), data, length);
+  http_errno errno_value = HTTP_PARSER_ERRNO(&parser_);
+  if (stopped_ || errno_value == HPE_PAUSED) return Outcome::kStopped;
+  if (errno_value == HPE_OK && parsed == length) return Outcome::kNeedMore;
+  if (limit_status_ == kPayloadTooLarge) {
+    *error = {kPayloadTooLarge, "payload_too_large", "the request body is too large"};
+  } else if (limit_status_ == kHeadersTooLarge || errno_value == HPE_HEADER_OVERFLOW) {
+    *error = {kHeadersTooLarge, "headers_too_large", "the request headers are too large"};
+  } else {
+    *error = {400, "bad_request",
+              std::string("malformed request: ") + http_errno_description(errno_value)};
+  }
+  return Outcome::kFailed;
+}
+
+void HttpRequestParser::Stop() {
+  stopped_ = true;
+  http_parser_pause(&parser_, 1);
+}
+
+HttpRequestParser* HttpRequestParser::From(http_parser* parser) {
+  return static_cast<HttpRequestParser*>(parser->data);
+}
+
+bool HttpRequestParser::AddHeaderBytes(size_t length) {
+  header_bytes_ += length;
+  if (header_bytes_ <= options_->max_header_bytes) return true;
+  limit_status_ = kHeadersTooLarge;
+  return false;
+}
+
+int HttpRequestParser::OnMessageBegin(http_parser* parser) {
+  HttpRequestParser* self = From(parser);
+  self->request_ = HttpRequest();
+  self->request_.headers.reserve(8);
+  self->in_header_value_ = false;
+  self->header_bytes_ = 0;
+  self->chunked_bytes_ = 0;
+  return 0;
+}
+
+int HttpRequestParser::OnUrl(http_parser* parser, const char* at, size_t length) {
+  HttpRequestParser* self = From(parser);
+  if (!self->AddHeaderBytes(length)) return 1;
+  self->request_.url.append(at, length);
+  return 0;
+}
+
+int HttpRequestParser::OnHeaderField(http_parser* parser, const char* at, size_t length) {
+  HttpRequestParser* self = From(parser);
+  if (!self->AddHeaderBytes(length)) return 1;
+  HeaderList& headers = self->request_.headers;
+  if (self->in_header_value_ || headers.empty()) headers.emplace_back();
+  self->in_header_value_ = false;
+  AppendLowerCase(at, length, &headers.back().first);
+  return 0;
+}
+
+int HttpRequestParser::OnHeaderValue(http_parser* parser, const char* at, size_t length) {
+  HttpRequestParser* self = From(parser);
+  if (!self->AddHeaderBytes(length)) return 1;
+  self->in_header_value_ = true;
+  self->request_.headers.back().second.append(at, length);
+  return 0;
+}
+
+int HttpRequestParser::OnHeadersComplete(http_parser* parser) {
+  HttpRequestParser* self = From(parser);
+  HttpRequest& request = self->request_;
+  request.method = http_method_str(static_cast<http_method>(parser->method));
+  request.http_major = parser->http_major;
+  request.http_minor = parser->http_minor;
+  SplitUrl(&request);
+  bool has_length = (parser->flags & F_CONTENTLENGTH) != 0;
+  if (has_length && parser->content_length > self->options_->max_body_bytes) {
+    self->limit_status_ = kPayloadTooLarge;
+    return kRejectHeaders;
+  }
+  if (has_length) request.body.reserve(parser->content_length);
+  bool chunked = (parser->flags & F_CHUNKED) != 0;
+  bool has_body = chunked || (has_length && parser->content_length > 0);
+  if (has_body && IsContinueExpected(request)) self->sink_->OnContinueExpected(request);
+  return 0;
+}
+
+int HttpRequestParser::OnBody(http_parser* parser, const char* at, size_t length) {
+  HttpRequestParser* self = From(parser);
+  if (self->request_.body.size() + length > self->options_->max_body_bytes) {
+    self->limit_status_ = kPayloadTooLarge;
+    return 1;
+  }
+  self->request_.body.append(at, length);
+  return 0;
+}
+
+int HttpRequestParser::OnChunkHeader(http_parser* parser) {
+  HttpRequestParser* self = From(parser);
+  self->chunked_bytes_ += parser->content_length;
+  if (self->chunked_bytes_ > self->options_->max_body_bytes) {
+    self->limit_status_ = kPayloadTooLarge;
+    return 1;
+  }
+  return 0;
+}
+
+int HttpRequestParser::OnMessageComplete(http_parser* parser) {
+  HttpRequestParser* self = From(parser);
+  ResponseFraming framing;
+  // Protocol upgrades are not supported: the request is answered, then closed.
+  framing.keep_alive = http_should_keep_alive(parser) != 0 && !parser->upgrade;
+  framing.http10 = parser->http_major == 1 && parser->http_minor == 0;
+  framing.head = parser->method == HTTP_HEAD;
+  if (!framing.keep_alive) self->Stop();
+  self->sink_->OnRequest(std::move(self->request_), framing);
+  return 0;
+}
+
+}  // namespace wisp::triggers
