@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Builds wisp (scripts/setup.sh) and runs the whole test suite with ctest:
+# unit tests, the C ABI check and the integration tests (label "integration")
+# against the real binaries. Exits with ctest's code.
+#   WISP_BUILD_DIR  build directory (default: build)
+#   WISP_CTEST_ARGS extra ctest arguments (e.g. "-L integration" or "-LE integration")
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BUILD_DIR="${WISP_BUILD_DIR:-build}"
+cd "$ROOT"
+
+bash scripts/setup.sh
+
+# Integration tests pick free ports and temp dirs, so two run side by side.
+set +e
+# shellcheck disable=SC2086
+ctest --test-dir "$BUILD_DIR" --output-on-failure --timeout 300 -j2 ${WISP_CTEST_ARGS:-}
+rc=$?
+set -e
+exit "$rc"

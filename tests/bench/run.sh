@@ -1,0 +1,305 @@
+#!/usr/bin/env bash
+# wisp's benchmark suite: `bash tests/bench/run.sh` (not run by ctest).
+#
+# In one run, on 127.0.0.1 only:
+#   1. the floor (wisp_bench_floor, bare libuv + http_parser) under wrk:
+#      -c32 throughput and -c1 --latency, GET and POST "world";
+#   2. wisp: `wisp up`, deploy hello, warm it, the same two POST loads on /fn/hello;
+#   3. RSS: the idle controller right after start, the hello worker after the loads;
+#   4. cold start: hello deployed under 60 fresh names, each called once.
+# Every wisp figure is printed next to the floor's from the same run, as a ratio
+# (DESIGN.md: "A benchmark reports its figure as a ratio to a floor measured in
+# the same run"), and cold start and RSS against the targets.
+#
+#   WISP_BUILD_DIR     build directory (default: build; configured if needed)
+#   DURATION           seconds per wrk load (default: 5)
+#   COLD_FUNCTIONS     functions for the cold-start run (default: 60)
+#   WISP_BENCH_STRICT  1: exit 1 when a target is missed (default: report only)
+#   WISP_BENCH_FLOOR_ONLY  1: measure only the floor (this machine's figures)
+#   WISP_BENCH_NO_BUILD    1: use the binaries already in WISP_BUILD_DIR
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$ROOT"
+BUILD_DIR="${WISP_BUILD_DIR:-build}"
+DURATION="${DURATION:-5}"
+COLD_FUNCTIONS="${COLD_FUNCTIONS:-60}"
+LUA="$ROOT/tests/bench/post_world.lua"
+BIN="$BUILD_DIR/bin"
+HELLO_SO="$BUILD_DIR/examples/hello.so"
+
+# Targets (DESIGN.md): cold start p50/p99 in ms, RSS in MiB.
+COLD_P50_TARGET_MS=1
+COLD_P99_TARGET_MS=3
+CONTROLLER_RSS_TARGET_MB=10
+WORKER_RSS_TARGET_MB=4
+
+log() { printf 'bench: %s\n' "$*" >&2; }
+die() { printf 'bench: error: %s\n' "$*" >&2; exit 1; }
+
+for tool in wrk curl python3 cmake; do
+  command -v "$tool" >/dev/null 2>&1 || die "$tool not found (run scripts/setup.sh)"
+done
+
+# ---------------------------------------------------------------- build
+FLOOR_ONLY="${WISP_BENCH_FLOOR_ONLY:-0}"
+if [[ "${WISP_BENCH_NO_BUILD:-0}" == "1" ]]; then
+  log "using the binaries in $BUILD_DIR (WISP_BENCH_NO_BUILD=1)"
+elif [[ ! -f "$BUILD_DIR/CMakeCache.txt" ]]; then
+  log "configuring $BUILD_DIR"
+  cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+fi
+if [[ "${WISP_BENCH_NO_BUILD:-0}" != "1" ]]; then
+  log "building into $BUILD_DIR"
+  if [[ "$FLOOR_ONLY" == "1" ]]; then
+    targets=(wisp_bench_floor)
+  else
+    targets=(wisp wisp-worker wisp_bench_floor wisp_bench_cold_start hello)
+  fi
+  cmake --build "$BUILD_DIR" -j"$(nproc)" --target "${targets[@]}" >"$BUILD_DIR/bench-build.log" 2>&1 || {
+    tail -30 "$BUILD_DIR/bench-build.log" >&2
+    die "build failed (full log: $BUILD_DIR/bench-build.log)"
+  }
+fi
+
+# ---------------------------------------------------------------- processes
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/wisp-bench.XXXXXX")"
+FLOOR_PID=
+CONTROLLER_PID=
+CONTROLLER_CHILDREN=()
+WARNINGS=()
+
+# Stops one process we started: TERM, a bounded wait, then KILL.
+stop_pid() {
+  local pid="$1"
+  [[ -n "$pid" ]] || return 0
+  kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 50); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+
+stop_controller() {
+  [[ -n "$CONTROLLER_PID" ]] || return 0
+  # Remember its workers, so none outlives the run if the controller dies badly.
+  local kids
+  kids="$(ps -o pid= --ppid "$CONTROLLER_PID" 2>/dev/null || true)"
+  stop_pid "$CONTROLLER_PID"
+  CONTROLLER_PID=
+  local pid
+  for pid in $kids "${CONTROLLER_CHILDREN[@]}"; do
+    if [[ "$(cat "/proc/$pid/comm" 2>/dev/null)" == wisp-worker* ]]; then
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+  done
+}
+
+cleanup() {
+  stop_pid "$FLOOR_PID"
+  FLOOR_PID=
+  stop_controller
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# wait_http PID URL: bounded wait (10 s) until URL answers; fails if PID exits.
+wait_http() {
+  local pid="$1" url="$2"
+  for _ in $(seq 100); do
+    kill -0 "$pid" 2>/dev/null || return 1
+    curl -fsS -o /dev/null --max-time 1 "$url" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+rss_kb() {
+  awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || true
+}
+
+# ---------------------------------------------------------------- wrk parsing
+# run_wrk NAME ARGS...: runs wrk, keeps its output in $WORK/NAME.txt.
+run_wrk() {
+  local name="$1"
+  shift
+  wrk "$@" >"$WORK/$name.txt" 2>&1 || { cat "$WORK/$name.txt" >&2; die "wrk $name failed"; }
+  local errs
+  errs="$(grep -E 'Non-2xx|Socket errors' "$WORK/$name.txt" || true)"
+  if [[ -n "$errs" ]]; then
+    log "$name: $errs"
+    WARNINGS+=("$name: $(tr '\n' ' ' <<<"$errs")")
+  fi
+  local p50
+  p50="$(p50_us "$name")"
+  log "$name: $(rps "$name") req/s${p50:+, p50 $p50 us}"
+}
+
+rps() { awk '/^Requests\/sec:/ { printf "%.0f", $2 }' "$WORK/$1.txt"; }
+
+# The 50% line of --latency, in microseconds ("50%  43.00us", "1.20ms", "1.01s").
+p50_us() {
+  awk '$1 == "50%" {
+    v = $2; mult = 1
+    if (v ~ /us$/) { sub(/us$/, "", v); mult = 1 }
+    else if (v ~ /ms$/) { sub(/ms$/, "", v); mult = 1000 }
+    else if (v ~ /m$/) { sub(/m$/, "", v); mult = 60000000 }
+    else if (v ~ /s$/) { sub(/s$/, "", v); mult = 1000000 }
+    printf "%.1f", v * mult
+  }' "$WORK/$1.txt"
+}
+
+# ---------------------------------------------------------------- floor
+FLOOR_PORT="$(free_port)"
+"$BIN/wisp_bench_floor" "$FLOOR_PORT" &
+FLOOR_PID=$!
+wait_http "$FLOOR_PID" "http://127.0.0.1:$FLOOR_PORT/" || die "the floor server did not start"
+FLOOR_URL="http://127.0.0.1:$FLOOR_PORT/"
+
+log "floor on $FLOOR_URL, ${DURATION}s per load"
+run_wrk floor_get_c32 -t1 -c32 -d"${DURATION}s" "$FLOOR_URL"
+run_wrk floor_get_c1 -t1 -c1 -d"${DURATION}s" --latency "$FLOOR_URL"
+run_wrk floor_post_c32 -t1 -c32 -d"${DURATION}s" -s "$LUA" "$FLOOR_URL"
+run_wrk floor_post_c1 -t1 -c1 -d"${DURATION}s" --latency -s "$LUA" "$FLOOR_URL"
+stop_pid "$FLOOR_PID"
+FLOOR_PID=
+
+if [[ "$FLOOR_ONLY" == "1" ]]; then
+  echo
+  echo "floor only ($(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPUs, ${DURATION}s per load, wrk -t1)"
+  printf '%-36s %12s %12s\n' "load" "req/s" "p50 (us)"
+  for run in floor_get_c32 floor_get_c1 floor_post_c32 floor_post_c1; do
+    printf '%-36s %12s %12s\n' "$run" "$(rps "$run")" "$(p50_us "$run")"
+  done
+  exit 0
+fi
+
+# ---------------------------------------------------------------- wisp
+WISP_PORT="$(free_port)"
+WISP_URL="http://127.0.0.1:$WISP_PORT"
+mkdir -p "$WORK/data"
+"$BIN/wisp" up --listen "127.0.0.1:$WISP_PORT" --data "$WORK/data" >"$WORK/controller.log" 2>&1 &
+CONTROLLER_PID=$!
+if ! wait_http "$CONTROLLER_PID" "$WISP_URL/healthz"; then
+  cat "$WORK/controller.log" >&2
+  die "wisp up did not answer $WISP_URL/healthz within 10 s"
+fi
+CONTROLLER_IDLE_RSS_KB="$(rss_kb "$CONTROLLER_PID")"
+
+deploy() {
+  "$BIN/wisp" deploy "$@" --server "$WISP_URL" >>"$WORK/deploy.log" 2>&1 || {
+    cat "$WORK/deploy.log" >&2
+    die "wisp deploy $* failed"
+  }
+}
+
+deploy "$HELLO_SO"
+reply="$(curl -fsS --max-time 10 -d world "$WISP_URL/fn/hello")" ||
+  die "POST /fn/hello failed (controller log: $(tail -5 "$WORK/controller.log"))"
+[[ "$reply" == "hello, world" ]] || die "POST /fn/hello answered \"$reply\", want \"hello, world\""
+
+log "wisp on $WISP_URL, hello deployed and warm"
+run_wrk wisp_post_c32 -t1 -c32 -d"${DURATION}s" -s "$LUA" "$WISP_URL/fn/hello"
+run_wrk wisp_post_c1 -t1 -c1 -d"${DURATION}s" --latency -s "$LUA" "$WISP_URL/fn/hello"
+
+# The hello worker's RSS, right after the loads (before an idle unload).
+status_json="$(curl -fsS --max-time 5 "$WISP_URL/v1/functions/hello" | tr -d '\n')" ||
+  die "GET /v1/functions/hello failed"
+mapfile -t WORKER_PIDS < <(printf '%s' "$status_json" |
+  grep -oE '"worker_?[pP]ids"[[:space:]]*:[[:space:]]*\[[^]]*\]' | grep -oE '[0-9]+' || true)
+CONTROLLER_CHILDREN+=("${WORKER_PIDS[@]}")
+WORKER_RSS_KB=
+for pid in "${WORKER_PIDS[@]}"; do
+  kb="$(rss_kb "$pid")"
+  [[ -n "$kb" ]] || continue
+  if [[ -z "$WORKER_RSS_KB" || "$kb" -gt "$WORKER_RSS_KB" ]]; then WORKER_RSS_KB="$kb"; fi
+done
+[[ -n "$WORKER_RSS_KB" ]] || log "no hello worker pid in GET /v1/functions/hello: $status_json"
+CONTROLLER_LOADED_RSS_KB="$(rss_kb "$CONTROLLER_PID")"
+
+# ---------------------------------------------------------------- cold start
+log "deploying hello under $COLD_FUNCTIONS names for the cold-start run"
+cold_names=()
+for i in $(seq "$COLD_FUNCTIONS"); do
+  deploy "$HELLO_SO" --name "cold$i"
+  cold_names+=("cold$i")
+done
+"$BIN/wisp_bench_cold_start" --server "127.0.0.1:$WISP_PORT" "${cold_names[@]}" \
+  >"$WORK/cold.txt" || { cat "$WORK/cold.txt" >&2; die "cold-start run failed"; }
+cold_line="$(cat "$WORK/cold.txt")"
+log "$cold_line"
+COLD_P50_US="$(sed -nE 's/.*p50_us=([0-9.]+).*/\1/p' <<<"$cold_line")"
+COLD_P99_US="$(sed -nE 's/.*p99_us=([0-9.]+).*/\1/p' <<<"$cold_line")"
+COLD_MAX_US="$(sed -nE 's/.*max_us=([0-9.]+).*/\1/p' <<<"$cold_line")"
+CONTROLLER_FINAL_RSS_KB="$(rss_kb "$CONTROLLER_PID")"
+stop_controller
+
+# ---------------------------------------------------------------- report
+MISSED=0
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "-" }'; }
+# verdict VAR VALUE TARGET: sets VAR to "ok" when VALUE <= TARGET, else "MISSED".
+verdict() {
+  local v
+  if [[ -z "$2" || "$2" == "-" ]]; then
+    v="-"
+  elif awk -v v="$2" -v t="$3" 'BEGIN { exit !(v <= t) }'; then
+    v="ok"
+  else
+    v="MISSED"
+    MISSED=$((MISSED + 1))
+  fi
+  printf -v "$1" '%s' "$v"
+}
+mb() {
+  if [[ -n "$1" ]]; then awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; else echo "-"; fi
+}
+ms() {
+  if [[ -n "$1" ]]; then awk -v u="$1" 'BEGIN { printf "%.2f", u / 1000 }'; else echo "-"; fi
+}
+
+W_RPS="$(rps wisp_post_c32)"; F_RPS="$(rps floor_post_c32)"
+W_P50="$(p50_us wisp_post_c1)"; F_P50="$(p50_us floor_post_c1)"
+C_IDLE_MB="$(mb "$CONTROLLER_IDLE_RSS_KB")"; WK_MB="$(mb "$WORKER_RSS_KB")"
+C50_MS="$(ms "$COLD_P50_US")"; C99_MS="$(ms "$COLD_P99_US")"
+verdict V_C50 "$C50_MS" "$COLD_P50_TARGET_MS"
+verdict V_C99 "$C99_MS" "$COLD_P99_TARGET_MS"
+verdict V_CRSS "$C_IDLE_MB" "$CONTROLLER_RSS_TARGET_MB"
+verdict V_WRSS "$WK_MB" "$WORKER_RSS_TARGET_MB"
+
+echo
+echo "wisp benchmark ($(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPUs, ${DURATION}s per load, wrk -t1)"
+printf '%-44s %12s %12s %10s\n' "metric" "wisp" "floor" "ratio"
+printf '%-44s %12s %12s %10s\n' "--------------------------------------------" "------------" "------------" "----------"
+printf '%-44s %12s %12s %10s\n' "throughput, -c32 POST world (req/s)" "$W_RPS" "$F_RPS" "$(ratio "$W_RPS" "$F_RPS")"
+printf '%-44s %12s %12s %10s\n' "latency p50, -c1 POST world (us)" "$W_P50" "$F_P50" "$(ratio "$W_P50" "$F_P50")"
+printf '%-44s %12s %12s %10s\n' "floor GET: throughput -c32 (req/s)" "" "$(rps floor_get_c32)" ""
+printf '%-44s %12s %12s %10s\n' "floor GET: latency p50 -c1 (us)" "" "$(p50_us floor_get_c1)" ""
+echo
+printf '%-44s %12s %12s %10s\n' "metric" "wisp" "target" "verdict"
+printf '%-44s %12s %12s %10s\n' "--------------------------------------------" "------------" "------------" "----------"
+printf '%-44s %12s %12s %10s\n' "cold start p50, $COLD_FUNCTIONS functions (ms)" "$C50_MS" "<= $COLD_P50_TARGET_MS" "$V_C50"
+printf '%-44s %12s %12s %10s\n' "cold start p99 (ms)" "$C99_MS" "<= $COLD_P99_TARGET_MS" "$V_C99"
+printf '%-44s %12s %12s %10s\n' "cold start max (ms)" "$(ms "$COLD_MAX_US")" "" ""
+printf '%-44s %12s %12s %10s\n' "controller RSS, idle after start (MiB)" "$C_IDLE_MB" "<= $CONTROLLER_RSS_TARGET_MB" "$V_CRSS"
+printf '%-44s %12s %12s %10s\n' "hello worker RSS, after the loads (MiB)" "$WK_MB" "<= $WORKER_RSS_TARGET_MB" "$V_WRSS"
+printf '%-44s %12s %12s %10s\n' "controller RSS, after the loads (MiB)" "$(mb "$CONTROLLER_LOADED_RSS_KB")" "" ""
+printf '%-44s %12s %12s %10s\n' "controller RSS, after $COLD_FUNCTIONS cold starts (MiB)" "$(mb "$CONTROLLER_FINAL_RSS_KB")" "" ""
+
+if ((${#WARNINGS[@]} > 0)); then
+  echo
+  echo "warnings (figures from loads with errors are not comparable):"
+  printf '  %s\n' "${WARNINGS[@]}"
+fi
+if ((MISSED > 0)); then
+  echo
+  echo "$MISSED target(s) missed"
+  [[ "${WISP_BENCH_STRICT:-0}" != "1" ]] || exit 1
+fi
