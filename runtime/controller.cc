@@ -121,9 +121,11 @@ Status Controller::Start() {
   artifacts_ = std::make_unique<loader::ArtifactStore>(options_.data_dir + "/artifacts");
   WISP_RETURN_IF_ERROR(artifacts_->Init());
   WISP_RETURN_IF_ERROR(store_.Open(options_.data_dir + "/wisp.db"));
-  pool_ = std::make_unique<WorkerPool>(
-      loop_, WorkerProcess::Options{options_.worker_path, kDefaultMaxFrameBytes},
-      options_.warm_pool_size);
+  zygote_ = std::make_unique<Zygote>(loop_, options_.worker_path);
+  WISP_RETURN_IF_ERROR(zygote_->Start());
+  pool_ = std::make_unique<WorkerPool>(loop_, zygote_.get(),
+                                       WorkerProcess::Options{kDefaultMaxFrameBytes},
+                                       options_.warm_pool_size, options_.warmup_path);
   WISP_RETURN_IF_ERROR(RestoreDeployments());
 
   triggers::HttpServerOptions http;
@@ -425,6 +427,16 @@ void Controller::Shutdown(std::function<void()> on_done) {
 
 void Controller::MaybeFinishShutdown() {
   if (!shutting_down_ || shutdown_waits_ > 0 || !on_shutdown_) return;
+  if (zygote_ && !zygote_closing_) {
+    // Last, once every worker has exited: the zygote reports their exits.
+    zygote_closing_ = true;
+    ++shutdown_waits_;
+    zygote_->Close([this] {
+      --shutdown_waits_;
+      MaybeFinishShutdown();
+    });
+    return;
+  }
   auto done = std::move(on_shutdown_);
   on_shutdown_ = nullptr;
   done();

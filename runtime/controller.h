@@ -31,6 +31,7 @@
 #include "runtime/dispatcher.h"
 #include "runtime/function_store.h"
 #include "runtime/worker_pool.h"
+#include "runtime/zygote.h"
 #include "triggers/http_server.h"
 #include "triggers/route.h"
 
@@ -41,6 +42,7 @@ struct ControllerOptions {
   int listen_port = 8080;
   std::string data_dir;
   std::string worker_path;
+  std::string warmup_path;  // loaded once by each pooled worker; empty: none
   uint64_t default_timeout_ms = 30000;
   uint64_t default_idle_ms = 60000;
   uint32_t default_max_workers = 2;
@@ -105,11 +107,13 @@ class Controller {
   LoopThread loop_thread_;
   FunctionStore store_;
   std::unique_ptr<loader::ArtifactStore> artifacts_;
+  std::unique_ptr<Zygote> zygote_;
   std::unique_ptr<WorkerPool> pool_;
   std::unique_ptr<triggers::HttpServer> server_;
   std::map<std::string, std::unique_ptr<Deployed>> functions_;
   std::vector<std::unique_ptr<Retired>> retired_;
   bool shutting_down_ = false;
+  bool zygote_closing_ = false;
   int shutdown_waits_ = 0;
   std::function<void()> on_shutdown_;
 };

@@ -9,12 +9,17 @@ namespace {
 // wrong with the binary or the machine: back off instead of fork-looping.
 constexpr uint64_t kEarlyDeathMs = 1000;
 constexpr uint64_t kMaxBackoffMs = 10000;
+// Refill once takes have paused this long.
+constexpr uint64_t kRefillQuietMs = 5;
 }  // namespace
 
-WorkerPool::WorkerPool(uv_loop_t* loop, WorkerProcess::Options options, size_t target_size)
+WorkerPool::WorkerPool(uv_loop_t* loop, Zygote* zygote, WorkerProcess::Options options,
+                       size_t target_size, std::string warmup_path)
     : loop_(loop),
+      zygote_(zygote),
       options_(std::move(options)),
       target_size_(target_size),
+      warmup_path_(std::move(warmup_path)),
       refill_timer_(new uv_timer_t) {
   uv_timer_init(loop_, refill_timer_);
   refill_timer_->data = this;
@@ -32,18 +37,28 @@ void WorkerPool::ScheduleRefill(uint64_t delay_ms) {
   uv_timer_start(refill_timer_, RefillCb, delay_ms, 0);
 }
 
+void WorkerPool::DeferRefill() {
+  if (closing_ || target_size_ == 0) return;
+  uv_timer_start(refill_timer_, RefillCb, kRefillQuietMs, 0);  // restarts a pending one
+}
+
 void WorkerPool::RefillCb(uv_timer_t* timer) { static_cast<WorkerPool*>(timer->data)->Refill(); }
 
 void WorkerPool::Refill() {
   while (!closing_ && ready_.size() < target_size_) {
-    StatusOr<WorkerProcess*> worker = WorkerProcess::Spawn(loop_, options_, this);
+    StatusOr<WorkerProcess*> worker = WorkerProcess::Spawn(loop_, zygote_, options_, this);
     if (!worker.ok()) {
-      std::fprintf(stderr, "wisp: warm pool cannot spawn a worker: %s\n",
+      std::fprintf(stderr, "wisp: warm pool cannot start a worker: %s\n",
                    worker.status().ToString().c_str());
       ScheduleRefill(1000);
       return;
     }
     (*worker)->set_label("pool");
+    if (!warmup_path_.empty()) {
+      proto::Frame warmup;
+      warmup.mutable_warmup()->set_path(warmup_path_);
+      (*worker)->Send(warmup);
+    }
     ready_.push_back(*worker);
   }
 }
@@ -54,11 +69,11 @@ StatusOr<WorkerProcess*> WorkerPool::Take(WorkerListener* listener) {
     ready_.pop_front();
     if (worker->state() != WorkerProcess::State::kRunning) continue;
     worker->set_listener(listener);
-    ScheduleRefill(0);
+    DeferRefill();
     return worker;
   }
-  StatusOr<WorkerProcess*> worker = WorkerProcess::Spawn(loop_, options_, listener);
-  ScheduleRefill(0);
+  StatusOr<WorkerProcess*> worker = WorkerProcess::Spawn(loop_, zygote_, options_, listener);
+  DeferRefill();
   return worker;
 }
 

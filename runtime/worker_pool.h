@@ -1,7 +1,8 @@
-// A warm pool of generic workers: spawned ahead of time, with no function
-// loaded, so a cold start costs a Load frame and a dlopen, not a fork+exec.
-// Taking a worker schedules a refill after the current loop iteration, so the
-// taker's frames leave before the next fork.
+// A warm pool of generic workers: forked ahead of time by the zygote, with no
+// function loaded but the load path already paged in (Warmup), so a cold
+// start costs a Load frame and a dlopen, not even a fork. Refills wait until
+// takes have paused for a moment: forking and warming up compete for the CPU
+// with the cold starts they are meant to serve.
 //
 // Ownership: the pool listens to its idle workers; Take hands the worker to
 // the caller, who must set_listener before the loop runs again.
@@ -20,9 +21,11 @@ namespace wisp::runtime {
 
 class WorkerPool : public WorkerListener {
  public:
-  // loop is borrowed. target_size generic workers are kept ready (0 disables
-  // the pool: every Take spawns).
-  WorkerPool(uv_loop_t* loop, WorkerProcess::Options options, size_t target_size);
+  // loop and zygote are borrowed. target_size generic workers are kept ready
+  // (0 disables the pool: every Take forks one). Each new pooled worker
+  // loads, calls and unloads warmup_path once (empty: no warm-up).
+  WorkerPool(uv_loop_t* loop, Zygote* zygote, WorkerProcess::Options options, size_t target_size,
+             std::string warmup_path);
   ~WorkerPool() override;
 
   // Starts filling the pool.
@@ -45,13 +48,16 @@ class WorkerPool : public WorkerListener {
 
  private:
   void ScheduleRefill(uint64_t delay_ms);
+  void DeferRefill();
   void Refill();
   void MaybeFinishClose();
   static void RefillCb(uv_timer_t* timer);
 
   uv_loop_t* loop_;
+  Zygote* zygote_;
   WorkerProcess::Options options_;
   size_t target_size_;
+  std::string warmup_path_;
   std::deque<WorkerProcess*> ready_;
   uv_timer_t* refill_timer_;  // owned; freed in its close callback
   bool closing_ = false;

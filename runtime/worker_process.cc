@@ -1,5 +1,6 @@
 #include "runtime/worker_process.h"
 
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -9,6 +10,7 @@
 
 #include "runtime/base/check.h"
 #include "runtime/signal_names.h"
+#include "runtime/zygote.h"
 
 namespace wisp::runtime {
 namespace {
@@ -42,10 +44,10 @@ WorkerProcess::WorkerProcess(uv_loop_t* loop, const Options& options, WorkerList
       listener_(listener),
       decoder_(options.max_frame_bytes) {}
 
-StatusOr<WorkerProcess*> WorkerProcess::Spawn(uv_loop_t* loop, const Options& options,
-                                              WorkerListener* listener) {
+StatusOr<WorkerProcess*> WorkerProcess::Spawn(uv_loop_t* loop, Zygote* zygote,
+                                              const Options& options, WorkerListener* listener) {
   auto* worker = new WorkerProcess(loop, options, listener);
-  Status s = worker->Start();
+  Status s = worker->Start(zygote);
   if (!s.ok()) {
     worker->state_ = State::kExited;
     worker->exited_ = true;
@@ -55,18 +57,20 @@ StatusOr<WorkerProcess*> WorkerProcess::Spawn(uv_loop_t* loop, const Options& op
   return worker;
 }
 
-Status WorkerProcess::Start() {
-  for (uv_handle_t* h : {reinterpret_cast<uv_handle_t*>(&flusher_),
+Status WorkerProcess::Start(Zygote* zygote) {
+  for (uv_handle_t* h : {reinterpret_cast<uv_handle_t*>(&flush_check_),
+                         reinterpret_cast<uv_handle_t*>(&flush_prepare_),
                          reinterpret_cast<uv_handle_t*>(&deadline_),
                          reinterpret_cast<uv_handle_t*>(&channel_),
                          reinterpret_cast<uv_handle_t*>(&log_)}) {
     h->data = this;
   }
-  uv_prepare_init(loop_, &flusher_);
+  uv_check_init(loop_, &flush_check_);
+  uv_prepare_init(loop_, &flush_prepare_);
   uv_timer_init(loop_, &deadline_);
   uv_pipe_init(loop_, &channel_, 0);
   uv_pipe_init(loop_, &log_, 0);
-  open_handles_ = 4;
+  open_handles_ = 5;
 
   int channel_fds[2];
   int log_fds[2];
@@ -77,43 +81,25 @@ Status WorkerProcess::Start() {
     ::close(channel_fds[1]);
     return s;
   }
-
-  std::vector<char*> args = {const_cast<char*>(options_.worker_path.c_str()), nullptr};
-  uv_stdio_container_t stdio[4];
-  stdio[0].flags = UV_IGNORE;
-  stdio[1].flags = UV_INHERIT_FD;
-  stdio[1].data.fd = log_fds[1];
-  stdio[2].flags = UV_INHERIT_FD;
-  stdio[2].data.fd = log_fds[1];
-  stdio[3].flags = UV_INHERIT_FD;
-  stdio[3].data.fd = channel_fds[1];
-  uv_process_options_t opts{};
-  opts.file = options_.worker_path.c_str();
-  opts.args = args.data();
-  opts.exit_cb = ExitCb;
-  opts.stdio = stdio;
-  opts.stdio_count = 4;
-  process_.data = this;
-  const int rc = uv_spawn(loop_, &process_, &opts);
-  process_started_ = true;  // initialised either way; closed with the rest
-  ++open_handles_;
-  ::close(channel_fds[1]);
-  ::close(log_fds[1]);
-  if (rc < 0) {
-    ::close(channel_fds[0]);
-    ::close(log_fds[0]);
-    return UvStatus(("spawn " + options_.worker_path).c_str(), rc);
+  if (uv_pipe_open(&channel_, channel_fds[0]) != 0 || uv_pipe_open(&log_, log_fds[0]) != 0) {
+    for (int fd : {channel_fds[0], channel_fds[1], log_fds[0], log_fds[1]}) ::close(fd);
+    return Status::IOError("cannot open the worker's sockets");
   }
-  process_.data = this;
-  pid_ = process_.pid;
-  started_ms_ = uv_now(loop_);
-  WISP_RETURN_IF_ERROR(UvStatus("open worker channel", uv_pipe_open(&channel_, channel_fds[0])));
-  WISP_RETURN_IF_ERROR(UvStatus("open worker log", uv_pipe_open(&log_, log_fds[0])));
   WISP_RETURN_IF_ERROR(UvStatus("read worker channel", uv_read_start(
       reinterpret_cast<uv_stream_t*>(&channel_), AllocCb, ReadCb)));
   WISP_RETURN_IF_ERROR(UvStatus("read worker log", uv_read_start(
       reinterpret_cast<uv_stream_t*>(&log_), AllocCb, LogReadCb)));
-  return Status::OK();
+  // Last: once the zygote knows this worker, it must live until its exit.
+  s = zygote->RequestFork(this, channel_fds[1], log_fds[1]);
+  ::close(channel_fds[1]);
+  ::close(log_fds[1]);
+  started_ms_ = uv_now(loop_);
+  return s;
+}
+
+void WorkerProcess::OnForked(int pid) {
+  pid_ = pid;
+  if (kill_pending_) ::kill(pid_, SIGKILL);
 }
 
 void WorkerProcess::Send(const proto::Frame& frame) {
@@ -124,14 +110,26 @@ void WorkerProcess::Send(const proto::Frame& frame) {
                  s.ToString().c_str());
     return;
   }
-  if (!uv_is_active(reinterpret_cast<uv_handle_t*>(&flusher_))) {
-    uv_prepare_start(&flusher_, FlushCb);
+  if (!uv_is_active(reinterpret_cast<uv_handle_t*>(&flush_check_))) {
+    uv_check_start(&flush_check_, FlushCheckCb);
+    uv_prepare_start(&flush_prepare_, FlushPrepareCb);
   }
 }
 
-void WorkerProcess::FlushCb(uv_prepare_t* prepare) {
+void WorkerProcess::StopFlushers() {
+  uv_check_stop(&flush_check_);
+  uv_prepare_stop(&flush_prepare_);
+}
+
+void WorkerProcess::FlushCheckCb(uv_check_t* check) {
+  auto* self = static_cast<WorkerProcess*>(check->data);
+  self->StopFlushers();
+  self->Flush();
+}
+
+void WorkerProcess::FlushPrepareCb(uv_prepare_t* prepare) {
   auto* self = static_cast<WorkerProcess*>(prepare->data);
-  uv_prepare_stop(prepare);
+  self->StopFlushers();
   self->Flush();
 }
 
@@ -180,7 +178,11 @@ void WorkerProcess::Kill(const std::string& reason) {
   if (exit_.kill_reason.empty()) exit_.kill_reason = reason;
   state_ = State::kExiting;
   uv_timer_stop(&deadline_);
-  uv_process_kill(&process_, SIGKILL);
+  if (pid_ > 0) {
+    ::kill(pid_, SIGKILL);
+  } else {
+    kill_pending_ = true;
+  }
 }
 
 void WorkerProcess::SetDeadline(uint64_t timeout_ms) {
@@ -273,10 +275,6 @@ void WorkerProcess::OnLogRead(ssize_t nread, const uv_buf_t* buf) {
   }
 }
 
-void WorkerProcess::ExitCb(uv_process_t* process, int64_t exit_status, int term_signal) {
-  static_cast<WorkerProcess*>(process->data)->OnExited(exit_status, term_signal);
-}
-
 void WorkerProcess::DrainChannel() {
   // The process is gone: whatever it wrote is already in the socket buffer.
   int fd = -1;
@@ -294,10 +292,12 @@ void WorkerProcess::DrainChannel() {
   channel_eof_ = true;
 }
 
-void WorkerProcess::OnExited(int64_t exit_status, int term_signal) {
+void WorkerProcess::OnExited(int64_t exit_status, int term_signal, const std::string& reason) {
+  if (exited_) return;
   exited_ = true;
   exit_.exit_status = exit_status;
   exit_.term_signal = term_signal;
+  if (!reason.empty() && exit_.kill_reason.empty()) exit_.kill_reason = reason;
   if (state_ == State::kRunning) state_ = State::kExiting;
   DrainChannel();
   DeliverFrames();
@@ -313,11 +313,11 @@ void WorkerProcess::CloseHandles() {
     auto* h = reinterpret_cast<uv_handle_t*>(handle);
     if (!uv_is_closing(h)) uv_close(h, CloseCb);
   };
-  close(&flusher_);
+  close(&flush_check_);
+  close(&flush_prepare_);
   close(&deadline_);
   close(&channel_);
   close(&log_);
-  if (process_started_) close(&process_);
 }
 
 void WorkerProcess::CloseCb(uv_handle_t* handle) {

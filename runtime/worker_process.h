@@ -1,6 +1,8 @@
 // One wisp-worker subprocess, seen from the controller.
 //
-// The channel is a socketpair on the worker's fd 3 carrying framed protobuf;
+// Workers are forked by the zygote (zygote.h). The channel is a socketpair
+// on the worker's fd 3 carrying framed protobuf; frames may be sent at once,
+// before the fork has happened: they wait in the socket.
 // the worker's stdout and stderr share a second socketpair whose lines are
 // written to the controller's stderr, prefixed with the function's name.
 // Frames sent during one loop iteration leave in one write (a uv_prepare
@@ -26,6 +28,7 @@
 namespace wisp::runtime {
 
 class WorkerProcess;
+class Zygote;
 
 struct WorkerExit {
   int64_t exit_status = 0;
@@ -52,15 +55,21 @@ class WorkerProcess {
   enum class State { kRunning, kExiting, kExited };
 
   struct Options {
-    std::string worker_path;  // the wisp-worker binary
     size_t max_frame_bytes = kDefaultMaxFrameBytes;
   };
 
-  // Starts a generic worker (no function loaded). listener is borrowed and
-  // may be changed later with set_listener. IOError if the process or its
-  // sockets cannot be created.
-  static StatusOr<WorkerProcess*> Spawn(uv_loop_t* loop, const Options& options,
+  // Starts a generic worker (no function loaded) through zygote. listener is
+  // borrowed and may be changed later with set_listener. IOError or
+  // Unavailable if the sockets cannot be created or the zygote cannot be
+  // asked; a fork that fails later arrives as OnWorkerExit.
+  static StatusOr<WorkerProcess*> Spawn(uv_loop_t* loop, Zygote* zygote, const Options& options,
                                         WorkerListener* listener);
+
+  // Called by the zygote: the process now exists as pid.
+  void OnForked(int pid);
+  // Called by the zygote: the process has ended (or never started, with
+  // reason set). Delivers what it wrote, then OnWorkerExit, then closes.
+  void OnExited(int64_t exit_status, int term_signal, const std::string& reason);
 
   // Queues a frame; it leaves at the end of this loop iteration.
   // Ignored once the worker is exiting.
@@ -75,6 +84,7 @@ class WorkerProcess {
   void set_listener(WorkerListener* listener) { listener_ = listener; }
   // The function this worker serves, for log prefixes; empty while generic.
   void set_label(std::string label) { label_ = std::move(label); }
+  // 0 until the zygote has reported the fork.
   int pid() const { return pid_; }
   State state() const { return state_; }
   uint64_t started_ms() const { return started_ms_; }
@@ -82,11 +92,10 @@ class WorkerProcess {
  private:
   WorkerProcess(uv_loop_t* loop, const Options& options, WorkerListener* listener);
   ~WorkerProcess() = default;
-  Status Start();
+  Status Start(Zygote* zygote);
   void Flush();
   void OnRead(ssize_t nread, const uv_buf_t* buf);
   void OnLogRead(ssize_t nread, const uv_buf_t* buf);
-  void OnExited(int64_t exit_status, int term_signal);
   void DrainChannel();
   void DeliverFrames();
   void CloseHandles();
@@ -96,8 +105,9 @@ class WorkerProcess {
   static void AllocCb(uv_handle_t* handle, size_t suggested, uv_buf_t* buf);
   static void ReadCb(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf);
   static void LogReadCb(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf);
-  static void ExitCb(uv_process_t* process, int64_t exit_status, int term_signal);
-  static void FlushCb(uv_prepare_t* prepare);
+  static void FlushCheckCb(uv_check_t* check);
+  static void FlushPrepareCb(uv_prepare_t* prepare);
+  void StopFlushers();
   static void WriteCb(uv_write_t* req, int status);
   static void TimerCb(uv_timer_t* timer);
   static void CloseCb(uv_handle_t* handle);
@@ -110,13 +120,16 @@ class WorkerProcess {
   int pid_ = 0;
   uint64_t started_ms_ = 0;
 
-  uv_process_t process_{};
   uv_pipe_t channel_{};
   uv_pipe_t log_{};
-  uv_prepare_t flusher_{};  // flushes queued frames right before the loop polls
+  // Queued frames are flushed by whichever runs first: the check after the
+  // poll phase that queued them, or the prepare before the next poll (for
+  // frames queued by timers).
+  uv_check_t flush_check_{};
+  uv_prepare_t flush_prepare_{};
   uv_timer_t deadline_{};
   int open_handles_ = 0;
-  bool process_started_ = false;
+  bool kill_pending_ = false;  // Kill before the pid was known
 
   FrameDecoder decoder_;
   std::string pending_;   // frames not yet handed to libuv

@@ -65,6 +65,10 @@ int RunUp(const UpArgs& args) {
   }
   options.data_dir = ResolveDataDir(args.data_dir);
   options.worker_path = ResolveWorker(args.worker);
+  // The warm-up function is installed next to the worker binary.
+  const std::string warmup =
+      options.worker_path.substr(0, options.worker_path.rfind('/') + 1) + "wisp-warmup.so";
+  if (::access(warmup.c_str(), R_OK) == 0) options.warmup_path = warmup;
   options.default_max_workers = args.max_workers;
   options.warm_pool_size = args.warm_pool;
   options.max_request_bytes = args.max_body;

@@ -1,0 +1,239 @@
+#include "runtime/worker_loop.h"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "loader/function_module.h"
+#include "runtime/framing.h"
+#include "runtime/worker_host.h"
+
+namespace wisp::runtime {
+namespace {
+
+// Results are flushed early once a batch has run this long, so a slow
+// invocation does not hold back the replies of fast ones before it.
+constexpr auto kMaxBatchDelay = std::chrono::microseconds(200);
+
+class Worker {
+ public:
+  [[noreturn]] void Run();
+
+ private:
+  bool ReadMore();
+  bool WriteAll();
+  void HandleFrame(proto::Frame& frame);
+  void HandleLoad(const proto::Load& load);
+  void HandleInvoke(const proto::Invoke& invoke);
+  void HandleWarmup(const proto::Warmup& warmup);
+  void Send(const proto::Frame& frame);
+  [[noreturn]] void Exit(int code);
+
+  FrameDecoder decoder_;
+  std::string out_;
+  std::unique_ptr<loader::FunctionModule> module_;
+  std::string function_;
+  bool load_failed_ = false;
+  bool shutdown_ = false;
+  std::chrono::steady_clock::time_point batch_start_;
+};
+
+bool Worker::ReadMore() {
+  char buf[64 * 1024];
+  while (true) {
+    const ssize_t n = ::read(kWorkerChannelFd, buf, sizeof(buf));
+    if (n > 0) {
+      decoder_.Feed(buf, static_cast<size_t>(n));
+      return true;
+    }
+    if (n == 0) return false;  // the controller closed the channel
+    if (errno != EINTR) return false;
+  }
+}
+
+bool Worker::WriteAll() {
+  size_t done = 0;
+  while (done < out_.size()) {
+    const ssize_t n = ::write(kWorkerChannelFd, out_.data() + done, out_.size() - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return false;
+    }
+    done += static_cast<size_t>(n);
+  }
+  out_.clear();
+  return true;
+}
+
+void Worker::Send(const proto::Frame& frame) {
+  Status s = AppendFrame(frame, &out_);
+  if (!s.ok()) {
+    // A reply over the frame limit: report the failure instead.
+    std::fprintf(stderr, "wisp-worker: dropping frame: %s\n", s.ToString().c_str());
+  }
+}
+
+void Worker::Exit(int code) {
+  (void)WriteAll();
+  module_.reset();  // wisp_fini
+  std::fflush(stdout);
+  std::fflush(stderr);
+  std::_Exit(code);
+}
+
+void Worker::HandleLoad(const proto::Load& load) {
+  proto::Frame reply;
+  if (module_ != nullptr) {
+    reply.mutable_load_failed()->set_message("worker already holds function " + function_);
+    Send(reply);
+    return;
+  }
+  function_ = load.function();
+  StatusOr<std::unique_ptr<loader::FunctionModule>> module =
+      loader::FunctionModule::Open(load.path(), WorkerHostTable());
+  if (!module.ok()) {
+    load_failed_ = true;
+    reply.mutable_load_failed()->set_message(module.status().message());
+    Send(reply);
+    return;
+  }
+  module_ = std::move(module).value();
+  reply.mutable_loaded()->set_abi_version(module_->abi_version());
+  Send(reply);
+}
+
+// Calls the function for one invocation, filling *result.
+void CallFunction(const loader::FunctionModule& module, const std::string& function,
+                  const proto::Invoke& invoke, proto::Result* result) {
+  std::vector<wisp_header> headers;
+  headers.reserve(static_cast<size_t>(invoke.headers_size()));
+  for (const proto::Header& h : invoke.headers()) {
+    headers.push_back({{h.name().c_str(), h.name().size()}, {h.value().c_str(), h.value().size()}});
+  }
+  wisp_request request{};
+  request.size = sizeof(wisp_request);
+  request.trigger = invoke.trigger();
+  request.host = WorkerHostTable();
+  request.method = {invoke.method().c_str(), invoke.method().size()};
+  request.path = {invoke.path().c_str(), invoke.path().size()};
+  request.query = {invoke.query().c_str(), invoke.query().size()};
+  request.headers = headers.data();
+  request.header_count = headers.size();
+  request.subject = {invoke.subject().c_str(), invoke.subject().size()};
+  request.body = invoke.body().c_str();
+  request.body_len = invoke.body().size();
+  request.attempt = invoke.attempt() == 0 ? 1 : invoke.attempt();
+
+  wisp_ctx ctx{result, function, kDefaultMaxReplyBytes, kDefaultMaxEventsPerInvocation};
+  const int rc = module.Handle(&ctx, &request);
+  if (rc != 0) {
+    result->set_function_error(rc);
+    result->clear_events();  // events of a failed invocation are never published
+  }
+}
+
+void Worker::HandleInvoke(const proto::Invoke& invoke) {
+  proto::Frame reply;
+  proto::Result* result = reply.mutable_result();
+  result->set_id(invoke.id());
+  result->set_status(200);
+  if (module_ == nullptr) {
+    result->set_function_error(-1);
+    result->set_error_message("no function loaded");
+  } else {
+    CallFunction(*module_, function_, invoke, result);
+  }
+  Send(reply);
+}
+
+void Worker::HandleWarmup(const proto::Warmup& warmup) {
+  if (module_ != nullptr) return;
+  StatusOr<std::unique_ptr<loader::FunctionModule>> module =
+      loader::FunctionModule::Open(warmup.path(), WorkerHostTable());
+  if (!module.ok()) {
+    std::fprintf(stderr, "wisp-worker: warm-up skipped: %s\n", module.status().message().c_str());
+    return;
+  }
+  proto::Frame frame;
+  proto::Invoke* invoke = frame.mutable_invoke();
+  invoke->set_trigger(WISP_TRIGGER_HTTP);
+  invoke->set_method("POST");
+  invoke->set_path("/");
+  invoke->set_body("warm-up");
+  proto::Header* header = invoke->add_headers();
+  header->set_name("content-type");
+  header->set_value("text/plain");
+  std::string wire;
+  (void)AppendFrame(frame, &wire);
+  FrameDecoder decoder;
+  decoder.Feed(wire.data(), wire.size());
+  proto::Frame decoded;
+  (void)decoder.Next(&decoded);
+  proto::Frame reply;
+  CallFunction(**module, "warm-up", decoded.invoke(), reply.mutable_result());
+  wire.clear();
+  (void)AppendFrame(reply, &wire);
+}  // the warm-up module is unloaded here
+
+void Worker::HandleFrame(proto::Frame& frame) {
+  switch (frame.kind_case()) {
+    case proto::Frame::kLoad:
+      HandleLoad(frame.load());
+      break;
+    case proto::Frame::kInvoke:
+      if (!load_failed_) HandleInvoke(frame.invoke());
+      break;
+    case proto::Frame::kWarmup:
+      HandleWarmup(frame.warmup());
+      break;
+    case proto::Frame::kShutdown:
+      shutdown_ = true;
+      break;
+    default:
+      std::fprintf(stderr, "wisp-worker: unexpected frame kind %d\n",
+                   static_cast<int>(frame.kind_case()));
+      break;
+  }
+}
+
+void Worker::Run() {
+  proto::Frame frame;
+  while (ReadMore()) {
+    batch_start_ = std::chrono::steady_clock::now();
+    while (true) {
+      StatusOr<bool> got = decoder_.Next(&frame);
+      if (!got.ok()) {
+        std::fprintf(stderr, "wisp-worker: bad frame from controller: %s\n",
+                     got.status().ToString().c_str());
+        Exit(2);
+      }
+      if (!*got) break;
+      HandleFrame(frame);
+      if (load_failed_ || shutdown_) Exit(load_failed_ ? 1 : 0);
+      const auto now = std::chrono::steady_clock::now();
+      if (now - batch_start_ > kMaxBatchDelay && !out_.empty()) {
+        if (!WriteAll()) Exit(0);
+        batch_start_ = now;
+      }
+    }
+    if (!WriteAll()) Exit(0);
+  }
+  Exit(0);
+}
+
+}  // namespace
+
+void RunWorker() {
+  // A function's printf reaches the log line by line, not at exit.
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
+  Worker worker;
+  worker.Run();
+}
+
+}  // namespace wisp::runtime

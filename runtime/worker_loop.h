@@ -1,0 +1,21 @@
+// The worker's main loop: loads one function and serves its invocations.
+//
+// The protocol channel is fd 3 (kWorkerChannelFd); stdout and stderr are the
+// function's log. A worker starts generic (no function), waits for a Load
+// frame, dlopens the function, then runs Invoke frames one at a time, in
+// order, batching results into few writes. It exits on Shutdown, when the
+// controller goes away, or after a failed load.
+// Threading: the worker process's only thread.
+#ifndef WISP_RUNTIME_WORKER_LOOP_H_
+#define WISP_RUNTIME_WORKER_LOOP_H_
+
+namespace wisp::runtime {
+
+inline constexpr int kWorkerChannelFd = 3;
+
+// Serves fd 3 until the worker should exit; never returns.
+[[noreturn]] void RunWorker();
+
+}  // namespace wisp::runtime
+
+#endif  // WISP_RUNTIME_WORKER_LOOP_H_

@@ -1,0 +1,77 @@
+// The controller's side of the zygote (zygote_server.h): one wisp-worker
+// --zygote child that forks generic workers on request. Asking for a worker
+// is one small message; the controller's loop never blocks on fork or exec,
+// and a new worker is a fork of a small, already-linked process.
+//
+// The zygote reaps the workers and reports their exits; this class routes
+// ZygoteForked / ZygoteExited to the WorkerProcess they belong to. If the
+// zygote itself dies, its workers die with it: each gets an exit with that
+// reason, and a new zygote is started.
+//
+// Ownership: owned by the controller; WorkerProcess objects register
+// themselves through RequestFork and are forgotten once their exit is routed.
+// Threading: the loop thread only.
+#ifndef WISP_RUNTIME_ZYGOTE_H_
+#define WISP_RUNTIME_ZYGOTE_H_
+
+#include <uv.h>
+
+#include <functional>
+#include <string>
+#include <unordered_map>
+
+#include "runtime/base/status.h"
+#include "runtime/framing.h"
+
+namespace wisp::runtime {
+
+class WorkerProcess;
+
+class Zygote {
+ public:
+  // loop is borrowed; worker_path is the wisp-worker binary.
+  Zygote(uv_loop_t* loop, std::string worker_path);
+  ~Zygote();
+  Zygote(const Zygote&) = delete;
+  Zygote& operator=(const Zygote&) = delete;
+
+  // Spawns the zygote process. IOError if it cannot be started.
+  Status Start();
+
+  // Asks for a worker whose channel and log are the given socket ends (the
+  // zygote gets copies; the caller closes its own). worker is borrowed until
+  // its exit has been routed to it. Unavailable when the zygote is not
+  // running, IOError when the request cannot be sent.
+  Status RequestFork(WorkerProcess* worker, int channel_fd, int log_fd);
+
+  // Stops the zygote (its workers die with it); on_closed runs once its
+  // handles are closed.
+  void Close(std::function<void()> on_closed);
+
+ private:
+  void OnRead(ssize_t nread, const uv_buf_t* buf);
+  void OnFrame(const proto::Frame& frame);
+  void OnExit(int64_t exit_status, int term_signal);
+  void FailAll(const std::string& reason);
+  void CloseHandles();
+  void OnHandleClosed();
+
+  uv_loop_t* loop_;
+  std::string worker_path_;
+  uv_process_t* process_ = nullptr;  // owned; freed in its close callback
+  uv_pipe_t* channel_ = nullptr;     // owned; freed in its close callback
+  int channel_fd_ = -1;
+  bool running_ = false;
+  bool closing_ = false;
+  int open_handles_ = 0;
+  std::function<void()> on_closed_;
+  FrameDecoder decoder_;
+  std::string read_buf_;
+  uint64_t next_id_ = 1;
+  std::unordered_map<uint64_t, WorkerProcess*> pending_;  // by request id
+  std::unordered_map<int, WorkerProcess*> live_;          // by pid
+};
+
+}  // namespace wisp::runtime
+
+#endif  // WISP_RUNTIME_ZYGOTE_H_

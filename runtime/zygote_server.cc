@@ -1,0 +1,178 @@
+#include "runtime/zygote_server.h"
+
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <deque>
+#include <string>
+
+#include "runtime/framing.h"
+#include "runtime/worker_loop.h"
+
+namespace wisp::runtime {
+namespace {
+
+constexpr int kMaxFdsPerRead = 64;
+
+class ZygoteServer {
+ public:
+  int Run();
+
+ private:
+  bool ReadChannel();
+  void ReapChildren();
+  void Fork(uint64_t id);
+  [[noreturn]] void BecomeWorker(int channel_fd, int log_fd);
+  void Send(const proto::Frame& frame);
+  bool Flush();
+
+  int signal_fd_ = -1;
+  FrameDecoder decoder_;
+  std::deque<int> fds_;  // received descriptors, in arrival order
+  std::string out_;
+};
+
+bool ZygoteServer::ReadChannel() {
+  char buf[16 * 1024];
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFdsPerRead)];
+  iovec iov{buf, sizeof(buf)};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof(control);
+  ssize_t n;
+  do {
+    n = ::recvmsg(kWorkerChannelFd, &msg, MSG_CMSG_CLOEXEC);
+  } while (n < 0 && errno == EINTR);
+  if (n <= 0) return false;
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    const size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    const int* received = reinterpret_cast<const int*>(CMSG_DATA(c));
+    for (size_t i = 0; i < count; ++i) fds_.push_back(received[i]);
+  }
+  decoder_.Feed(buf, static_cast<size_t>(n));
+  proto::Frame frame;
+  while (true) {
+    StatusOr<bool> got = decoder_.Next(&frame);
+    if (!got.ok()) {
+      std::fprintf(stderr, "wisp-zygote: bad frame: %s\n", got.status().ToString().c_str());
+      return false;
+    }
+    if (!*got) break;
+    if (frame.has_zygote_fork()) Fork(frame.zygote_fork().id());
+  }
+  return true;
+}
+
+void ZygoteServer::Fork(uint64_t id) {
+  proto::Frame reply;
+  if (fds_.size() < 2) {
+    reply.mutable_zygote_fork_failed()->set_id(id);
+    reply.mutable_zygote_fork_failed()->set_message("fork request without its descriptors");
+    Send(reply);
+    return;
+  }
+  const int channel_fd = fds_.front();
+  fds_.pop_front();
+  const int log_fd = fds_.front();
+  fds_.pop_front();
+  const pid_t pid = ::fork();
+  if (pid == 0) BecomeWorker(channel_fd, log_fd);
+  ::close(channel_fd);
+  ::close(log_fd);
+  if (pid < 0) {
+    reply.mutable_zygote_fork_failed()->set_id(id);
+    reply.mutable_zygote_fork_failed()->set_message(std::string("fork: ") + std::strerror(errno));
+  } else {
+    reply.mutable_zygote_forked()->set_id(id);
+    reply.mutable_zygote_forked()->set_pid(pid);
+  }
+  Send(reply);
+}
+
+void ZygoteServer::BecomeWorker(int channel_fd, int log_fd) {
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (::getppid() == 1) ::_exit(0);  // the zygote is already gone
+  ::close(signal_fd_);
+  for (int fd : fds_) ::close(fd);
+  ::dup2(channel_fd, kWorkerChannelFd);  // replaces the zygote's channel
+  ::dup2(log_fd, STDOUT_FILENO);
+  ::dup2(log_fd, STDERR_FILENO);
+  if (channel_fd != kWorkerChannelFd) ::close(channel_fd);
+  if (log_fd > STDERR_FILENO && log_fd != kWorkerChannelFd) ::close(log_fd);
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  RunWorker();
+}
+
+void ZygoteServer::ReapChildren() {
+  signalfd_siginfo info;
+  while (::read(signal_fd_, &info, sizeof(info)) == sizeof(info)) {
+  }
+  int status = 0;
+  pid_t pid;
+  while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) {
+    proto::Frame frame;
+    proto::ZygoteExited* exited = frame.mutable_zygote_exited();
+    exited->set_pid(pid);
+    if (WIFEXITED(status)) exited->set_exit_status(WEXITSTATUS(status));
+    if (WIFSIGNALED(status)) exited->set_term_signal(WTERMSIG(status));
+    Send(frame);
+  }
+}
+
+void ZygoteServer::Send(const proto::Frame& frame) { (void)AppendFrame(frame, &out_); }
+
+bool ZygoteServer::Flush() {
+  size_t done = 0;
+  while (done < out_.size()) {
+    const ssize_t n = ::write(kWorkerChannelFd, out_.data() + done, out_.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    done += static_cast<size_t>(n);
+  }
+  out_.clear();
+  return true;
+}
+
+int ZygoteServer::Run() {
+  sigset_t chld;
+  sigemptyset(&chld);
+  sigaddset(&chld, SIGCHLD);
+  ::sigprocmask(SIG_BLOCK, &chld, nullptr);
+  signal_fd_ = ::signalfd(-1, &chld, SFD_NONBLOCK | SFD_CLOEXEC);
+  if (signal_fd_ < 0) {
+    std::fprintf(stderr, "wisp-zygote: signalfd: %s\n", std::strerror(errno));
+    return 1;
+  }
+  while (true) {
+    pollfd fds[2] = {{kWorkerChannelFd, POLLIN, 0}, {signal_fd_, POLLIN, 0}};
+    if (::poll(fds, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      return 1;
+    }
+    if (fds[1].revents != 0) ReapChildren();
+    if (fds[0].revents != 0 && !ReadChannel()) return 0;  // the controller is gone
+    if (!Flush()) return 0;
+  }
+}
+
+}  // namespace
+
+int RunZygote() {
+  ZygoteServer server;
+  return server.Run();
+}
+
+}  // namespace wisp::runtime
