@@ -1,6 +1,7 @@
 // A blocking HTTP/1.1 client: a non-blocking socket driven by poll() against
 // one deadline per request, responses parsed with http_parser.
 #include "runtime/http_client.h"
+#include "runtime/base/ascii.h"
 
 #include <errno.h>
 #include <http_parser.h>
@@ -80,15 +81,6 @@ Status SplitAuthority(std::string_view authority, std::string* host, int* port) 
   return Status::OK();
 }
 
-bool EqualsIgnoreCase(std::string_view a, std::string_view lower) {
-  if (a.size() != lower.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    char c = a[i];
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-    if (c != lower[i]) return false;
-  }
-  return true;
-}
 
 std::string BuildRequest(std::string_view method, std::string_view target,
                          const triggers::HeaderList& headers, std::string_view body,

@@ -1,5 +1,6 @@
 // Response serialization and the JSON error bodies of the HTTP trigger.
 #include "triggers/http_wire.h"
+#include "runtime/base/ascii.h"
 
 #include <google/protobuf/util/json_util.h>
 #include <http_parser.h>
@@ -11,15 +12,6 @@
 namespace wisp::triggers {
 namespace {
 
-bool EqualsIgnoreCase(std::string_view a, std::string_view lower) {
-  if (a.size() != lower.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    char c = a[i];
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-    if (c != lower[i]) return false;
-  }
-  return true;
-}
 
 bool HasLineBreak(std::string_view s) { return s.find_first_of("\r\n") != std::string_view::npos; }
 
