@@ -162,6 +162,8 @@ void Controller::Install(FunctionRecord record) {
   spec.timeout_ms = record.timeout_ms;
   spec.idle_ms = record.idle_ms;
   spec.max_workers = record.max_workers;
+  spec.pipeline_depth = options_.pipeline_depth;
+  spec.max_queue = options_.max_queue;
 
   auto& slot = functions_[record.name];
   std::unique_ptr<Deployed> old = std::move(slot);

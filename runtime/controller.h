@@ -46,6 +46,8 @@ struct ControllerOptions {
   uint64_t default_timeout_ms = 30000;
   uint64_t default_idle_ms = 60000;
   uint32_t default_max_workers = 2;
+  uint32_t pipeline_depth = 32;  // invocations in flight per worker
+  size_t max_queue = 1000;       // invocations waiting per function
   size_t warm_pool_size = 2;
   size_t max_request_bytes = 6 * 1024 * 1024;   // bodies sent to /fn/
   size_t max_upload_bytes = 64 * 1024 * 1024;   // .so uploads

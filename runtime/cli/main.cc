@@ -24,6 +24,12 @@ int main(int argc, char** argv) {
       ->capture_default_str()->check(CLI::Range(1, 64));
   up_cmd->add_option("--warm-pool", up.warm_pool, "generic workers kept ready")
       ->capture_default_str()->check(CLI::Range(0, 64));
+  up_cmd->add_option("--pipeline-depth", up.pipeline_depth,
+                     "invocations in flight per worker")
+      ->capture_default_str()->check(CLI::Range(1, 1024));
+  up_cmd->add_option("--max-queue", up.max_queue,
+                     "invocations waiting per function before 503")
+      ->capture_default_str()->check(CLI::Range(1, 1000000));
   up_cmd->add_option("--worker", up.worker, "path of wisp-worker (default next to wisp)");
   up_cmd->add_option("--max-body", up.max_body, "largest request body for /fn/, bytes")
       ->capture_default_str();

@@ -71,6 +71,8 @@ int RunUp(const UpArgs& args) {
   if (::access(warmup.c_str(), R_OK) == 0) options.warmup_path = warmup;
   options.default_max_workers = args.max_workers;
   options.warm_pool_size = args.warm_pool;
+  options.pipeline_depth = args.pipeline_depth;
+  options.max_queue = args.max_queue;
   options.max_request_bytes = args.max_body;
   if (::access(options.worker_path.c_str(), X_OK) != 0) {
     std::fprintf(stderr, "wisp: worker binary %s is not executable (set --worker or WISP_WORKER)\n",

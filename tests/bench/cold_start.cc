@@ -3,7 +3,12 @@
 // be deployed and never called before, so every call is a cold start (the
 // controller loads the function into a worker on demand).
 //
-// Usage: wisp_bench_cold_start --server HOST:PORT [--body B] [--expect E] [--each] NAME...
+// Usage: wisp_bench_cold_start --server HOST:PORT [--body B] [--expect E] [--gap-ms N]
+//                              [--each] NAME...
+// --gap-ms N sleeps N ms between calls (default 0: back to back); the sleep is
+// not part of any sample. With a gap, each call is an independent cold start
+// (the controller refills its warm pool in between); without, calls beyond the
+// warm pool's size compete with its refill.
 // Prints "cold_start n=N p50_us=.. p99_us=.. max_us=.." on stdout. Exits 1 if a
 // call fails or a reply is not E (default "hello, world"), 2 on bad usage.
 #include <algorithm>
@@ -13,6 +18,7 @@
 #include <cstdlib>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "runtime/http_client.h"
@@ -24,13 +30,15 @@ struct Options {
   int port = 0;
   std::string body = "world";
   std::string expect = "hello, world";
+  int gap_ms = 0;     // sleep between calls, not timed
   bool each = false;  // print every call's latency on stderr
   std::vector<std::string> names;
 };
 
 int Usage(const char* argv0) {
   std::fprintf(stderr,
-               "usage: %s --server HOST:PORT [--body B] [--expect E] [--each] NAME...\n",
+               "usage: %s --server HOST:PORT [--body B] [--expect E] [--gap-ms N] [--each] "
+               "NAME...\n",
                argv0);
   return 2;
 }
@@ -74,6 +82,13 @@ int main(int argc, char** argv) {
       const char* v = next();
       if (v == nullptr) return Usage(argv[0]);
       opt.expect = v;
+    } else if (arg == "--gap-ms") {
+      const char* v = next();
+      if (v == nullptr) return Usage(argv[0]);
+      char* end = nullptr;
+      long ms = std::strtol(v, &end, 10);
+      if (*v == '\0' || *end != '\0' || ms < 0 || ms > 60000) return Usage(argv[0]);
+      opt.gap_ms = static_cast<int>(ms);
     } else if (arg == "--each") {
       opt.each = true;
     } else if (arg.starts_with("--")) {
@@ -97,7 +112,12 @@ int main(int argc, char** argv) {
   std::vector<double> micros;
   micros.reserve(opt.names.size());
   int failures = 0;
+  bool first = true;
   for (const std::string& name : opt.names) {
+    if (opt.gap_ms > 0 && !first) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(opt.gap_ms));
+    }
+    first = false;
     std::string target = "/fn/" + name;
     auto start = std::chrono::steady_clock::now();
     auto r = client.Request("POST", target, {}, opt.body);

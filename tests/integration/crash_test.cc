@@ -35,6 +35,8 @@ TEST_F(CrashTest, EachFailureIsReportedAndOthersKeepAnswering) {
       {"ctor_crash", {}, 502, "load_failed", "killed by SIGSEGV while loading"},
       {"bad_abi", {}, 502, "load_failed", "ABI version 7, this runtime speaks 1"},
       {"init_fail", {}, 502, "load_failed", "wisp_init returned 3"},
+      {"badframe", {}, 502, "worker_crashed", "worker sent a bad frame"},
+      {"hugeframe", {}, 502, "worker_crashed", "exceeds the limit"},
   };
   DeployOk(ExamplePath("hello"), "hello");
   for (const CrashCase& c : cases) DeployOk(TestFunctionPath(c.function), c.function, c.deploy_args);
