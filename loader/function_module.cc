@@ -60,6 +60,11 @@ class DlHandle {
 StatusOr<std::unique_ptr<FunctionModule>> FunctionModule::Open(const std::string& path,
                                                                 const wisp_host* host) {
   WISP_RETURN_IF_ERROR(ValidateSharedObjectFile(path));
+  return OpenValidated(path, host);
+}
+
+StatusOr<std::unique_ptr<FunctionModule>> FunctionModule::OpenValidated(const std::string& path,
+                                                                         const wisp_host* host) {
   DlHandle dl(dlopen(DlopenPath(path).c_str(), RTLD_NOW | RTLD_LOCAL));
   if (dl.get() == nullptr) {
     return Status::InvalidArgument(path + ": dlopen failed: " + LastDlError());

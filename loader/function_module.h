@@ -26,6 +26,13 @@ class FunctionModule {
   static StatusOr<std::unique_ptr<FunctionModule>> Open(const std::string& path,
                                                          const wisp_host* host);
 
+  // Open without reading and parsing the file first: for artifacts the
+  // controller validated at deploy and stores read-only under their SHA-256.
+  // dlopen and dlsym still refuse what is not a loadable function; the
+  // messages are then dlopen's own.
+  static StatusOr<std::unique_ptr<FunctionModule>> OpenValidated(const std::string& path,
+                                                                  const wisp_host* host);
+
   // Calls wisp_fini (if exported) and dlcloses the module.
   ~FunctionModule();
   FunctionModule(const FunctionModule&) = delete;

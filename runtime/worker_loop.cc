@@ -95,8 +95,9 @@ void Worker::HandleLoad(const proto::Load& load) {
     return;
   }
   function_ = load.function();
+  // The controller validated the artifact at deploy (loader/elf_validator.h).
   StatusOr<std::unique_ptr<loader::FunctionModule>> module =
-      loader::FunctionModule::Open(load.path(), WorkerHostTable());
+      loader::FunctionModule::OpenValidated(load.path(), WorkerHostTable());
   if (!module.ok()) {
     load_failed_ = true;
     reply.mutable_load_failed()->set_message(module.status().message());
@@ -155,7 +156,7 @@ void Worker::HandleInvoke(const proto::Invoke& invoke) {
 void Worker::HandleWarmup(const proto::Warmup& warmup) {
   if (module_ != nullptr) return;
   StatusOr<std::unique_ptr<loader::FunctionModule>> module =
-      loader::FunctionModule::Open(warmup.path(), WorkerHostTable());
+      loader::FunctionModule::OpenValidated(warmup.path(), WorkerHostTable());
   if (!module.ok()) {
     std::fprintf(stderr, "wisp-worker: warm-up skipped: %s\n", module.status().message().c_str());
     return;
@@ -216,6 +217,7 @@ void Worker::Run() {
       if (!*got) break;
       HandleFrame(frame);
       if (load_failed_ || shutdown_) Exit(load_failed_ ? 1 : 0);
+      if (!frame.has_invoke()) continue;  // Loaded leaves with the first result
       const auto now = std::chrono::steady_clock::now();
       if (now - batch_start_ > kMaxBatchDelay && !out_.empty()) {
         if (!WriteAll()) Exit(0);
