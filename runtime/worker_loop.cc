@@ -217,7 +217,12 @@ void Worker::Run() {
       if (!*got) break;
       HandleFrame(frame);
       if (load_failed_ || shutdown_) Exit(load_failed_ ? 1 : 0);
-      if (!frame.has_invoke()) continue;  // Loaded leaves with the first result
+      if (frame.has_load()) {
+        // Loaded must reach the controller before the function first runs,
+        // so that a crash in it is not taken for a failed load.
+        if (!WriteAll()) Exit(0);
+        continue;
+      }
       const auto now = std::chrono::steady_clock::now();
       if (now - batch_start_ > kMaxBatchDelay && !out_.empty()) {
         if (!WriteAll()) Exit(0);
