@@ -35,6 +35,9 @@ COLD_FUNCTIONS="${COLD_FUNCTIONS:-60}"
 COLD_GAP_MS="${COLD_GAP_MS:-20}"
 BURST_FUNCTIONS="${BURST_FUNCTIONS:-30}"
 WARM_POOL="${WARM_POOL:-2}"
+# PINNED=1 (default when there are 2+ CPUs) adds the same loads with the
+# server on CPU 1 and wrk on CPU 0, for the floor and for wisp.
+PINNED="${PINNED:-$(( $(nproc) >= 2 ? 1 : 0 ))}"
 LUA="$ROOT/tests/bench/post_world.lua"
 BIN="$BUILD_DIR/bin"
 HELLO_SO="$BUILD_DIR/examples/hello.so"
@@ -133,6 +136,13 @@ wait_http() {
   return 1
 }
 
+# pin_tree PID CPU: pins a process, its threads and all its descendants.
+pin_tree() {
+  local pid="$1" cpu="$2" child
+  taskset -a -p -c "$cpu" "$pid" >/dev/null 2>&1 || true
+  for child in $(pgrep -P "$pid" || true); do pin_tree "$child" "$cpu"; done
+}
+
 rss_kb() {
   awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || true
 }
@@ -142,7 +152,9 @@ rss_kb() {
 run_wrk() {
   local name="$1"
   shift
-  wrk "$@" >"$WORK/$name.txt" 2>&1 || { cat "$WORK/$name.txt" >&2; die "wrk $name failed"; }
+  local prefix=()
+  [[ "$name" != *_pin_* ]] || prefix=(taskset -c 0)
+  "${prefix[@]}" wrk "$@" >"$WORK/$name.txt" 2>&1 || { cat "$WORK/$name.txt" >&2; die "wrk $name failed"; }
   local errs
   errs="$(grep -E 'Non-2xx|Socket errors' "$WORK/$name.txt" || true)"
   if [[ -n "$errs" ]]; then
@@ -180,6 +192,11 @@ run_wrk floor_get_c32 -t1 -c32 -d"${DURATION}s" "$FLOOR_URL"
 run_wrk floor_get_c1 -t1 -c1 -d"${DURATION}s" --latency "$FLOOR_URL"
 run_wrk floor_post_c32 -t1 -c32 -d"${DURATION}s" -s "$LUA" "$FLOOR_URL"
 run_wrk floor_post_c1 -t1 -c1 -d"${DURATION}s" --latency -s "$LUA" "$FLOOR_URL"
+if ((PINNED)); then
+  pin_tree "$FLOOR_PID" 1
+  run_wrk floor_pin_c32 -t1 -c32 -d"${DURATION}s" -s "$LUA" "$FLOOR_URL"
+  run_wrk floor_pin_c1 -t1 -c1 -d"${DURATION}s" --latency -s "$LUA" "$FLOOR_URL"
+fi
 stop_pid "$FLOOR_PID"
 FLOOR_PID=
 
@@ -221,6 +238,14 @@ reply="$(curl -fsS --max-time 10 -d world "$WISP_URL/fn/hello")" ||
 log "wisp on $WISP_URL, hello deployed and warm"
 run_wrk wisp_post_c32 -t1 -c32 -d"${DURATION}s" -s "$LUA" "$WISP_URL/fn/hello"
 run_wrk wisp_post_c1 -t1 -c1 -d"${DURATION}s" --latency -s "$LUA" "$WISP_URL/fn/hello"
+if ((PINNED)); then
+  # The same loads with the server side on CPU 1 and wrk on CPU 0: the
+  # controller, the zygote and the workers share one core, as the floor does.
+  pin_tree "$CONTROLLER_PID" 1
+  run_wrk wisp_pin_c32 -t1 -c32 -d"${DURATION}s" -s "$LUA" "$WISP_URL/fn/hello"
+  run_wrk wisp_pin_c1 -t1 -c1 -d"${DURATION}s" --latency -s "$LUA" "$WISP_URL/fn/hello"
+  pin_tree "$CONTROLLER_PID" "0-$(($(nproc) - 1))"
+fi
 
 # The hello worker's RSS, right after the loads (before an idle unload).
 status_json="$(curl -fsS --max-time 5 "$WISP_URL/v1/functions/hello" | tr -d '\n')" ||
@@ -310,6 +335,12 @@ printf '%-44s %12s %12s %10s\n' "metric" "wisp" "floor" "ratio"
 printf '%-44s %12s %12s %10s\n' "--------------------------------------------" "------------" "------------" "----------"
 printf '%-44s %12s %12s %10s\n' "throughput, -c32 POST world (req/s)" "$W_RPS" "$F_RPS" "$(ratio "$W_RPS" "$F_RPS")"
 printf '%-44s %12s %12s %10s\n' "latency p50, -c1 POST world (us)" "$W_P50" "$F_P50" "$(ratio "$W_P50" "$F_P50")"
+if ((PINNED)); then
+  WP_RPS="$(rps wisp_pin_c32)"; FP_RPS="$(rps floor_pin_c32)"
+  WP_P50="$(p50_us wisp_pin_c1)"; FP_P50="$(p50_us floor_pin_c1)"
+  printf '%-44s %12s %12s %10s\n' "pinned: throughput -c32 (req/s)" "$WP_RPS" "$FP_RPS" "$(ratio "$WP_RPS" "$FP_RPS")"
+  printf '%-44s %12s %12s %10s\n' "pinned: latency p50 -c1 (us)" "$WP_P50" "$FP_P50" "$(ratio "$WP_P50" "$FP_P50")"
+fi
 printf '%-44s %12s %12s %10s\n' "floor GET: throughput -c32 (req/s)" "" "$(rps floor_get_c32)" ""
 printf '%-44s %12s %12s %10s\n' "floor GET: latency p50 -c1 (us)" "" "$(p50_us floor_get_c1)" ""
 echo
