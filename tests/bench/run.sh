@@ -294,8 +294,41 @@ if ((BURST_FUNCTIONS > 0)); then
   BURST_P99_US="$(cold_field cold_burst p99_us)"
   BURST_MAX_US="$(cold_field cold_burst max_us)"
 fi
+# The same gap before a warm call: what idling alone costs on this machine.
+warm_names=()
+for _ in $(seq "$COLD_FUNCTIONS"); do warm_names+=(hello); done
+cold_run warm_spaced --gap-ms "$COLD_GAP_MS" "${warm_names[@]}"
+WARM_IDLE_P50_US="$(cold_field warm_spaced p50_us)"
 CONTROLLER_FINAL_RSS_KB="$(rss_kb "$CONTROLLER_PID")"
 stop_controller
+
+# Back to back from a pool large enough for all of them: the cold start
+# itself, without idle gaps and without forks in flight.
+BIG_POOL=$((BURST_FUNCTIONS + 2))
+if ((BURST_FUNCTIONS > 0)); then
+  mkdir -p "$WORK/data2"
+  "$BIN/wisp" up --listen "127.0.0.1:$WISP_PORT" --data "$WORK/data2" --warm-pool "$BIG_POOL" \
+    >"$WORK/controller2.log" 2>&1 &
+  CONTROLLER_PID=$!
+  wait_http "$CONTROLLER_PID" "$WISP_URL/healthz" || die "second controller did not start"
+  for name in "${burst_names[@]}"; do deploy "$HELLO_SO" --name "$name"; done
+  sleep 1  # the pool fills and warms up
+  cold_run cold_pooled "${burst_names[@]}"
+  POOLED_P50_US="$(cold_field cold_pooled p50_us)"
+  POOLED_P99_US="$(cold_field cold_pooled p99_us)"
+  stop_controller
+fi
+
+# The floor after the same idle gap, for comparison with warm_spaced.
+FLOOR_PORT="$(free_port)"
+"$BIN/wisp_bench_floor" "$FLOOR_PORT" &
+FLOOR_PID=$!
+wait_http "$FLOOR_PID" "http://127.0.0.1:$FLOOR_PORT/" || die "the floor server did not restart"
+"$BIN/wisp_bench_cold_start" --server "127.0.0.1:$FLOOR_PORT" --gap-ms "$COLD_GAP_MS" \
+  "${warm_names[@]}" >"$WORK/floor_spaced.txt" || die "floor idle run failed"
+FLOOR_IDLE_P50_US="$(cold_field floor_spaced p50_us)"
+stop_pid "$FLOOR_PID"
+FLOOR_PID=
 
 # ---------------------------------------------------------------- report
 MISSED=0
@@ -355,6 +388,12 @@ if ((BURST_FUNCTIONS > 0)); then
   printf '%-44s %12s %12s %10s\n' "cold start p99, $BURST_LABEL (ms)" "$(ms "$BURST_P99_US")" "" ""
   printf '%-44s %12s %12s %10s\n' "cold start max, $BURST_LABEL (ms)" "$(ms "$BURST_MAX_US")" "" ""
 fi
+if ((BURST_FUNCTIONS > 0)); then
+  printf '%-44s %12s %12s %10s\n' "cold start p50, back to back, pool of $BIG_POOL (ms)" "$(ms "$POOLED_P50_US")" "<= $COLD_P50_TARGET_MS" ""
+  printf '%-44s %12s %12s %10s\n' "cold start p99, back to back, pool of $BIG_POOL (ms)" "$(ms "$POOLED_P99_US")" "<= $COLD_P99_TARGET_MS" ""
+fi
+printf '%-44s %12s %12s %10s\n' "warm call p50 after ${COLD_GAP_MS} ms idle (ms)" "$(ms "$WARM_IDLE_P50_US")" "" ""
+printf '%-44s %12s %12s %10s\n' "floor call p50 after ${COLD_GAP_MS} ms idle (ms)" "$(ms "$FLOOR_IDLE_P50_US")" "" ""
 printf '%-44s %12s %12s %10s\n' "controller RSS, idle after start (MiB)" "$C_IDLE_MB" "<= $CONTROLLER_RSS_TARGET_MB" "$V_CRSS"
 printf '%-44s %12s %12s %10s\n' "hello worker RSS, after the loads (MiB)" "$WK_MB" "<= $WORKER_RSS_TARGET_MB" "$V_WRSS"
 printf '%-44s %12s %12s %10s\n' "controller RSS, after the loads (MiB)" "$(mb "$CONTROLLER_LOADED_RSS_KB")" "" ""
