@@ -65,8 +65,9 @@ void WorkerPool::Refill() {
 
 StatusOr<WorkerProcess*> WorkerPool::Take(WorkerListener* listener) {
   while (!ready_.empty()) {
-    WorkerProcess* worker = ready_.front();
-    ready_.pop_front();
+    // Newest first: it idled least, so less of it has gone cold.
+    WorkerProcess* worker = ready_.back();
+    ready_.pop_back();
     if (worker->state() != WorkerProcess::State::kRunning) continue;
     worker->set_listener(listener);
     DeferRefill();
