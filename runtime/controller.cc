@@ -173,28 +173,36 @@ void Controller::Install(FunctionRecord record) {
   slot->record = std::move(record);
   if (old) {
     old->dispatcher->MoveQueuedTo(slot->dispatcher.get());
-    Retire(std::move(old->dispatcher), old->counters);
+    Retire(slot->record.name, std::move(old->dispatcher), old->counters, old->record.sha256);
   }
 }
 
-void Controller::Retire(std::unique_ptr<Dispatcher> dispatcher,
-                        std::shared_ptr<FunctionCounters> counters) {
+void Controller::Retire(const std::string& name, std::unique_ptr<Dispatcher> dispatcher,
+                        std::shared_ptr<FunctionCounters> counters, std::string sha256) {
   auto retired = std::make_unique<Retired>();
   Dispatcher* raw = dispatcher.get();
   retired->dispatcher = std::move(dispatcher);
   retired->counters = std::move(counters);
   retired_.push_back(std::move(retired));
   ++shutdown_waits_;
-  raw->Drain([this, raw] {
-    for (auto it = retired_.begin(); it != retired_.end(); ++it) {
-      if ((*it)->dispatcher.get() == raw) {
-        retired_.erase(it);  // destroys the dispatcher
-        break;
-      }
-    }
-    --shutdown_waits_;
-    MaybeFinishShutdown();
-  });
+  auto successor = [this, name]() -> Dispatcher* {
+    auto it = functions_.find(name);
+    return it == functions_.end() ? nullptr : it->second->dispatcher.get();
+  };
+  raw->Drain(
+      [this, raw, sha256] {
+        for (auto it = retired_.begin(); it != retired_.end(); ++it) {
+          if ((*it)->dispatcher.get() == raw) {
+            retired_.erase(it);  // destroys the dispatcher
+            break;
+          }
+        }
+        // Only now can no worker of this version still be loading its file.
+        if (!sha256.empty()) RemoveArtifactIfUnused(sha256);
+        --shutdown_waits_;
+        MaybeFinishShutdown();
+      },
+      successor);
 }
 
 void Controller::RemoveArtifactIfUnused(const std::string& sha256) {
@@ -331,14 +339,12 @@ void Controller::HandleDeploy(triggers::ReplyToken token, const std::string& nam
   record.size_bytes = request.body.size();
   record.deployed_at = NowRfc3339();
   auto existing = functions_.find(name);
-  const std::string previous_sha = existing == functions_.end() ? "" : existing->second->record.sha256;
   s = store_.Put(record);
   if (!s.ok()) {
     RemoveArtifactIfUnused(record.sha256);
     return ReplyError(token, 500, "storage_error", s.message());
   }
-  Install(record);
-  if (!previous_sha.empty() && previous_sha != record.sha256) RemoveArtifactIfUnused(previous_sha);
+  Install(record);  // the previous version's artifact goes once it has drained
   std::fprintf(stderr, "wisp: deployed %s (sha256 %.12s, %llu bytes)\n", name.c_str(),
                record.sha256.c_str(), static_cast<unsigned long long>(record.size_bytes));
   ReplyJson(token, existing == functions_.end() ? 201 : 200,
@@ -357,8 +363,7 @@ void Controller::HandleRemove(triggers::ReplyToken token, const std::string& nam
   std::unique_ptr<Deployed> deployed = std::move(it->second);
   functions_.erase(it);
   const std::string json = DescribeJson(*deployed, false);
-  Retire(std::move(deployed->dispatcher), deployed->counters);
-  RemoveArtifactIfUnused(deployed->record.sha256);
+  Retire(name, std::move(deployed->dispatcher), deployed->counters, deployed->record.sha256);
   std::fprintf(stderr, "wisp: removed %s\n", name.c_str());
   ReplyJson(token, 200, json);
 }
@@ -406,16 +411,15 @@ void Controller::Shutdown(std::function<void()> on_done) {
   WISP_ASSERT_LOOP_THREAD(loop_thread_);
   shutting_down_ = true;
   on_shutdown_ = std::move(on_done);
-  for (auto& [name, deployed] : functions_) {
-    Retire(std::move(deployed->dispatcher), deployed->counters);
-  }
-  functions_.clear();
-  if (server_) {
-    ++shutdown_waits_;
-    server_->Close([this] {
-      --shutdown_waits_;
-      MaybeFinishShutdown();
-    });
+  if (zygote_) zygote_->StopRestarting();
+  // New connections are refused at once; open ones get their in-flight
+  // replies (new requests on them get 503) and are closed only after every
+  // function has drained, in MaybeFinishShutdown.
+  if (server_) server_->StopAccepting();
+  std::map<std::string, std::unique_ptr<Deployed>> functions = std::move(functions_);
+  functions_.clear();  // nothing is handed to a successor any more
+  for (auto& [name, deployed] : functions) {
+    Retire(name, std::move(deployed->dispatcher), deployed->counters, "");
   }
   if (pool_) {
     ++shutdown_waits_;
@@ -429,6 +433,17 @@ void Controller::Shutdown(std::function<void()> on_done) {
 
 void Controller::MaybeFinishShutdown() {
   if (!shutting_down_ || shutdown_waits_ > 0 || !on_shutdown_) return;
+  if (server_ && !server_closing_) {
+    // Every function has drained and its replies have been queued; they are
+    // flushed before the connections close (the flush runs this iteration).
+    server_closing_ = true;
+    ++shutdown_waits_;
+    server_->Close([this] {
+      --shutdown_waits_;
+      MaybeFinishShutdown();
+    });
+    return;
+  }
   if (zygote_ && !zygote_closing_) {
     // Last, once every worker has exited: the zygote reports their exits.
     zygote_closing_ = true;

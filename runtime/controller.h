@@ -98,8 +98,10 @@ class Controller {
 
   Status RestoreDeployments();
   void Install(FunctionRecord record);
-  void Retire(std::unique_ptr<Dispatcher> dispatcher,
-              std::shared_ptr<FunctionCounters> counters);
+  // Drains a dispatcher that no longer serves name; then removes the
+  // artifact sha256 if no deployment uses it any more (empty: keep).
+  void Retire(const std::string& name, std::unique_ptr<Dispatcher> dispatcher,
+              std::shared_ptr<FunctionCounters> counters, std::string sha256);
   void RemoveArtifactIfUnused(const std::string& sha256);
   std::string DescribeJson(const Deployed& deployed, bool with_status) const;
   void MaybeFinishShutdown();
@@ -116,6 +118,7 @@ class Controller {
   std::vector<std::unique_ptr<Retired>> retired_;
   bool shutting_down_ = false;
   bool zygote_closing_ = false;
+  bool server_closing_ = false;
   int shutdown_waits_ = 0;
   std::function<void()> on_shutdown_;
 };

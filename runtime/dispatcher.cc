@@ -63,15 +63,23 @@ size_t Dispatcher::LiveSlots() const {
   return n;
 }
 
-void Dispatcher::Dispatch() {
-  if (draining_) {
-    // Only invocations put back after a worker failure can be here.
-    while (!queue_.empty()) {
-      std::unique_ptr<Job> job = std::move(queue_.front());
-      queue_.pop_front();
+void Dispatcher::HandOverQueue() {
+  Dispatcher* next = successor_ ? successor_() : nullptr;
+  while (!queue_.empty()) {
+    std::unique_ptr<Job> job = std::move(queue_.front());
+    queue_.pop_front();
+    if (next != nullptr && next != this) {
+      next->Submit(std::move(*job->frame.mutable_invoke()), std::move(job->done));
+    } else {
       Fail(std::move(job), 503, "function_unavailable",
            "function " + spec_.name + " was removed before this invocation could run");
     }
+  }
+}
+
+void Dispatcher::Dispatch() {
+  if (draining_) {
+    HandOverQueue();  // only invocations put back after a worker failure
     return;
   }
   while (!queue_.empty()) {
@@ -80,6 +88,9 @@ void Dispatcher::Dispatch() {
     for (const auto& slot : slots_) {
       if (slot->state == Slot::State::kLoading) loading = true;
       if (slot->state != Slot::State::kLoading && slot->state != Slot::State::kReady) continue;
+      // A worker already on its way out (killed, or closed its channel) gets
+      // nothing more: what it was given would be failed without having run.
+      if (slot->worker->state() != WorkerProcess::State::kRunning) continue;
       if (best == nullptr || slot->inflight.size() < best->inflight.size()) best = slot.get();
     }
     if (best != nullptr && best->inflight.empty()) {
@@ -337,15 +348,12 @@ std::vector<int> Dispatcher::WorkerPids() const {
   return pids;
 }
 
-void Dispatcher::Drain(std::function<void()> on_drained) {
+void Dispatcher::Drain(std::function<void()> on_drained,
+                       std::function<Dispatcher*()> successor) {
   draining_ = true;
   on_drained_ = std::move(on_drained);
-  while (!queue_.empty()) {
-    std::unique_ptr<Job> job = std::move(queue_.front());
-    queue_.pop_front();
-    Fail(std::move(job), 503, "function_unavailable",
-         "function " + spec_.name + " was removed");
-  }
+  successor_ = std::move(successor);
+  HandOverQueue();
   uv_timer_stop(reaper_);
   uv_close(reinterpret_cast<uv_handle_t*>(reaper_), [](uv_handle_t* h) {
     auto* self = static_cast<Dispatcher*>(h->data);

@@ -79,10 +79,12 @@ class Dispatcher : public WorkerListener {
   // in order. Used when a new version replaces this one.
   void MoveQueuedTo(Dispatcher* other);
 
-  // Stops taking work: waiting invocations fail with 503, in-flight ones
-  // finish, then workers are shut down. on_drained runs once every worker has
-  // exited and the dispatcher's handles are closed.
-  void Drain(std::function<void()> on_drained);
+  // Stops taking work: in-flight invocations finish, then workers are shut
+  // down. Invocations still waiting, or put back later after a worker
+  // failure, go to successor() when it returns a dispatcher (a new version of
+  // the function), else fail with 503. on_drained runs once every worker has
+  // exited and the dispatcher's handles are closed; it may destroy this.
+  void Drain(std::function<void()> on_drained, std::function<Dispatcher*()> successor = nullptr);
 
   const FunctionSpec& spec() const { return spec_; }
   std::vector<int> WorkerPids() const;
@@ -120,6 +122,7 @@ class Dispatcher : public WorkerListener {
   void ArmReaper();
   void Reap();
   void MaybeFinishDrain();
+  void HandOverQueue();
   Slot* FindSlot(WorkerProcess* worker);
   size_t LiveSlots() const;
   static void ReaperCb(uv_timer_t* timer);
@@ -135,6 +138,7 @@ class Dispatcher : public WorkerListener {
   bool draining_ = false;
   bool reaper_closed_ = false;
   std::function<void()> on_drained_;
+  std::function<Dispatcher*()> successor_;
 };
 
 }  // namespace wisp::runtime

@@ -21,11 +21,18 @@ bool IsSafeHeaderText(const char* s, bool is_name) {
   return true;
 }
 
+// Takes n bytes from the invocation's reply budget (body, headers and events
+// together), or returns false when they do not fit.
+bool Reserve(wisp_ctx* ctx, size_t n) {
+  if (n > ctx->max_reply_bytes - ctx->reply_bytes) return false;
+  ctx->reply_bytes += n;
+  return true;
+}
+
 int HostWrite(wisp_ctx* ctx, const void* data, size_t len) {
   if (ctx == nullptr || (data == nullptr && len > 0)) return WISP_E_INVALID;
-  std::string* body = ctx->result->mutable_body();
-  if (len > ctx->max_reply_bytes - body->size()) return WISP_E_LIMIT;
-  body->append(static_cast<const char*>(data), len);
+  if (!Reserve(ctx, len)) return WISP_E_LIMIT;
+  ctx->result->mutable_body()->append(static_cast<const char*>(data), len);
   return WISP_OK;
 }
 
@@ -40,6 +47,7 @@ int HostSetHeader(wisp_ctx* ctx, const char* name, const char* value) {
     return WISP_E_INVALID;
   }
   if (ctx->result->headers_size() >= 100) return WISP_E_LIMIT;
+  if (!Reserve(ctx, std::strlen(name) + std::strlen(value))) return WISP_E_LIMIT;
   proto::Header* header = ctx->result->add_headers();
   header->set_name(name);
   header->set_value(value);
@@ -51,6 +59,7 @@ int HostEmit(wisp_ctx* ctx, const char* subject, const void* data, size_t len) {
     return WISP_E_INVALID;
   }
   if (static_cast<size_t>(ctx->result->events_size()) >= ctx->max_events) return WISP_E_LIMIT;
+  if (!Reserve(ctx, std::strlen(subject) + len)) return WISP_E_LIMIT;
   proto::Event* event = ctx->result->add_events();
   event->set_subject(subject);
   event->set_data(static_cast<const char*>(data), len);

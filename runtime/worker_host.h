@@ -14,8 +14,9 @@
 struct wisp_ctx {
   wisp::runtime::proto::Result* result;  // borrowed; the reply being built
   std::string function;                  // for log lines
-  size_t max_reply_bytes;
+  size_t max_reply_bytes;  // body, headers and events together
   size_t max_events;
+  size_t reply_bytes = 0;  // used so far
 };
 
 namespace wisp::runtime {

@@ -17,9 +17,6 @@
 namespace wisp::runtime {
 namespace {
 
-// Results are flushed early once a batch has run this long, so a slow
-// invocation does not hold back the replies of fast ones before it.
-constexpr auto kMaxBatchDelay = std::chrono::microseconds(200);
 
 class Worker {
  public:
@@ -41,7 +38,6 @@ class Worker {
   std::string function_;
   bool load_failed_ = false;
   bool shutdown_ = false;
-  std::chrono::steady_clock::time_point batch_start_;
 };
 
 bool Worker::ReadMore() {
@@ -73,10 +69,16 @@ bool Worker::WriteAll() {
 
 void Worker::Send(const proto::Frame& frame) {
   Status s = AppendFrame(frame, &out_);
-  if (!s.ok()) {
-    // A reply over the frame limit: report the failure instead.
-    std::fprintf(stderr, "wisp-worker: dropping frame: %s\n", s.ToString().c_str());
-  }
+  if (s.ok()) return;
+  // Only a result can be this large: answer its invocation with the reason.
+  std::fprintf(stderr, "wisp-worker: reply refused: %s\n", s.ToString().c_str());
+  proto::Frame refusal;
+  proto::Result* result = refusal.mutable_result();
+  result->set_id(frame.result().id());
+  result->set_function_error(-1);
+  result->set_error_message("the reply exceeds the frame limit of " +
+                            std::to_string(kDefaultMaxFrameBytes) + " bytes");
+  (void)AppendFrame(refusal, &out_);
 }
 
 void Worker::Exit(int code) {
@@ -206,7 +208,6 @@ void Worker::HandleFrame(proto::Frame& frame) {
 void Worker::Run() {
   proto::Frame frame;
   while (ReadMore()) {
-    batch_start_ = std::chrono::steady_clock::now();
     while (true) {
       StatusOr<bool> got = decoder_.Next(&frame);
       if (!got.ok()) {
@@ -215,19 +216,13 @@ void Worker::Run() {
         Exit(2);
       }
       if (!*got) break;
+      // Every earlier outcome (Loaded, results) reaches the controller before
+      // the function runs again: if this invocation crashes the worker, the
+      // controller knows exactly which one did. Results of a batch still
+      // arrive together when the controller is busy: they queue in the socket.
+      if (frame.has_invoke() && !out_.empty() && !WriteAll()) Exit(0);
       HandleFrame(frame);
       if (load_failed_ || shutdown_) Exit(load_failed_ ? 1 : 0);
-      if (frame.has_load()) {
-        // Loaded must reach the controller before the function first runs,
-        // so that a crash in it is not taken for a failed load.
-        if (!WriteAll()) Exit(0);
-        continue;
-      }
-      const auto now = std::chrono::steady_clock::now();
-      if (now - batch_start_ > kMaxBatchDelay && !out_.empty()) {
-        if (!WriteAll()) Exit(0);
-        batch_start_ = now;
-      }
     }
     if (!WriteAll()) Exit(0);
   }

@@ -81,20 +81,31 @@ Status WorkerProcess::Start(Zygote* zygote) {
     ::close(channel_fds[1]);
     return s;
   }
-  if (uv_pipe_open(&channel_, channel_fds[0]) != 0 || uv_pipe_open(&log_, log_fds[0]) != 0) {
-    for (int fd : {channel_fds[0], channel_fds[1], log_fds[0], log_fds[1]}) ::close(fd);
+  // The parent ends belong to the pipes from here on (closed with them).
+  const int channel_rc = uv_pipe_open(&channel_, channel_fds[0]);
+  const int log_rc = uv_pipe_open(&log_, log_fds[0]);
+  if (channel_rc != 0 || log_rc != 0) {
+    if (channel_rc != 0) ::close(channel_fds[0]);
+    if (log_rc != 0) ::close(log_fds[0]);
+    ::close(channel_fds[1]);
+    ::close(log_fds[1]);
     return Status::IOError("cannot open the worker's sockets");
   }
-  WISP_RETURN_IF_ERROR(UvStatus("read worker channel", uv_read_start(
-      reinterpret_cast<uv_stream_t*>(&channel_), AllocCb, ReadCb)));
-  WISP_RETURN_IF_ERROR(UvStatus("read worker log", uv_read_start(
-      reinterpret_cast<uv_stream_t*>(&log_), AllocCb, LogReadCb)));
-  // Last: once the zygote knows this worker, it must live until its exit.
-  s = zygote->RequestFork(this, channel_fds[1], log_fds[1]);
-  ::close(channel_fds[1]);
-  ::close(log_fds[1]);
+  s = UvStatus("read worker channel",
+               uv_read_start(reinterpret_cast<uv_stream_t*>(&channel_), AllocCb, ReadCb));
+  if (s.ok()) {
+    s = UvStatus("read worker log",
+                 uv_read_start(reinterpret_cast<uv_stream_t*>(&log_), AllocCb, LogReadCb));
+  }
+  if (!s.ok()) {
+    ::close(channel_fds[1]);
+    ::close(log_fds[1]);
+    return s;
+  }
   started_ms_ = uv_now(loop_);
-  return s;
+  // Last: once the zygote knows this worker, it must live until its exit.
+  // The zygote takes the child ends.
+  return zygote->RequestFork(this, channel_fds[1], log_fds[1]);
 }
 
 void WorkerProcess::OnForked(int pid) {

@@ -77,12 +77,39 @@ Status Zygote::Start() {
 }
 
 Status Zygote::RequestFork(WorkerProcess* worker, int channel_fd, int log_fd) {
-  if (!running_) return Status::Unavailable("the worker zygote is not running");
+  if (!running_) {
+    ::close(channel_fd);
+    ::close(log_fd);
+    return Status::Unavailable("the worker zygote is not running");
+  }
+  queued_.push_back({next_id_++, worker, channel_fd, log_fd});
+  SendQueuedForks();
+  return Status::OK();
+}
+
+void Zygote::SendQueuedForks() {
+  while (running_ && !queued_.empty() && pending_.size() < kMaxForksInFlight) {
+    QueuedFork fork = queued_.front();
+    queued_.pop_front();
+    const bool sent = SendFork(fork);
+    ::close(fork.channel_fd);
+    ::close(fork.log_fd);
+    if (!sent) {
+      // The stream is unusable: restart the zygote; OnExit fails this
+      // request with the others.
+      pending_[fork.id] = fork.worker;
+      uv_process_kill(process_, SIGKILL);
+      return;
+    }
+    pending_[fork.id] = fork.worker;
+  }
+}
+
+bool Zygote::SendFork(const QueuedFork& fork) {
   proto::Frame frame;
-  const uint64_t id = next_id_++;
-  frame.mutable_zygote_fork()->set_id(id);
+  frame.mutable_zygote_fork()->set_id(fork.id);
   std::string bytes;
-  WISP_RETURN_IF_ERROR(AppendFrame(frame, &bytes));
+  if (!AppendFrame(frame, &bytes).ok()) return false;
   alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 2)] = {};
   iovec iov{bytes.data(), bytes.size()};
   msghdr msg{};
@@ -94,21 +121,18 @@ Status Zygote::RequestFork(WorkerProcess* worker, int channel_fd, int log_fd) {
   c->cmsg_level = SOL_SOCKET;
   c->cmsg_type = SCM_RIGHTS;
   c->cmsg_len = CMSG_LEN(sizeof(int) * 2);
-  const int fds[2] = {channel_fd, log_fd};
+  const int fds[2] = {fork.channel_fd, fork.log_fd};
   std::memcpy(CMSG_DATA(c), fds, sizeof(fds));
   ssize_t n;
   do {
     n = ::sendmsg(channel_fd_, &msg, MSG_NOSIGNAL);
   } while (n < 0 && errno == EINTR);
   if (n != static_cast<ssize_t>(bytes.size())) {
-    // A partial or refused send leaves the stream unusable: restart it.
-    Status s = n < 0 ? Status::FromErrno("send fork request to the zygote", errno)
-                     : Status::IOError("short send to the zygote");
-    uv_process_kill(process_, SIGKILL);
-    return s;
+    std::fprintf(stderr, "wisp: cannot send a fork request to the zygote: %s\n",
+                 n < 0 ? std::strerror(errno) : "short send");
+    return false;
   }
-  pending_[id] = worker;
-  return Status::OK();
+  return true;
 }
 
 void Zygote::OnRead(ssize_t nread, const uv_buf_t* buf) {
@@ -140,12 +164,14 @@ void Zygote::OnFrame(const proto::Frame& frame) {
     pending_.erase(it);
     live_[frame.zygote_forked().pid()] = worker;
     worker->OnForked(frame.zygote_forked().pid());
+    SendQueuedForks();
   } else if (frame.has_zygote_fork_failed()) {
     auto it = pending_.find(frame.zygote_fork_failed().id());
     if (it == pending_.end()) return;
     WorkerProcess* worker = it->second;
     pending_.erase(it);
     worker->OnExited(-1, 0, "cannot fork a worker: " + frame.zygote_fork_failed().message());
+    SendQueuedForks();
   } else if (frame.has_zygote_exited()) {
     auto it = live_.find(frame.zygote_exited().pid());
     if (it == live_.end()) return;
@@ -156,10 +182,17 @@ void Zygote::OnFrame(const proto::Frame& frame) {
 }
 
 void Zygote::FailAll(const std::string& reason) {
+  auto queued = std::move(queued_);
   auto pending = std::move(pending_);
   auto live = std::move(live_);
+  queued_.clear();
   pending_.clear();
   live_.clear();
+  for (const QueuedFork& fork : queued) {
+    ::close(fork.channel_fd);
+    ::close(fork.log_fd);
+    fork.worker->OnExited(-1, SIGKILL, reason);
+  }
   for (auto& [id, worker] : pending) worker->OnExited(-1, SIGKILL, reason);
   for (auto& [pid, worker] : live) {
     ::kill(pid, SIGKILL);  // normally already dead with the zygote

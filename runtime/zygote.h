@@ -16,6 +16,7 @@
 
 #include <uv.h>
 
+#include <deque>
 #include <functional>
 #include <string>
 #include <unordered_map>
@@ -38,17 +39,35 @@ class Zygote {
   // Spawns the zygote process. IOError if it cannot be started.
   Status Start();
 
-  // Asks for a worker whose channel and log are the given socket ends (the
-  // zygote gets copies; the caller closes its own). worker is borrowed until
-  // its exit has been routed to it. Unavailable when the zygote is not
-  // running, IOError when the request cannot be sent.
+  // Asks for a worker whose channel and log are the given socket ends; takes
+  // ownership of both descriptors (they are closed once handed over, or on
+  // failure). worker is borrowed until its exit has been routed to it; once
+  // this returns OK every outcome, a failed fork included, arrives through
+  // WorkerProcess::OnForked / OnExited. Unavailable when the zygote is not
+  // running (nothing was queued). At most kMaxForksInFlight requests are
+  // outstanding at the zygote; the rest wait here, so a burst of cold starts
+  // never overfills the socket.
   Status RequestFork(WorkerProcess* worker, int channel_fd, int log_fd);
+
+  static constexpr size_t kMaxForksInFlight = 32;
+
+  // From now on a zygote that dies is not restarted (the controller is
+  // shutting down). Idempotent.
+  void StopRestarting() { closing_ = true; }
 
   // Stops the zygote (its workers die with it); on_closed runs once its
   // handles are closed.
   void Close(std::function<void()> on_closed);
 
  private:
+  struct QueuedFork {
+    uint64_t id;
+    WorkerProcess* worker;
+    int channel_fd;
+    int log_fd;
+  };
+  void SendQueuedForks();
+  bool SendFork(const QueuedFork& fork);
   void OnRead(ssize_t nread, const uv_buf_t* buf);
   void OnFrame(const proto::Frame& frame);
   void OnExit(int64_t exit_status, int term_signal);
@@ -68,7 +87,8 @@ class Zygote {
   FrameDecoder decoder_;
   std::string read_buf_;
   uint64_t next_id_ = 1;
-  std::unordered_map<uint64_t, WorkerProcess*> pending_;  // by request id
+  std::deque<QueuedFork> queued_;                         // not yet sent
+  std::unordered_map<uint64_t, WorkerProcess*> pending_;  // sent, by request id
   std::unordered_map<int, WorkerProcess*> live_;          // by pid
 };
 

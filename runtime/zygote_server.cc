@@ -147,6 +147,11 @@ bool ZygoteServer::Flush() {
 }
 
 int ZygoteServer::Run() {
+  // Ctrl-C or a service manager signals the whole process group; the
+  // controller decides when workers stop (Shutdown frames, then SIGKILL).
+  // Workers inherit these dispositions.
+  ::signal(SIGINT, SIG_IGN);
+  ::signal(SIGTERM, SIG_IGN);
   sigset_t chld;
   sigemptyset(&chld);
   sigaddset(&chld, SIGCHLD);

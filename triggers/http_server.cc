@@ -105,7 +105,14 @@ struct HttpServer::Impl {
     return Status::OK();
   }
 
+  void StopAccepting() {
+    if (state != State::kRunning || listener == nullptr) return;
+    uv_close(reinterpret_cast<uv_handle_t*>(listener), OnListenerClosed);
+    listener = nullptr;
+  }
+
   int LocalPort() {
+    if (listener == nullptr) return bound_port;
     sockaddr_storage addr;
     int length = sizeof(addr);
     uv_tcp_getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &length);
@@ -132,8 +139,10 @@ struct HttpServer::Impl {
     bool had_handles = state == State::kRunning;
     state = State::kClosing;
     if (had_handles) {
-      uv_close(reinterpret_cast<uv_handle_t*>(listener), OnListenerClosed);
-      listener = nullptr;
+      if (listener != nullptr) {
+        uv_close(reinterpret_cast<uv_handle_t*>(listener), OnListenerClosed);
+        listener = nullptr;
+      }
       uv_close(reinterpret_cast<uv_handle_t*>(&check), OnFlushHandleClosed);
       uv_close(reinterpret_cast<uv_handle_t*>(&idle), OnFlushHandleClosed);
     }
@@ -397,9 +406,9 @@ struct HttpServer::Impl {
   State state = State::kCreated;
   std::unique_ptr<char[]> read_buffer;
   uv_tcp_t* listener = nullptr;  // heap: freed in OnListenerClosed
+  int bound_port = 0;
   uv_check_t check;
   uv_idle_t idle;
-  int bound_port = 0;
   int open_handles = 0;
   std::function<void()> on_closed;
   uint64_t next_connection_id = 1;
@@ -422,6 +431,8 @@ void HttpServer::Reply(ReplyToken token, HttpResponse response) {
 }
 
 void HttpServer::Close(std::function<void()> on_closed) { impl_->Close(std::move(on_closed)); }
+
+void HttpServer::StopAccepting() { impl_->StopAccepting(); }
 
 size_t HttpServer::connection_count() const { return impl_->connections.size(); }
 

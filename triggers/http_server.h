@@ -86,6 +86,9 @@ class HttpServer {
   // Sends the reply for token. A token whose connection closed is ignored.
   void Reply(ReplyToken token, HttpResponse response);
 
+  // Stops accepting new connections; open ones are served on (until Close).
+  void StopAccepting();
+
   // Stops accepting, closes every connection; on_closed runs once all
   // handles are closed. Afterwards the server may be destroyed.
   void Close(std::function<void()> on_closed);

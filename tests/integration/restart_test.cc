@@ -1,5 +1,8 @@
 // Deployments survive a controller restart, graceful or kill -9.
 #include <gtest/gtest.h>
+
+#include <chrono>
+#include <thread>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -60,6 +63,29 @@ TEST(RestartTest, WorkersDoNotOutliveAKilledController) {
   controller.Kill();
   for (int i = 0; i < 100 && ProcessAlive(worker); ++i) usleep(20000);
   EXPECT_FALSE(ProcessAlive(worker)) << "worker " << worker << " outlived its controller";
+}
+
+}  // namespace
+}  // namespace wisp::testing
+
+namespace wisp::testing {
+namespace {
+
+TEST(GracefulStopTest, SigtermLetsInFlightCallsFinishAndAnswer) {
+  TempDir dir;
+  Controller controller(dir.path());
+  std::string error;
+  ASSERT_TRUE(controller.Start(&error)) << error;
+  ASSERT_EQ(controller.Deploy(TestFunctionPath("sleep"), "sleep").exit_code, 0);
+  ASSERT_EQ(controller.Call("POST", "/fn/sleep", "1").status, 200);  // warm
+  runtime::HttpClientResponse in_flight;
+  std::thread caller([&] { in_flight = controller.Call("POST", "/fn/sleep", "600"); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  const int status = controller.Stop();  // SIGTERM while the call runs
+  caller.join();
+  EXPECT_EQ(in_flight.status, 200) << in_flight.body;
+  EXPECT_EQ(in_flight.body, "slept 600");
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "wait status " << status;
 }
 
 }  // namespace
