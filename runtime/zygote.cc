@@ -3,6 +3,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -14,6 +15,8 @@
 namespace wisp::runtime {
 namespace {
 constexpr size_t kReadBufferBytes = 64 * 1024;
+constexpr uint64_t kYoungMs = 1000;
+constexpr uint64_t kMaxRestartDelayMs = 10000;
 }  // namespace
 
 Zygote::Zygote(uv_loop_t* loop, std::string worker_path)
@@ -73,6 +76,7 @@ Status Zygote::Start() {
         static_cast<Zygote*>(s->data)->OnRead(nread, buf);
       });
   running_ = true;
+  started_ms_ = uv_now(loop_);
   return Status::OK();
 }
 
@@ -207,10 +211,33 @@ void Zygote::OnExit(int64_t exit_status, int term_signal) {
   FailAll("worker lost: the worker zygote " + how);
   CloseHandles();
   if (closing_) return;
-  // Fresh handles for a fresh zygote; the old ones are freed in their close
-  // callbacks.
-  Status s = Start();
-  if (!s.ok()) std::fprintf(stderr, "wisp: cannot restart the worker zygote: %s\n", s.ToString().c_str());
+  // A zygote that dies young is in a crash loop: back off.
+  const bool died_young = uv_now(loop_) - started_ms_ < kYoungMs;
+  restart_failures_ = died_young ? restart_failures_ + 1 : 0;
+  ScheduleRestart();
+}
+
+void Zygote::ScheduleRestart() {
+  const uint64_t delay =
+      restart_failures_ == 0 ? 0 : std::min<uint64_t>(kMaxRestartDelayMs, 50ull << std::min(restart_failures_, 8));
+  if (restart_timer_ == nullptr) {
+    restart_timer_ = new uv_timer_t;
+    uv_timer_init(loop_, restart_timer_);
+    restart_timer_->data = this;
+    ++open_handles_;
+  }
+  uv_timer_start(restart_timer_, [](uv_timer_t* t) {
+    auto* self = static_cast<Zygote*>(t->data);
+    if (self->closing_) return;
+    // Fresh handles for a fresh zygote; the old ones are freed in their
+    // close callbacks.
+    Status s = self->Start();
+    if (!s.ok()) {
+      std::fprintf(stderr, "wisp: cannot restart the worker zygote: %s\n", s.ToString().c_str());
+      ++self->restart_failures_;
+      self->ScheduleRestart();
+    }
+  }, delay, 0);
 }
 
 void Zygote::CloseHandles() {
@@ -245,6 +272,14 @@ void Zygote::OnHandleClosed() {
 void Zygote::Close(std::function<void()> on_closed) {
   closing_ = true;
   on_closed_ = std::move(on_closed);
+  if (restart_timer_ != nullptr) {
+    uv_close(reinterpret_cast<uv_handle_t*>(restart_timer_), [](uv_handle_t* h) {
+      auto* self = static_cast<Zygote*>(h->data);
+      delete reinterpret_cast<uv_timer_t*>(h);
+      self->OnHandleClosed();
+    });
+    restart_timer_ = nullptr;
+  }
   if (running_ && process_ != nullptr) {
     uv_process_kill(process_, SIGKILL);  // OnExit closes the handles
     return;

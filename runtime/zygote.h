@@ -73,6 +73,7 @@ class Zygote {
   void OnExit(int64_t exit_status, int term_signal);
   void FailAll(const std::string& reason);
   void CloseHandles();
+  void ScheduleRestart();
   void OnHandleClosed();
 
   uv_loop_t* loop_;
@@ -81,6 +82,9 @@ class Zygote {
   uv_pipe_t* channel_ = nullptr;     // owned; freed in its close callback
   int channel_fd_ = -1;
   bool running_ = false;
+  uint64_t started_ms_ = 0;
+  int restart_failures_ = 0;
+  uv_timer_t* restart_timer_ = nullptr;  // owned; freed in its close callback
   bool closing_ = false;
   int open_handles_ = 0;
   std::function<void()> on_closed_;

@@ -6,6 +6,10 @@
 
 #include <atomic>
 #include <signal.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <sstream>
 
 #include <thread>
 
@@ -112,6 +116,42 @@ TEST_F(CrashTest, ControllerSurvivesKilledWorker) {
   runtime::HttpClientResponse r = controller_->Call("POST", "/fn/counter");
   EXPECT_EQ(r.status, 200) << r.body;
   EXPECT_EQ(r.body.substr(0, 2), "1 ") << "a fresh worker should serve after the kill";
+}
+
+pid_t ParentOf(pid_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string content((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  const size_t close_paren = content.rfind(')');
+  if (close_paren == std::string::npos) return -1;
+  std::istringstream rest(content.substr(close_paren + 2));
+  std::string state;
+  pid_t ppid = -1;
+  rest >> state >> ppid;
+  return ppid;
+}
+
+TEST_F(CrashTest, KilledZygoteIsReplacedAndCallsGoOn) {
+  DeployOk(TestFunctionPath("counter"), "counter");
+  ASSERT_EQ(controller_->Call("POST", "/fn/counter").status, 200);
+  api::Function fn;
+  ASSERT_TRUE(controller_->Describe("counter", &fn));
+  ASSERT_EQ(fn.status().worker_pids_size(), 1);
+  const pid_t worker = fn.status().worker_pids(0);
+  const pid_t zygote = ParentOf(worker);
+  ASSERT_GT(zygote, 1);
+  ASSERT_NE(zygote, controller_->pid());
+  ::kill(zygote, SIGKILL);
+  for (int i = 0; i < 100 && ProcessAlive(worker); ++i) usleep(10000);
+  EXPECT_FALSE(ProcessAlive(worker)) << "workers die with their zygote";
+  runtime::HttpClientResponse r;
+  for (int attempt = 0; attempt < 50; ++attempt) {
+    r = controller_->Call("POST", "/fn/counter");
+    if (r.status == 200) break;
+    usleep(20000);
+  }
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.body.substr(0, 2), "1 ") << "a fresh worker from a fresh zygote";
+  EXPECT_EQ(controller_->Call("GET", "/healthz").status, 200);
 }
 
 }  // namespace
