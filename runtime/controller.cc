@@ -121,7 +121,7 @@ Status Controller::Start() {
   artifacts_ = std::make_unique<loader::ArtifactStore>(options_.data_dir + "/artifacts");
   WISP_RETURN_IF_ERROR(artifacts_->Init());
   WISP_RETURN_IF_ERROR(store_.Open(options_.data_dir + "/wisp.db"));
-  zygote_ = std::make_unique<Zygote>(loop_, options_.worker_path);
+  zygote_ = std::make_unique<Zygote>(loop_, options_.worker_path, options_.worker_spin_us);
   WISP_RETURN_IF_ERROR(zygote_->Start());
   pool_ = std::make_unique<WorkerPool>(loop_, zygote_.get(),
                                        WorkerProcess::Options{kDefaultMaxFrameBytes},

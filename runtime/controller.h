@@ -48,6 +48,7 @@ struct ControllerOptions {
   uint32_t default_max_workers = 2;
   uint32_t pipeline_depth = 32;  // invocations in flight per worker
   size_t max_queue = 1000;       // invocations waiting per function
+  uint64_t worker_spin_us = 150; // workers poll this long before sleeping
   size_t warm_pool_size = 2;
   size_t max_request_bytes = 6 * 1024 * 1024;   // bodies sent to /fn/
   size_t max_upload_bytes = 64 * 1024 * 1024;   // .so uploads

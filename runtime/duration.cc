@@ -5,7 +5,7 @@
 
 namespace wisp::runtime {
 
-Status ParseDurationMs(std::string_view text, uint64_t* ms, uint64_t max_ms) {
+Status ParseDurationUs(std::string_view text, uint64_t* us, uint64_t max_us) {
   const std::string quoted = "invalid duration '" + std::string(text) + "'";
   size_t digits_end = 0;
   while (digits_end < text.size() &&
@@ -23,16 +23,24 @@ Status ParseDurationMs(std::string_view text, uint64_t* ms, uint64_t max_ms) {
     return Status::InvalidArgument(quoted + ": not a number");
   }
   double factor = 0;
-  if (unit == "ms") factor = 1;
-  else if (unit == "s" || unit.empty()) factor = 1000;
-  else if (unit == "m") factor = 60 * 1000;
-  else if (unit == "h") factor = 3600 * 1000;
-  else return Status::InvalidArgument(quoted + ": unknown unit (use ms, s, m or h)");
+  if (unit == "us") factor = 1;
+  else if (unit == "ms") factor = 1000;
+  else if (unit == "s" || unit.empty()) factor = 1000 * 1000;
+  else if (unit == "m") factor = 60.0 * 1000 * 1000;
+  else if (unit == "h") factor = 3600.0 * 1000 * 1000;
+  else return Status::InvalidArgument(quoted + ": unknown unit (use us, ms, s, m or h)");
   const double total = value * factor;
-  if (total > static_cast<double>(max_ms)) {
-    return Status::InvalidArgument(quoted + ": longer than " + FormatDurationMs(max_ms));
+  if (total > static_cast<double>(max_us)) {
+    return Status::InvalidArgument(quoted + ": longer than " + FormatDurationMs(max_us / 1000));
   }
-  *ms = static_cast<uint64_t>(std::llround(total));
+  *us = static_cast<uint64_t>(std::llround(total));
+  return Status::OK();
+}
+
+Status ParseDurationMs(std::string_view text, uint64_t* ms, uint64_t max_ms) {
+  uint64_t us = 0;
+  WISP_RETURN_IF_ERROR(ParseDurationUs(text, &us, max_ms * 1000));
+  *ms = (us + 500) / 1000;
   return Status::OK();
 }
 

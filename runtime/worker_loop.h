@@ -9,12 +9,16 @@
 #ifndef WISP_RUNTIME_WORKER_LOOP_H_
 #define WISP_RUNTIME_WORKER_LOOP_H_
 
+#include <chrono>
+
 namespace wisp::runtime {
 
 inline constexpr int kWorkerChannelFd = 3;
 
-// Serves fd 3 until the worker should exit; never returns.
-[[noreturn]] void RunWorker();
+// Serves fd 3 until the worker should exit; never returns. While
+// invocations arrive densely the worker polls for up to spin before sleeping
+// (0: never; also off when it may run on one CPU only).
+[[noreturn]] void RunWorker(std::chrono::microseconds spin);
 
 }  // namespace wisp::runtime
 

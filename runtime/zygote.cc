@@ -19,8 +19,8 @@ constexpr uint64_t kYoungMs = 1000;
 constexpr uint64_t kMaxRestartDelayMs = 10000;
 }  // namespace
 
-Zygote::Zygote(uv_loop_t* loop, std::string worker_path)
-    : loop_(loop), worker_path_(std::move(worker_path)) {}
+Zygote::Zygote(uv_loop_t* loop, std::string worker_path, uint64_t worker_spin_us)
+    : loop_(loop), worker_path_(std::move(worker_path)), spin_arg_(std::to_string(worker_spin_us)) {}
 
 Zygote::~Zygote() = default;
 
@@ -37,7 +37,8 @@ Status Zygote::Start() {
   ++open_handles_;
 
   std::vector<char*> args = {const_cast<char*>(worker_path_.c_str()),
-                             const_cast<char*>("--zygote"), nullptr};
+                             const_cast<char*>("--zygote"), const_cast<char*>("--spin-us"),
+                             spin_arg_.data(), nullptr};
   uv_stdio_container_t stdio[4];
   stdio[0].flags = UV_IGNORE;
   stdio[1].flags = UV_INHERIT_FD;

@@ -30,8 +30,9 @@ class WorkerProcess;
 
 class Zygote {
  public:
-  // loop is borrowed; worker_path is the wisp-worker binary.
-  Zygote(uv_loop_t* loop, std::string worker_path);
+  // loop is borrowed; worker_path is the wisp-worker binary; its workers poll
+  // for up to worker_spin_us before sleeping while invocations come densely.
+  Zygote(uv_loop_t* loop, std::string worker_path, uint64_t worker_spin_us);
   ~Zygote();
   Zygote(const Zygote&) = delete;
   Zygote& operator=(const Zygote&) = delete;
@@ -78,6 +79,7 @@ class Zygote {
 
   uv_loop_t* loop_;
   std::string worker_path_;
+  std::string spin_arg_;
   uv_process_t* process_ = nullptr;  // owned; freed in its close callback
   uv_pipe_t* channel_ = nullptr;     // owned; freed in its close callback
   int channel_fd_ = -1;

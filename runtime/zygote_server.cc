@@ -24,6 +24,7 @@ constexpr int kMaxFdsPerRead = 64;
 
 class ZygoteServer {
  public:
+  explicit ZygoteServer(std::chrono::microseconds worker_spin) : worker_spin_(worker_spin) {}
   int Run();
 
  private:
@@ -34,6 +35,7 @@ class ZygoteServer {
   void Send(const proto::Frame& frame);
   bool Flush();
 
+  const std::chrono::microseconds worker_spin_;
   int signal_fd_ = -1;
   FrameDecoder decoder_;
   std::deque<int> fds_;  // received descriptors, in arrival order
@@ -113,7 +115,7 @@ void ZygoteServer::BecomeWorker(int channel_fd, int log_fd) {
   sigset_t none;
   sigemptyset(&none);
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
-  RunWorker();
+  RunWorker(worker_spin_);
 }
 
 void ZygoteServer::ReapChildren() {
@@ -175,8 +177,8 @@ int ZygoteServer::Run() {
 
 }  // namespace
 
-int RunZygote() {
-  ZygoteServer server;
+int RunZygote(std::chrono::microseconds worker_spin) {
+  ZygoteServer server(worker_spin);
   return server.Run();
 }
 

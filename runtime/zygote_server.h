@@ -11,10 +11,13 @@
 #ifndef WISP_RUNTIME_ZYGOTE_SERVER_H_
 #define WISP_RUNTIME_ZYGOTE_SERVER_H_
 
+#include <chrono>
+
 namespace wisp::runtime {
 
-// Serves fd 3 until the controller goes away; returns the exit code.
-int RunZygote();
+// Serves fd 3 until the controller goes away; returns the exit code. The
+// workers it forks poll for up to worker_spin before sleeping (RunWorker).
+int RunZygote(std::chrono::microseconds worker_spin);
 
 }  // namespace wisp::runtime
 

@@ -27,6 +27,7 @@ struct UpArgs {
   uint32_t warm_pool = 2;
   uint32_t pipeline_depth = 32;
   uint32_t max_queue = 1000;
+  std::string worker_spin = "150us";
   std::string worker;     // empty: $WISP_WORKER, else next to this binary
   uint64_t max_body = 6 * 1024 * 1024;
 };

@@ -30,6 +30,9 @@ int main(int argc, char** argv) {
   up_cmd->add_option("--max-queue", up.max_queue,
                      "invocations waiting per function before 503")
       ->capture_default_str()->check(CLI::Range(1, 1000000));
+  up_cmd->add_option("--worker-spin", up.worker_spin,
+                     "how long a busy worker polls for the next call before sleeping (0: never)")
+      ->capture_default_str();
   up_cmd->add_option("--worker", up.worker, "path of wisp-worker (default next to wisp)");
   up_cmd->add_option("--max-body", up.max_body, "largest request body for /fn/, bytes")
       ->capture_default_str();

@@ -59,6 +59,10 @@ int RunUp(const UpArgs& args) {
   if (s.ok()) {
     s = runtime::ParseDurationMs(args.timeout, &options.default_timeout_ms).WithContext("--timeout");
   }
+  if (s.ok()) {
+    s = runtime::ParseDurationUs(args.worker_spin, &options.worker_spin_us, 1000 * 1000)
+            .WithContext("--worker-spin");
+  }
   if (!s.ok()) {
     std::fprintf(stderr, "wisp: %s\n", s.message().c_str());
     return kExitUsage;

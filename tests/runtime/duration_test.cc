@@ -32,6 +32,18 @@ TEST(DurationTest, ParsesTable) {
   }
 }
 
+TEST(DurationTest, ParsesMicroseconds) {
+  uint64_t us = 0;
+  ASSERT_TRUE(ParseDurationUs("150us", &us, 1000000).ok());
+  EXPECT_EQ(us, 150u);
+  ASSERT_TRUE(ParseDurationUs("2ms", &us, 1000000).ok());
+  EXPECT_EQ(us, 2000u);
+  EXPECT_FALSE(ParseDurationUs("2s", &us, 1000000).ok()) << "over the limit";
+  uint64_t ms = 0;
+  ASSERT_TRUE(ParseDurationMs("1500us", &ms).ok());
+  EXPECT_EQ(ms, 2u) << "rounded to the nearest millisecond";
+}
+
 TEST(DurationTest, FormatsReadably) {
   EXPECT_EQ(FormatDurationMs(250), "250ms");
   EXPECT_EQ(FormatDurationMs(30000), "30s");
