@@ -130,6 +130,12 @@ Status Controller::Start() {
 
   triggers::HttpServerOptions http;
   http.max_body_bytes = std::max(options_.max_request_bytes, options_.max_upload_bytes);
+  // Only deploys may upload large bodies; an oversized call is refused before
+  // its body is buffered.
+  http.body_limit = [this](const triggers::HttpRequest& request) {
+    return request.path.rfind("/v1/", 0) == 0 ? options_.max_upload_bytes
+                                              : options_.max_request_bytes;
+  };
   server_ = std::make_unique<triggers::HttpServer>(
       loop_, http, [this](triggers::ReplyToken token, triggers::HttpRequest request) {
         HandleRequest(token, std::move(request));
@@ -269,7 +275,7 @@ void Controller::HandleInvoke(triggers::ReplyToken token, const std::string& nam
     return;
   }
   if (request.body.size() > options_.max_request_bytes) {
-    ReplyError(token, 413, "body_too_large",
+    ReplyError(token, 413, "payload_too_large",
                "request body of " + std::to_string(request.body.size()) +
                    " bytes exceeds the limit of " + std::to_string(options_.max_request_bytes));
     return;

@@ -1,6 +1,8 @@
 // Request parsing for the HTTP trigger on top of http_parser's callbacks.
 #include "triggers/http_request_parser.h"
 
+#include <algorithm>
+
 namespace wisp::triggers {
 namespace {
 
@@ -109,6 +111,7 @@ int HttpRequestParser::OnMessageBegin(http_parser* parser) {
   self->in_header_value_ = false;
   self->header_bytes_ = 0;
   self->chunked_bytes_ = 0;
+  self->body_limit_ = self->options_->max_body_bytes;
   return 0;
 }
 
@@ -144,8 +147,11 @@ int HttpRequestParser::OnHeadersComplete(http_parser* parser) {
   request.http_major = parser->http_major;
   request.http_minor = parser->http_minor;
   SplitUrl(&request);
+  if (self->options_->body_limit) {
+    self->body_limit_ = std::min(self->options_->max_body_bytes, self->options_->body_limit(request));
+  }
   bool has_length = (parser->flags & F_CONTENTLENGTH) != 0;
-  if (has_length && parser->content_length > self->options_->max_body_bytes) {
+  if (has_length && parser->content_length > self->body_limit_) {
     self->limit_status_ = kPayloadTooLarge;
     return kRejectHeaders;
   }
@@ -158,7 +164,7 @@ int HttpRequestParser::OnHeadersComplete(http_parser* parser) {
 
 int HttpRequestParser::OnBody(http_parser* parser, const char* at, size_t length) {
   HttpRequestParser* self = From(parser);
-  if (self->request_.body.size() + length > self->options_->max_body_bytes) {
+  if (self->request_.body.size() + length > self->body_limit_) {
     self->limit_status_ = kPayloadTooLarge;
     return 1;
   }
@@ -169,7 +175,7 @@ int HttpRequestParser::OnBody(http_parser* parser, const char* at, size_t length
 int HttpRequestParser::OnChunkHeader(http_parser* parser) {
   HttpRequestParser* self = From(parser);
   self->chunked_bytes_ += parser->content_length;
-  if (self->chunked_bytes_ > self->options_->max_body_bytes) {
+  if (self->chunked_bytes_ > self->body_limit_) {
     self->limit_status_ = kPayloadTooLarge;
     return 1;
   }

@@ -71,6 +71,7 @@ class HttpRequestParser {
   bool in_header_value_ = false;
   size_t header_bytes_ = 0;
   uint64_t chunked_bytes_ = 0;
+  size_t body_limit_ = 0;  // for the request being parsed
   int limit_status_ = 0;  // 413 or 431 when a callback rejected the request
 };
 

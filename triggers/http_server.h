@@ -47,6 +47,10 @@ struct HttpResponse {
 
 struct HttpServerOptions {
   size_t max_body_bytes = 6 * 1024 * 1024;
+  // Optional: the body limit for one request, decided from its method, path
+  // and headers before any of its body is read (never above max_body_bytes).
+  // Bodies over it get 413 without being buffered.
+  std::function<size_t(const HttpRequest&)> body_limit;
   size_t max_header_bytes = 64 * 1024;
   size_t max_connections = 10000;
 };

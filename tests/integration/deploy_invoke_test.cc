@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "tests/integration/controller_fixture.h"
+#include "tests/triggers/http_test_util.h"
 
 namespace wisp::testing {
 namespace {
@@ -127,11 +128,32 @@ class BodyLimitTest : public ControllerTest {
   std::vector<std::string> ControllerArgs() const override { return {"--max-body", "1024"}; }
 };
 
+TEST_F(BodyLimitTest, DeployUploadsAreNotHeldToTheCallLimit) {
+  // hello.so is far larger than the 1024-byte call limit.
+  DeployOk(ExamplePath("hello"), "hello");
+  EXPECT_EQ(controller_->Call("POST", "/fn/hello", "x").body, "hello, x");
+}
+
+TEST_F(BodyLimitTest, ChunkedBodyOverLimitIs413) {
+  DeployOk(ExamplePath("echo"), "echo");
+  triggers::testing::RawClient client(controller_->port());
+  ASSERT_TRUE(client.connected());
+  std::string chunk(800, 'z');
+  char size[16];
+  std::snprintf(size, sizeof(size), "%zx", chunk.size());
+  ASSERT_TRUE(client.Send(std::string("POST /fn/echo HTTP/1.1\r\nHost: t\r\n"
+                                      "Transfer-Encoding: chunked\r\n\r\n") +
+                          size + "\r\n" + chunk + "\r\n" + size + "\r\n" + chunk + "\r\n0\r\n\r\n"));
+  const std::string reply = client.ReadResponse();
+  EXPECT_THAT(reply, HasSubstr("413"));
+  EXPECT_THAT(reply, HasSubstr("payload_too_large"));
+}
+
 TEST_F(BodyLimitTest, BodyOverLimitIs413AndSmallerStillWorks) {
   DeployOk(ExamplePath("echo"), "echo");
   runtime::HttpClientResponse big = controller_->Call("POST", "/fn/echo", std::string(2048, 'x'));
   EXPECT_EQ(big.status, 413);
-  EXPECT_THAT(big.body, HasSubstr("body_too_large"));
+  EXPECT_THAT(big.body, HasSubstr("payload_too_large"));
   runtime::HttpClientResponse small = controller_->Call("POST", "/fn/echo", std::string(1000, 'y'));
   EXPECT_EQ(small.status, 200);
   EXPECT_EQ(small.body, std::string(1000, 'y'));
