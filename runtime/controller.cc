@@ -374,17 +374,16 @@ void Controller::HandleRemove(triggers::ReplyToken token, const std::string& nam
   ReplyJson(token, 200, json);
 }
 
-std::string Controller::DescribeJson(const Deployed& deployed, bool with_status) const {
-  api::Function fn;
-  fn.set_name(deployed.record.name);
-  fn.set_sha256(deployed.record.sha256);
-  fn.set_size_bytes(deployed.record.size_bytes);
-  fn.set_deployed_at(deployed.record.deployed_at);
-  fn.mutable_config()->set_timeout_ms(static_cast<uint32_t>(deployed.record.timeout_ms));
-  fn.mutable_config()->set_idle_ms(static_cast<uint32_t>(deployed.record.idle_ms));
-  fn.mutable_config()->set_max_workers(deployed.record.max_workers);
+void Controller::Describe(const Deployed& deployed, bool with_status, api::Function* fn) const {
+  fn->set_name(deployed.record.name);
+  fn->set_sha256(deployed.record.sha256);
+  fn->set_size_bytes(deployed.record.size_bytes);
+  fn->set_deployed_at(deployed.record.deployed_at);
+  fn->mutable_config()->set_timeout_ms(static_cast<uint32_t>(deployed.record.timeout_ms));
+  fn->mutable_config()->set_idle_ms(static_cast<uint32_t>(deployed.record.idle_ms));
+  fn->mutable_config()->set_max_workers(deployed.record.max_workers);
   if (with_status) {
-    api::FunctionStatus* st = fn.mutable_status();
+    api::FunctionStatus* st = fn->mutable_status();
     for (int pid : deployed.dispatcher->WorkerPids()) st->add_worker_pids(pid);
     st->set_loaded(st->worker_pids_size() > 0);
     st->set_loads(deployed.counters->loads);
@@ -392,16 +391,17 @@ std::string Controller::DescribeJson(const Deployed& deployed, bool with_status)
     st->set_errors(deployed.counters->errors);
     st->set_queue_depth(static_cast<uint32_t>(deployed.dispatcher->queue_depth()));
   }
+}
+
+std::string Controller::DescribeJson(const Deployed& deployed, bool with_status) const {
+  api::Function fn;
+  Describe(deployed, with_status, &fn);
   return ToJson(fn);
 }
 
 void Controller::HandleList(triggers::ReplyToken token) {
   api::FunctionList list;
-  for (const auto& [name, deployed] : functions_) {
-    api::Function* fn = list.add_functions();
-    google::protobuf::util::JsonParseOptions options;
-    (void)google::protobuf::util::JsonStringToMessage(DescribeJson(*deployed, true), fn, options);
-  }
+  for (const auto& [name, deployed] : functions_) Describe(*deployed, true, list.add_functions());
   ReplyJson(token, 200, ToJson(list));
 }
 

@@ -35,6 +35,10 @@
 #include "triggers/http_server.h"
 #include "triggers/route.h"
 
+namespace wisp::api {
+class Function;
+}  // namespace wisp::api
+
 namespace wisp::runtime {
 
 struct ControllerOptions {
@@ -104,6 +108,7 @@ class Controller {
   void Retire(const std::string& name, std::unique_ptr<Dispatcher> dispatcher,
               std::shared_ptr<FunctionCounters> counters, std::string sha256);
   void RemoveArtifactIfUnused(const std::string& sha256);
+  void Describe(const Deployed& deployed, bool with_status, api::Function* fn) const;
   std::string DescribeJson(const Deployed& deployed, bool with_status) const;
   void MaybeFinishShutdown();
 
