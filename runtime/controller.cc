@@ -178,7 +178,7 @@ void Controller::Install(FunctionRecord record) {
   slot->dispatcher = std::make_unique<Dispatcher>(loop_, pool_.get(), spec, slot->counters.get());
   slot->record = std::move(record);
   if (old) {
-    old->dispatcher->MoveQueuedTo(slot->dispatcher.get());
+    // Its waiting invocations move to the new version (Drain's successor).
     Retire(slot->record.name, std::move(old->dispatcher), old->counters, old->record.sha256);
   }
 }
@@ -293,9 +293,8 @@ void Controller::HandleInvoke(triggers::ReplyToken token, const std::string& nam
     h->set_value(std::move(value));
   }
   triggers::HttpServer* server = server_.get();
-  std::string function = name;
   it->second->dispatcher->Submit(
-      std::move(invoke), [server, token, function](InvocationOutcome outcome) {
+      std::move(invoke), [server, token](InvocationOutcome outcome) {
         if (!outcome.has_result) {
           triggers::HttpResponse response = triggers::JsonErrorResponse(
               outcome.http_status, outcome.error_code, outcome.error_message);
@@ -306,13 +305,6 @@ void Controller::HandleInvoke(triggers::ReplyToken token, const std::string& nam
           return;
         }
         proto::Result& result = outcome.result;
-        if (result.function_error() != 0) {
-          std::string message = "function " + function + " failed: wisp_handle returned " +
-                                std::to_string(result.function_error());
-          if (!result.error_message().empty()) message += " (" + result.error_message() + ")";
-          server->Reply(token, triggers::JsonErrorResponse(500, "function_error", message));
-          return;
-        }
         triggers::HttpResponse response;
         response.status = result.status() == 0 ? 200 : result.status();
         response.headers.reserve(static_cast<size_t>(result.headers_size()));

@@ -47,14 +47,6 @@ void Dispatcher::Submit(proto::Invoke invoke, InvocationDone done) {
   Dispatch();
 }
 
-void Dispatcher::MoveQueuedTo(Dispatcher* other) {
-  while (!queue_.empty()) {
-    std::unique_ptr<Job> job = std::move(queue_.front());
-    queue_.pop_front();
-    other->Submit(std::move(*job->frame.mutable_invoke()), std::move(job->done));
-  }
-}
-
 size_t Dispatcher::LiveSlots() const {
   size_t n = 0;
   for (const auto& slot : slots_) {
@@ -151,7 +143,7 @@ void Dispatcher::Assign(Slot* slot, std::unique_ptr<Job> job) {
 
 void Dispatcher::Complete(std::unique_ptr<Job> job, InvocationOutcome outcome) {
   ++counters_->invocations;
-  if (!outcome.has_result || outcome.result.function_error() != 0) ++counters_->errors;
+  if (!outcome.has_result) ++counters_->errors;
   InvocationDone done = std::move(job->done);
   done(std::move(outcome));
 }
@@ -226,10 +218,23 @@ void Dispatcher::OnResult(Slot* slot, proto::Result& result) {
   }
   std::unique_ptr<Job> job = std::move(slot->inflight.front());
   slot->inflight.pop_front();
-  InvocationOutcome outcome;
-  outcome.has_result = true;
-  outcome.result = std::move(result);
-  Complete(std::move(job), std::move(outcome));
+  if (result.function_error() != 0) {
+    std::string message = "function " + spec_.name + " failed: wisp_handle returned " +
+                          std::to_string(result.function_error());
+    if (!result.error_message().empty()) message += " (" + result.error_message() + ")";
+    Fail(std::move(job), 500, "function_error", std::move(message));
+  } else if (result.status() != 0 && (result.status() < 200 || result.status() > 599)) {
+    // The host refuses such a status; only a frame forged by the function
+    // can carry one.
+    Fail(std::move(job), 502, "invalid_reply",
+         "function " + spec_.name + " replied with status " + std::to_string(result.status()) +
+             ", outside 200..599");
+  } else {
+    InvocationOutcome outcome;
+    outcome.has_result = true;
+    outcome.result = std::move(result);
+    Complete(std::move(job), std::move(outcome));
+  }
   BecomeIdleOrContinue(slot);
   Dispatch();
 }

@@ -52,6 +52,9 @@ struct FunctionCounters {
   uint64_t errors = 0;
 };
 
+// Either the function's successful reply, or why there is none: the
+// dispatcher turns a failed wisp_handle (500 function_error) and a reply it
+// cannot pass on into errors too.
 struct InvocationOutcome {
   bool has_result = false;
   proto::Result result;       // when has_result: what the function replied
@@ -74,10 +77,6 @@ class Dispatcher : public WorkerListener {
   // Queues one invocation; done runs exactly once, possibly before Submit
   // returns (full queue), always on the loop thread.
   void Submit(proto::Invoke invoke, InvocationDone done);
-
-  // Moves the invocations still waiting (never sent to a worker) to other,
-  // in order. Used when a new version replaces this one.
-  void MoveQueuedTo(Dispatcher* other);
 
   // Stops taking work: in-flight invocations finish, then workers are shut
   // down. Invocations still waiting, or put back later after a worker

@@ -138,11 +138,7 @@ struct ResponseReader {
     auto& headers = r->response.headers;
     if (r->in_value || headers.empty()) headers.emplace_back();
     r->in_value = false;
-    std::string& name = headers.back().first;
-    for (size_t i = 0; i < length; ++i) {
-      char c = at[i];
-      name.push_back(c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c);
-    }
+    AppendLowerCase(at, length, &headers.back().first);
     return 0;
   }
 

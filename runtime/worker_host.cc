@@ -37,7 +37,7 @@ int HostWrite(wisp_ctx* ctx, const void* data, size_t len) {
 }
 
 int HostSetStatus(wisp_ctx* ctx, int code) {
-  if (ctx == nullptr || code < 100 || code > 599) return WISP_E_INVALID;
+  if (ctx == nullptr || code < 200 || code > 599) return WISP_E_INVALID;
   ctx->result->set_status(code);
   return WISP_OK;
 }

@@ -45,6 +45,7 @@ class Worker {
   std::chrono::steady_clock::time_point affinity_checked_;
   FrameDecoder decoder_;
   std::string out_;
+  std::vector<wisp_header> headers_;  // per invocation, capacity reused
   std::unique_ptr<loader::FunctionModule> module_;
   std::string function_;
   bool load_failed_ = false;
@@ -157,11 +158,12 @@ void Worker::HandleLoad(const proto::Load& load) {
   Send(reply);
 }
 
-// Calls the function for one invocation, filling *result.
+// Calls the function for one invocation, filling *result. headers is
+// scratch space, kept by the caller so its capacity is reused.
 void CallFunction(const loader::FunctionModule& module, const std::string& function,
-                  const proto::Invoke& invoke, proto::Result* result) {
-  std::vector<wisp_header> headers;
-  headers.reserve(static_cast<size_t>(invoke.headers_size()));
+                  const proto::Invoke& invoke, std::vector<wisp_header>& headers,
+                  proto::Result* result) {
+  headers.clear();
   for (const proto::Header& h : invoke.headers()) {
     headers.push_back({{h.name().c_str(), h.name().size()}, {h.value().c_str(), h.value().size()}});
   }
@@ -196,7 +198,7 @@ void Worker::HandleInvoke(const proto::Invoke& invoke) {
     result->set_function_error(-1);
     result->set_error_message("no function loaded");
   } else {
-    CallFunction(*module_, function_, invoke, result);
+    CallFunction(*module_, function_, invoke, headers_, result);
   }
   Send(reply);
 }
@@ -225,7 +227,7 @@ void Worker::HandleWarmup(const proto::Warmup& warmup) {
   proto::Frame decoded;
   (void)decoder.Next(&decoded);
   proto::Frame reply;
-  CallFunction(**module, "warm-up", decoded.invoke(), reply.mutable_result());
+  CallFunction(**module, "warm-up", decoded.invoke(), headers_, reply.mutable_result());
   wire.clear();
   (void)AppendFrame(reply, &wire);
 }  // the warm-up module is unloaded here

@@ -3,6 +3,8 @@
 
 #include <algorithm>
 
+#include "runtime/base/ascii.h"
+
 namespace wisp::triggers {
 namespace {
 
@@ -11,22 +13,10 @@ constexpr int kHeadersTooLarge = 431;
 // on_headers_complete: 1 and 2 mean "skip the body"; other nonzero values fail.
 constexpr int kRejectHeaders = 3;
 
-void AppendLowerCase(const char* at, size_t length, std::string* out) {
-  size_t start = out->size();
-  out->append(at, length);
-  for (size_t i = start; i < out->size(); ++i) {
-    char& c = (*out)[i];
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-}
-
 bool IsContinueExpected(const HttpRequest& request) {
   if (request.http_major != 1 || request.http_minor == 0) return false;
   const std::string* expect = request.Header("expect");
-  if (expect == nullptr) return false;
-  std::string lower;
-  AppendLowerCase(expect->data(), expect->size(), &lower);
-  return lower == "100-continue";
+  return expect != nullptr && EqualsIgnoreCase(*expect, "100-continue");
 }
 
 // "path?query#fragment" into path and query.

@@ -2,6 +2,7 @@
 #ifndef WISP_RUNTIME_BASE_ASCII_H_
 #define WISP_RUNTIME_BASE_ASCII_H_
 
+#include <string>
 #include <string_view>
 
 namespace wisp {
@@ -15,6 +16,16 @@ inline bool EqualsIgnoreCase(std::string_view a, std::string_view lower) {
     if (c != lower[i]) return false;
   }
   return true;
+}
+
+// Appends length bytes at `at` to *out, with ASCII letters lower-cased.
+inline void AppendLowerCase(const char* at, size_t length, std::string* out) {
+  const size_t start = out->size();
+  out->append(at, length);
+  for (size_t i = start; i < out->size(); ++i) {
+    char& c = (*out)[i];
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
 }
 
 }  // namespace wisp

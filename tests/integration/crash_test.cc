@@ -8,8 +8,6 @@
 #include <signal.h>
 #include <unistd.h>
 
-#include <fstream>
-#include <sstream>
 
 #include <thread>
 
@@ -116,18 +114,6 @@ TEST_F(CrashTest, ControllerSurvivesKilledWorker) {
   runtime::HttpClientResponse r = controller_->Call("POST", "/fn/counter");
   EXPECT_EQ(r.status, 200) << r.body;
   EXPECT_EQ(r.body.substr(0, 2), "1 ") << "a fresh worker should serve after the kill";
-}
-
-pid_t ParentOf(pid_t pid) {
-  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-  std::string content((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
-  const size_t close_paren = content.rfind(')');
-  if (close_paren == std::string::npos) return -1;
-  std::istringstream rest(content.substr(close_paren + 2));
-  std::string state;
-  pid_t ppid = -1;
-  rest >> state >> ppid;
-  return ppid;
 }
 
 TEST_F(CrashTest, KilledZygoteIsReplacedAndCallsGoOn) {

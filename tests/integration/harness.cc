@@ -203,13 +203,32 @@ bool Controller::Describe(const std::string& name, api::Function* fn) {
   return google::protobuf::util::JsonStringToMessage(response.body, fn, options).ok();
 }
 
-bool ProcessAlive(pid_t pid) {
+namespace {
+
+// The fields of /proc/<pid>/stat after the command name ("S 1234 ..."), or
+// empty if there is no such process.
+std::string StatFieldsOf(pid_t pid) {
   std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-  if (!stat) return false;
+  if (!stat) return "";
   std::string content((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
   const size_t close_paren = content.rfind(')');
-  return close_paren != std::string::npos && close_paren + 2 < content.size() &&
-         content[close_paren + 2] != 'Z';
+  if (close_paren == std::string::npos || close_paren + 2 >= content.size()) return "";
+  return content.substr(close_paren + 2);
+}
+
+}  // namespace
+
+bool ProcessAlive(pid_t pid) {
+  const std::string fields = StatFieldsOf(pid);
+  return !fields.empty() && fields[0] != 'Z';
+}
+
+pid_t ParentOf(pid_t pid) {
+  std::istringstream fields(StatFieldsOf(pid));
+  std::string state;
+  pid_t ppid = -1;
+  fields >> state >> ppid;
+  return ppid;
 }
 
 }  // namespace wisp::testing

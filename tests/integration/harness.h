@@ -79,6 +79,8 @@ class Controller {
 
 // Whether a process with this pid exists (and is not a zombie).
 bool ProcessAlive(pid_t pid);
+// The parent of pid, or -1 if there is no such process.
+pid_t ParentOf(pid_t pid);
 
 }  // namespace wisp::testing
 

@@ -75,7 +75,8 @@ typedef struct wisp_host {
   uint32_t abi_version; /* WISP_ABI_VERSION of the runtime */
   /* Appends len bytes to the reply body; copies them. */
   int (*write)(wisp_ctx* ctx, const void* data, size_t len);
-  /* Sets the reply status (100..599); the default is 200. */
+  /* Sets the reply status (200..599: a 1xx is not a final reply); the
+   * default is 200. */
   int (*set_status)(wisp_ctx* ctx, int code);
   /* Adds a reply header; both strings are NUL-terminated and copied. */
   int (*set_header)(wisp_ctx* ctx, const char* name, const char* value);
