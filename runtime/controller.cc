@@ -3,19 +3,27 @@
 #include <google/protobuf/util/json_util.h>
 #include <sys/stat.h>
 
+#include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <cstdio>
 #include <ctime>
+#include <tuple>
 
 #include "api.pb.h"
 #include "loader/elf_validator.h"
 #include "runtime/duration.h"
+#include "triggers/cloudevents.h"
+#include "triggers/embedded_broker.h"
+#include "triggers/nats_broker.h"
+#include "triggers/query.h"
 #include "wisp/function.h"
 
 namespace wisp::runtime {
 namespace {
 
 constexpr uint32_t kMaxWorkersLimit = 64;
+constexpr size_t kMaxSubjectsPerFunction = 32;
 
 std::string NowRfc3339() {
   char buf[32];
@@ -52,16 +60,47 @@ bool ParseUint(std::string_view text, uint64_t* value) {
   return ec == std::errc() && end == text.data() + text.size() && !text.empty();
 }
 
-// Applies the deploy query (timeout=30s&idle=1m&max_workers=2) to record.
+// Whether text is MAJOR.MINOR.PATCH (digits, no leading zeros) with an
+// optional -prerelease of [0-9A-Za-z.-].
+bool IsSemver(std::string_view text) {
+  const size_t dash = text.find('-');
+  std::string_view core = text.substr(0, dash);
+  int parts = 0;
+  while (true) {
+    const size_t dot = core.find('.');
+    std::string_view number = core.substr(0, dot);
+    uint64_t ignored = 0;
+    if (!ParseUint(number, &ignored) || (number.size() > 1 && number[0] == '0')) return false;
+    ++parts;
+    if (dot == std::string_view::npos) break;
+    core = core.substr(dot + 1);
+  }
+  if (parts != 3) return false;
+  if (dash == std::string_view::npos) return true;
+  std::string_view pre = text.substr(dash + 1);
+  if (pre.empty()) return false;
+  for (char c : pre) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '-') return false;
+  }
+  return true;
+}
+
+// The version after previous: its patch number plus one ("0.0.1" first).
+std::string NextPatch(const std::string& previous) {
+  if (!IsSemver(previous)) return "0.0.1";
+  const std::string core = previous.substr(0, previous.find('-'));
+  const size_t last_dot = core.rfind('.');
+  uint64_t patch = 0;
+  (void)ParseUint(std::string_view(core).substr(last_dot + 1), &patch);
+  return core.substr(0, last_dot + 1) + std::to_string(patch + 1);
+}
+
+// Applies the deploy query (timeout=30s&idle=1m&max_workers=2&version=1.2.3
+// &subscribe=orders.*&subscribe=...) to record.
 Status ApplyDeployQuery(std::string_view query, FunctionRecord* record) {
-  while (!query.empty()) {
-    const size_t amp = query.find('&');
-    std::string_view pair = query.substr(0, amp);
-    query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
-    if (pair.empty()) continue;
-    const size_t eq = pair.find('=');
-    std::string_view key = pair.substr(0, eq);
-    std::string_view value = eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1);
+  triggers::QueryParams params;
+  WISP_RETURN_IF_ERROR(triggers::ParseQuery(query, &params));
+  for (const auto& [key, value] : params) {
     if (key == "timeout") {
       WISP_RETURN_IF_ERROR(ParseDurationMs(value, &record->timeout_ms).WithContext("timeout"));
       if (record->timeout_ms == 0) return Status::InvalidArgument("timeout must be above 0");
@@ -71,13 +110,25 @@ Status ApplyDeployQuery(std::string_view query, FunctionRecord* record) {
       uint64_t n = 0;
       if (!ParseUint(value, &n) || n == 0 || n > kMaxWorkersLimit) {
         return Status::InvalidArgument("max_workers must be a number from 1 to " +
-                                       std::to_string(kMaxWorkersLimit) + ", got '" +
-                                       std::string(value) + "'");
+                                       std::to_string(kMaxWorkersLimit) + ", got '" + value + "'");
       }
       record->max_workers = static_cast<uint32_t>(n);
+    } else if (key == "subscribe") {
+      WISP_RETURN_IF_ERROR(triggers::ValidateSubscribeSubject(value).WithContext("subscribe"));
+      if (record->subjects.size() >= kMaxSubjectsPerFunction) {
+        return Status::InvalidArgument("at most " + std::to_string(kMaxSubjectsPerFunction) +
+                                       " subjects per function");
+      }
+      record->subjects.push_back(value);
+    } else if (key == "version") {
+      if (!IsSemver(value) || value.size() > 64) {
+        return Status::InvalidArgument("version must be semver (MAJOR.MINOR.PATCH), got '" +
+                                       value + "'");
+      }
+      record->version = value;
     } else {
-      return Status::InvalidArgument("unknown deploy parameter '" + std::string(key) +
-                                     "' (known: timeout, idle, max_workers)");
+      return Status::InvalidArgument("unknown deploy parameter '" + key +
+                                     "' (known: timeout, idle, max_workers, subscribe, version)");
     }
   }
   return Status::OK();
@@ -93,6 +144,11 @@ int HttpStatusFor(const Status& s) {
     case Status::Code::kTimeout: return 504;
     default: return 500;
   }
+}
+
+// The metadata a loaded function's service instance carries.
+std::map<std::string, std::string> ServiceMetadata(const FunctionRecord& record) {
+  return {{"wisp.sha256", record.sha256}};
 }
 
 }  // namespace
@@ -126,6 +182,7 @@ Status Controller::Start() {
   pool_ = std::make_unique<WorkerPool>(loop_, zygote_.get(),
                                        WorkerProcess::Options{kDefaultMaxFrameBytes},
                                        options_.warm_pool_size, options_.warmup_path);
+  WISP_RETURN_IF_ERROR(StartBroker());
   WISP_RETURN_IF_ERROR(RestoreDeployments());
 
   triggers::HttpServerOptions http;
@@ -146,6 +203,53 @@ Status Controller::Start() {
 }
 
 int Controller::port() const { return server_ ? server_->port() : 0; }
+
+Status Controller::StartBroker() {
+  if (options_.nats_urls.empty()) {
+    broker_ = std::make_unique<triggers::EmbeddedBroker>(loop_);
+  } else {
+    StatusOr<std::unique_ptr<triggers::NatsBroker>> nats =
+        triggers::NatsBroker::Connect(loop_, options_.nats_urls, triggers::NatsBrokerOptions{});
+    if (!nats.ok()) return nats.status().WithContext("connect to NATS at " + options_.nats_urls);
+    broker_ = std::move(nats).value();
+  }
+  events_ = std::make_unique<EventTriggers>(
+      loop_, broker_.get(),
+      [this](const std::string& name) -> Dispatcher* {
+        auto it = functions_.find(name);
+        return it == functions_.end() ? nullptr : it->second->dispatcher.get();
+      },
+      options_.max_request_bytes);
+  services_ = std::make_unique<ServiceRegistry>(broker_.get(), events_.get());
+  requests_ = std::make_unique<BrokerRequests>(loop_, broker_.get());
+  return requests_->Start();
+}
+
+void Controller::OnLoadChanged(const std::string& name, bool loaded) {
+  // Versions overlap during a redeploy: the service stays registered while
+  // any of them is loaded.
+  int& count = loaded_versions_[name];
+  count += loaded ? 1 : -1;
+  auto it = functions_.find(name);
+  const ServiceDescription* registered = services_->Find(name);
+  if (count > 0 && loaded && it != functions_.end() &&
+      (registered == nullptr ||
+       registered->metadata != ServiceMetadata(it->second->record) ||
+       registered->version != it->second->record.version)) {
+    // First load, or the new version of a redeploy: a new instance.
+    const FunctionRecord& record = it->second->record;
+    ServiceDescription description;
+    description.name = name;
+    description.version = record.version;
+    description.description = "wisp function " + name;
+    description.metadata = ServiceMetadata(record);
+    Status s = services_->Register(description);
+    if (!s.ok()) std::fprintf(stderr, "wisp: %s\n", s.ToString().c_str());
+  } else if (count <= 0) {
+    loaded_versions_.erase(name);
+    services_->Unregister(name);
+  }
+}
 
 Status Controller::RestoreDeployments() {
   StatusOr<std::vector<FunctionRecord>> records = store_.List();
@@ -176,6 +280,13 @@ void Controller::Install(FunctionRecord record) {
   slot = std::make_unique<Deployed>();
   slot->counters = old ? old->counters : std::make_shared<FunctionCounters>();
   slot->dispatcher = std::make_unique<Dispatcher>(loop_, pool_.get(), spec, slot->counters.get());
+  slot->dispatcher->set_load_observer(
+      [this, name = record.name](bool loaded) { OnLoadChanged(name, loaded); });
+  Status bound = events_->Bind(record.name, record.subjects);
+  if (!bound.ok()) {
+    std::fprintf(stderr, "wisp: %s gets no events: %s\n", record.name.c_str(),
+                 bound.ToString().c_str());
+  }
   slot->record = std::move(record);
   if (old) {
     // Its waiting invocations move to the new version (Drain's successor).
@@ -261,6 +372,23 @@ void Controller::HandleRequest(triggers::ReplyToken token, triggers::HttpRequest
       if (method == "DELETE") return HandleRemove(token, route.name);
       return ReplyError(token, 405, "method_not_allowed",
                         method + " is not allowed on /v1/functions/" + route.name);
+    case triggers::Route::Kind::kApiEvent:
+    case triggers::Route::Kind::kApiRequest: {
+      if (method != "POST" && method != "PUT") {
+        return ReplyError(token, 405, "method_not_allowed", method + " is not allowed here; use POST");
+      }
+      std::string subject;
+      Status s = triggers::PercentDecode(route.name, false, &subject);
+      if (s.ok()) s = triggers::ValidatePublishSubject(subject);
+      if (!s.ok()) return ReplyError(token, 400, "invalid_subject", s.message());
+      return HandlePublish(token, subject, request,
+                           route.kind == triggers::Route::Kind::kApiRequest);
+    }
+    case triggers::Route::Kind::kApiServices:
+      if (method != "GET") {
+        return ReplyError(token, 405, "method_not_allowed", method + " is not allowed on /v1/services");
+      }
+      return HandleServices(token, request);
     case triggers::Route::Kind::kNotFound:
       break;
   }
@@ -293,8 +421,12 @@ void Controller::HandleInvoke(triggers::ReplyToken token, const std::string& nam
     h->set_value(std::move(value));
   }
   triggers::HttpServer* server = server_.get();
+  EventTriggers* events = events_.get();
   it->second->dispatcher->Submit(
-      std::move(invoke), [server, token](InvocationOutcome outcome) {
+      std::move(invoke), [server, events, token, name](InvocationOutcome outcome) {
+        if (outcome.has_result && outcome.result.events_size() > 0) {
+          events->PublishEmitted(name, &outcome);
+        }
         if (!outcome.has_result) {
           triggers::HttpResponse response = triggers::JsonErrorResponse(
               outcome.http_status, outcome.error_code, outcome.error_message);
@@ -323,6 +455,7 @@ void Controller::HandleDeploy(triggers::ReplyToken token, const std::string& nam
   record.timeout_ms = options_.default_timeout_ms;
   record.idle_ms = options_.default_idle_ms;
   record.max_workers = options_.default_max_workers;
+  record.version.clear();
   Status s = ApplyDeployQuery(request.query, &record);
   if (!s.ok()) return ReplyError(token, 400, "invalid_argument", s.message());
   if (request.body.empty()) {
@@ -337,6 +470,9 @@ void Controller::HandleDeploy(triggers::ReplyToken token, const std::string& nam
   record.size_bytes = request.body.size();
   record.deployed_at = NowRfc3339();
   auto existing = functions_.find(name);
+  if (record.version.empty()) {
+    record.version = existing == functions_.end() ? "0.0.1" : NextPatch(existing->second->record.version);
+  }
   s = store_.Put(record);
   if (!s.ok()) {
     RemoveArtifactIfUnused(record.sha256);
@@ -360,6 +496,7 @@ void Controller::HandleRemove(triggers::ReplyToken token, const std::string& nam
   }
   std::unique_ptr<Deployed> deployed = std::move(it->second);
   functions_.erase(it);
+  events_->Unbind(name);
   const std::string json = DescribeJson(*deployed, false);
   Retire(name, std::move(deployed->dispatcher), deployed->counters, deployed->record.sha256);
   std::fprintf(stderr, "wisp: removed %s\n", name.c_str());
@@ -371,6 +508,10 @@ void Controller::Describe(const Deployed& deployed, bool with_status, api::Funct
   fn->set_sha256(deployed.record.sha256);
   fn->set_size_bytes(deployed.record.size_bytes);
   fn->set_deployed_at(deployed.record.deployed_at);
+  fn->set_version(deployed.record.version);
+  for (const std::string& subject : deployed.record.subjects) {
+    fn->mutable_config()->add_subjects(subject);
+  }
   fn->mutable_config()->set_timeout_ms(static_cast<uint32_t>(deployed.record.timeout_ms));
   fn->mutable_config()->set_idle_ms(static_cast<uint32_t>(deployed.record.idle_ms));
   fn->mutable_config()->set_max_workers(deployed.record.max_workers);
@@ -405,6 +546,153 @@ void Controller::HandleDescribe(triggers::ReplyToken token, const std::string& n
   ReplyJson(token, 200, DescribeJson(*it->second, true));
 }
 
+namespace {
+
+// Request headers that describe the HTTP exchange, not the event.
+bool IsHttpOnlyHeader(const std::string& name) {
+  static constexpr std::string_view kHttpOnly[] = {
+      "host",    "content-length", "connection", "transfer-encoding", "expect", "user-agent",
+      "accept",  "keep-alive",     "te",         "trailer",           "upgrade", "authorization",
+      "accept-encoding"};
+  for (std::string_view h : kHttpOnly) {
+    if (name == h) return true;
+  }
+  return name.rfind("proxy-", 0) == 0;
+}
+
+// A broker reply as an HTTP response: NATS service errors become their
+// status (502 when the code is not an HTTP error status).
+triggers::HttpResponse ReplyToHttp(triggers::BrokerMessage reply) {
+  triggers::HttpResponse response;
+  const std::string* code = triggers::FindHeader(reply.headers, "nats-service-error-code");
+  if (code != nullptr) {
+    uint64_t status = 0;
+    response.status = ParseUint(*code, &status) && status >= 400 && status <= 599
+                          ? static_cast<int>(status)
+                          : 502;
+    if (reply.data.empty()) {
+      const std::string* text = triggers::FindHeader(reply.headers, "nats-service-error");
+      return triggers::JsonErrorResponse(response.status, "service_error",
+                                         text != nullptr ? *text : "the service failed");
+    }
+  } else {
+    response.status = 200;
+  }
+  for (auto& [name, value] : reply.headers) {
+    if (name == "Status" || name == "Description") continue;  // NATS's own status line
+    response.headers.emplace_back(std::move(name), std::move(value));
+  }
+  response.body = std::move(reply.data);
+  return response;
+}
+
+}  // namespace
+
+void Controller::HandlePublish(triggers::ReplyToken token, const std::string& subject,
+                               triggers::HttpRequest& request, bool wait_for_reply) {
+  if (request.body.size() > options_.max_request_bytes) {
+    return ReplyError(token, 413, "payload_too_large",
+                      "event payload of " + std::to_string(request.body.size()) +
+                          " bytes exceeds the limit of " + std::to_string(options_.max_request_bytes));
+  }
+  triggers::QueryParams params;
+  Status s = triggers::ParseQuery(request.query, &params);
+  uint64_t timeout_ms = 5000;
+  for (const auto& [key, value] : params) {
+    if (!s.ok()) break;
+    if (key == "timeout" && wait_for_reply) {
+      s = ParseDurationMs(value, &timeout_ms).WithContext("timeout");
+      if (s.ok() && (timeout_ms == 0 || timeout_ms > 600000)) {
+        s = Status::InvalidArgument("timeout must be above 0 and at most 10m");
+      }
+    } else {
+      s = Status::InvalidArgument("unknown parameter '" + key + "'" +
+                                  (wait_for_reply ? " (known: timeout)" : ""));
+    }
+  }
+  if (!s.ok()) return ReplyError(token, 400, "invalid_argument", s.message());
+  triggers::BrokerMessage message;
+  message.subject = subject;
+  message.data = std::move(request.body);
+  for (auto& [name, value] : request.headers) {
+    if (!IsHttpOnlyHeader(name)) message.headers.emplace_back(std::move(name), std::move(value));
+  }
+  s = triggers::NormalizeCloudEvent(&message, triggers::EventDefaults{"/wisp/api", "io.wisp.event"});
+  if (!s.ok()) return ReplyError(token, 400, "invalid_event", s.message());
+  if (!wait_for_reply) {
+    api::PublishedEvent published;
+    published.set_subject(subject);
+    if (const std::string* id = triggers::FindHeader(message.headers, "ce-id")) {
+      published.set_id(*id);
+    }
+    s = broker_->Publish(std::move(message));
+    if (!s.ok()) return ReplyError(token, 503, "broker_unavailable", s.message());
+    return ReplyJson(token, 202, ToJson(published));
+  }
+  triggers::HttpServer* server = server_.get();
+  requests_->Request(
+      std::move(message), timeout_ms,
+      [server, token, subject, timeout_ms](Status status, triggers::BrokerMessage reply) {
+        if (status.code() == Status::Code::kNotFound) {
+          return server->Reply(token, triggers::JsonErrorResponse(
+                                          503, "no_responders",
+                                          "nothing answers requests on '" + subject + "'"));
+        }
+        if (status.code() == Status::Code::kTimeout) {
+          return server->Reply(token, triggers::JsonErrorResponse(
+                                          504, "timeout",
+                                          "no reply on '" + subject + "' within " +
+                                              std::to_string(timeout_ms) + " ms"));
+        }
+        if (!status.ok()) {
+          return server->Reply(token,
+                               triggers::JsonErrorResponse(503, "broker_unavailable", status.message()));
+        }
+        server->Reply(token, ReplyToHttp(std::move(reply)));
+      });
+}
+
+void Controller::HandleServices(triggers::ReplyToken token, const triggers::HttpRequest& request) {
+  triggers::QueryParams params;
+  Status s = triggers::ParseQuery(request.query, &params);
+  uint64_t wait_ms = 250;
+  for (const auto& [key, value] : params) {
+    if (!s.ok()) break;
+    if (key == "wait") {
+      s = ParseDurationMs(value, &wait_ms).WithContext("wait");
+      if (s.ok() && wait_ms > 10000) s = Status::InvalidArgument("wait must be at most 10s");
+    } else {
+      s = Status::InvalidArgument("unknown parameter '" + key + "' (known: wait)");
+    }
+  }
+  if (!s.ok()) return ReplyError(token, 400, "invalid_argument", s.message());
+  triggers::BrokerMessage ask;
+  ask.subject = "$SRV.INFO";
+  triggers::HttpServer* server = server_.get();
+  requests_->Gather(std::move(ask), wait_ms,
+                    [server, token](std::vector<triggers::BrokerMessage> replies) {
+                      api::ServiceList list;
+                      google::protobuf::util::JsonParseOptions parse;
+                      parse.ignore_unknown_fields = true;
+                      for (const triggers::BrokerMessage& reply : replies) {
+                        api::ServiceInfo info;
+                        if (google::protobuf::util::JsonStringToMessage(reply.data, &info, parse)
+                                .ok()) {
+                          *list.add_services() = std::move(info);
+                        }
+                      }
+                      std::sort(list.mutable_services()->begin(), list.mutable_services()->end(),
+                                [](const api::ServiceInfo& a, const api::ServiceInfo& b) {
+                                  return std::tie(a.name(), a.id()) < std::tie(b.name(), b.id());
+                                });
+                      triggers::HttpResponse response;
+                      response.status = 200;
+                      response.headers.emplace_back("Content-Type", "application/json");
+                      response.body = ToJson(list);
+                      server->Reply(token, std::move(response));
+                    });
+}
+
 void Controller::Shutdown(std::function<void()> on_done) {
   WISP_ASSERT_LOOP_THREAD(loop_thread_);
   shutting_down_ = true;
@@ -431,6 +719,20 @@ void Controller::Shutdown(std::function<void()> on_done) {
 
 void Controller::MaybeFinishShutdown() {
   if (!shutting_down_ || shutdown_waits_ > 0 || !on_shutdown_) return;
+  if (broker_ && !broker_closing_) {
+    // Every function has drained, so no more events will be emitted.
+    broker_closing_ = true;
+    services_->UnregisterAll();
+    shutdown_waits_ += 3;
+    auto one_closed = [this] {
+      --shutdown_waits_;
+      MaybeFinishShutdown();
+    };
+    requests_->Close(one_closed);
+    events_->Close(one_closed);
+    broker_->Close(one_closed);
+    return;
+  }
   if (server_ && !server_closing_) {
     // Every function has drained and its replies have been queued; they are
     // flushed before the connections close (the flush runs this iteration).

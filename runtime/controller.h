@@ -9,6 +9,12 @@
 //                              (durations like 30s) and max_workers
 //   GET    /v1/functions/<n>   describe one, with its loaded workers
 //   DELETE /v1/functions/<n>   remove
+//   POST   /v1/events/<subject>   publish the body as an event (202)
+//   POST   /v1/requests/<subject> publish as a request, answer with the reply
+//                                 (query: timeout, default 5s)
+//   GET    /v1/services        the NATS services ($SRV.INFO) that answer
+//                              within the wait (query: wait, default 250ms)
+// Deploy's query also takes version (semver) and subscribe (repeatable).
 // Errors are JSON {"error": {"code", "message"}} with a fitting status.
 //
 // Ownership: the controller owns everything it creates; the loop is borrowed.
@@ -28,10 +34,14 @@
 #include "loader/artifact_store.h"
 #include "runtime/base/loop_thread.h"
 #include "runtime/base/status.h"
+#include "runtime/broker_requests.h"
 #include "runtime/dispatcher.h"
+#include "runtime/event_triggers.h"
 #include "runtime/function_store.h"
+#include "runtime/service_registry.h"
 #include "runtime/worker_pool.h"
 #include "runtime/zygote.h"
+#include "triggers/broker.h"
 #include "triggers/http_server.h"
 #include "triggers/route.h"
 
@@ -56,6 +66,7 @@ struct ControllerOptions {
   size_t warm_pool_size = 2;
   size_t max_request_bytes = 6 * 1024 * 1024;   // bodies sent to /fn/
   size_t max_upload_bytes = 64 * 1024 * 1024;   // .so uploads
+  std::string nats_urls;  // comma-separated; empty: the embedded broker
 };
 
 class Controller {
@@ -97,6 +108,12 @@ class Controller {
   void HandleRemove(triggers::ReplyToken token, const std::string& name);
   void HandleList(triggers::ReplyToken token);
   void HandleDescribe(triggers::ReplyToken token, const std::string& name);
+  void HandlePublish(triggers::ReplyToken token, const std::string& subject,
+                     triggers::HttpRequest& request, bool wait_for_reply);
+  void HandleServices(triggers::ReplyToken token, const triggers::HttpRequest& request);
+  void OnLoadChanged(const std::string& name, bool loaded);
+  Status StartBroker();
+  void CloseBroker();
   void ReplyError(triggers::ReplyToken token, int status, std::string_view code,
                   std::string_view message);
   void ReplyJson(triggers::ReplyToken token, int status, const std::string& json);
@@ -120,11 +137,17 @@ class Controller {
   std::unique_ptr<Zygote> zygote_;
   std::unique_ptr<WorkerPool> pool_;
   std::unique_ptr<triggers::HttpServer> server_;
+  std::unique_ptr<triggers::Broker> broker_;
+  std::unique_ptr<EventTriggers> events_;
+  std::unique_ptr<ServiceRegistry> services_;
+  std::unique_ptr<BrokerRequests> requests_;
+  std::map<std::string, int> loaded_versions_;  // loaded dispatchers per name
   std::map<std::string, std::unique_ptr<Deployed>> functions_;
   std::vector<std::unique_ptr<Retired>> retired_;
   bool shutting_down_ = false;
   bool zygote_closing_ = false;
   bool server_closing_ = false;
+  bool broker_closing_ = false;
   int shutdown_waits_ = 0;
   std::function<void()> on_shutdown_;
 };

@@ -190,7 +190,9 @@ void Dispatcher::OnWorkerFrame(WorkerProcess* worker, proto::Frame& frame) {
         return;
       }
       slot->state = Slot::State::kReady;
+      slot->loaded = true;
       ++counters_->loads;
+      UpdateLoaded();
       BecomeIdleOrContinue(slot);
       Dispatch();
       return;
@@ -286,6 +288,7 @@ void Dispatcher::OnWorkerDeadline(WorkerProcess* worker) {
              "; its worker was killed");
   }
   RequeueInflight(slot);  // dispatched again once the worker's exit is seen
+  UpdateLoaded();
 }
 
 void Dispatcher::OnWorkerExit(WorkerProcess* worker, const WorkerExit& exit) {
@@ -314,6 +317,7 @@ void Dispatcher::OnWorkerExit(WorkerProcess* worker, const WorkerExit& exit) {
   slots_.erase(std::remove_if(slots_.begin(), slots_.end(),
                               [slot](const auto& s) { return s.get() == slot; }),
                slots_.end());
+  UpdateLoaded();
   Dispatch();
   if (draining_) MaybeFinishDrain();
 }
@@ -373,6 +377,16 @@ void Dispatcher::Drain(std::function<void()> on_drained,
       slot->worker->Kill("function " + spec_.name + " removed while loading");
     }
   }
+}
+
+void Dispatcher::UpdateLoaded() {
+  bool loaded = false;
+  for (const auto& slot : slots_) {
+    if (slot->loaded && slot->state != Slot::State::kDead) loaded = true;
+  }
+  if (loaded == announced_loaded_) return;
+  announced_loaded_ = loaded;
+  if (load_observer_) load_observer_(loaded);
 }
 
 void Dispatcher::MaybeFinishDrain() {

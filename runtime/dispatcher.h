@@ -85,6 +85,15 @@ class Dispatcher : public WorkerListener {
   // exited and the dispatcher's handles are closed; it may destroy this.
   void Drain(std::function<void()> on_drained, std::function<Dispatcher*()> successor = nullptr);
 
+  // observer(true) runs when the function becomes loaded (a worker reported
+  // Loaded) and observer(false) when its last loaded worker is gone; called
+  // on the loop thread from inside worker callbacks.
+  void set_load_observer(std::function<void(bool loaded)> observer) {
+    load_observer_ = std::move(observer);
+  }
+  // Whether Submit would queue rather than refuse with 503.
+  bool has_room() const { return !draining_ && queue_.size() < spec_.max_queue; }
+
   const FunctionSpec& spec() const { return spec_; }
   std::vector<int> WorkerPids() const;
   size_t queue_depth() const { return queue_.size(); }
@@ -105,6 +114,7 @@ class Dispatcher : public WorkerListener {
     State state = State::kLoading;
     std::deque<std::unique_ptr<Job>> inflight;
     uint64_t idle_since_ms = 0;
+    bool loaded = false;  // reported Loaded
   };
 
   void Dispatch();
@@ -121,6 +131,7 @@ class Dispatcher : public WorkerListener {
   void ArmReaper();
   void Reap();
   void MaybeFinishDrain();
+  void UpdateLoaded();
   void HandOverQueue();
   Slot* FindSlot(WorkerProcess* worker);
   size_t LiveSlots() const;
@@ -138,6 +149,8 @@ class Dispatcher : public WorkerListener {
   bool reaper_closed_ = false;
   std::function<void()> on_drained_;
   std::function<Dispatcher*()> successor_;
+  std::function<void(bool)> load_observer_;
+  bool announced_loaded_ = false;
 };
 
 }  // namespace wisp::runtime

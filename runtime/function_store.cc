@@ -5,7 +5,9 @@
 namespace wisp::runtime {
 namespace {
 
-constexpr int kSchemaVersion = 1;
+// 1: functions. 2: functions.version and function_subjects, the subjects a
+// function subscribes to.
+constexpr int kSchemaVersion = 2;
 
 // Finalizes a statement on scope exit.
 class Statement {
@@ -81,13 +83,36 @@ Status FunctionStore::Open(const std::string& path) {
         "PRAGMA user_version = 1;"
         "COMMIT;"));
   }
-  return Status::OK();
+  if (found < 2) {
+    WISP_RETURN_IF_ERROR(Exec(
+        "BEGIN;"
+        "ALTER TABLE functions ADD COLUMN version TEXT NOT NULL DEFAULT '0.0.1';"
+        "CREATE TABLE IF NOT EXISTS function_subjects ("
+        "  name TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,"
+        "  position INTEGER NOT NULL,"
+        "  subject TEXT NOT NULL,"
+        "  PRIMARY KEY (name, position));"
+        "PRAGMA user_version = 2;"
+        "COMMIT;"));
+  }
+  return Exec("PRAGMA foreign_keys = ON;");
 }
 
 Status FunctionStore::Put(const FunctionRecord& r) {
+  // One transaction: a record is never seen with half its subjects.
+  WISP_RETURN_IF_ERROR(Exec("BEGIN"));
+  Status s = PutLocked(r);
+  if (!s.ok()) {
+    (void)Exec("ROLLBACK");
+    return s;
+  }
+  return Exec("COMMIT");
+}
+
+Status FunctionStore::PutLocked(const FunctionRecord& r) {
   Statement st(db_,
                "INSERT OR REPLACE INTO functions (name, sha256, size_bytes, timeout_ms, idle_ms,"
-               " max_workers, deployed_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
+               " max_workers, deployed_at, version) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
   if (!st.ok()) return Error("prepare insert");
   st.BindText(1, r.name);
   st.BindText(2, r.sha256);
@@ -96,7 +121,20 @@ Status FunctionStore::Put(const FunctionRecord& r) {
   st.BindInt(5, static_cast<int64_t>(r.idle_ms));
   st.BindInt(6, r.max_workers);
   st.BindText(7, r.deployed_at);
+  st.BindText(8, r.version);
   if (sqlite3_step(st.get()) != SQLITE_DONE) return Error(("store function " + r.name).c_str());
+  Statement clear(db_, "DELETE FROM function_subjects WHERE name = ?1");
+  if (!clear.ok()) return Error("prepare subject delete");
+  clear.BindText(1, r.name);
+  if (sqlite3_step(clear.get()) != SQLITE_DONE) return Error("clear subjects");
+  for (size_t i = 0; i < r.subjects.size(); ++i) {
+    Statement add(db_, "INSERT INTO function_subjects (name, position, subject) VALUES (?1, ?2, ?3)");
+    if (!add.ok()) return Error("prepare subject insert");
+    add.BindText(1, r.name);
+    add.BindInt(2, static_cast<int64_t>(i));
+    add.BindText(3, r.subjects[i]);
+    if (sqlite3_step(add.get()) != SQLITE_DONE) return Error("store subjects");
+  }
   return Status::OK();
 }
 
@@ -111,8 +149,8 @@ Status FunctionStore::Remove(const std::string& name) {
 
 StatusOr<std::vector<FunctionRecord>> FunctionStore::List() {
   Statement st(db_,
-               "SELECT name, sha256, size_bytes, timeout_ms, idle_ms, max_workers, deployed_at"
-               " FROM functions ORDER BY name");
+               "SELECT name, sha256, size_bytes, timeout_ms, idle_ms, max_workers, deployed_at,"
+               " version FROM functions ORDER BY name");
   if (!st.ok()) return Error("prepare list");
   std::vector<FunctionRecord> out;
   int rc;
@@ -125,9 +163,19 @@ StatusOr<std::vector<FunctionRecord>> FunctionStore::List() {
     r.idle_ms = static_cast<uint64_t>(st.Int(4));
     r.max_workers = static_cast<uint32_t>(st.Int(5));
     r.deployed_at = st.Text(6);
+    r.version = st.Text(7);
     out.push_back(std::move(r));
   }
   if (rc != SQLITE_DONE) return Error("list functions");
+  Statement subjects(db_, "SELECT name, subject FROM function_subjects ORDER BY name, position");
+  if (!subjects.ok()) return Error("prepare subject list");
+  size_t i = 0;
+  while ((rc = sqlite3_step(subjects.get())) == SQLITE_ROW) {
+    const std::string name = subjects.Text(0);
+    while (i < out.size() && out[i].name < name) ++i;
+    if (i < out.size() && out[i].name == name) out[i].subjects.push_back(subjects.Text(1));
+  }
+  if (rc != SQLITE_DONE) return Error("list subjects");
   return out;
 }
 

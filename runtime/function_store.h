@@ -25,6 +25,8 @@ struct FunctionRecord {
   uint64_t idle_ms = 60000;
   uint32_t max_workers = 2;
   std::string deployed_at;  // RFC 3339, UTC
+  std::string version = "0.0.1";  // semver
+  std::vector<std::string> subjects;  // event subjects it subscribes to, in order
 };
 
 class FunctionStore {
@@ -39,7 +41,8 @@ class FunctionStore {
   // InvalidArgument if a newer wisp wrote it.
   Status Open(const std::string& path);
 
-  // Inserts or replaces the record with this name.
+  // Inserts or replaces the record with this name, subjects included, in
+  // one transaction.
   Status Put(const FunctionRecord& record);
   // NotFound if no such function.
   Status Remove(const std::string& name);
@@ -49,6 +52,7 @@ class FunctionStore {
   StatusOr<int> CountArtifactUses(const std::string& sha256);
 
  private:
+  Status PutLocked(const FunctionRecord& record);
   Status Exec(const char* sql);
   Status Error(const char* what) const;
   sqlite3* db_ = nullptr;

@@ -21,6 +21,9 @@ bool IsSafeHeaderText(const char* s, bool is_name) {
   return true;
 }
 
+// Headers on one emitted event; the controller checks them again.
+constexpr size_t kMaxEventHeaders = 64;
+
 // Takes n bytes from the invocation's reply budget (body, headers and events
 // together), or returns false when they do not fit.
 bool Reserve(wisp_ctx* ctx, size_t n) {
@@ -54,16 +57,36 @@ int HostSetHeader(wisp_ctx* ctx, const char* name, const char* value) {
   return WISP_OK;
 }
 
-int HostEmit(wisp_ctx* ctx, const char* subject, const void* data, size_t len) {
-  if (ctx == nullptr || subject == nullptr || *subject == '\0' || (data == nullptr && len > 0)) {
+int HostEmitEvent(wisp_ctx* ctx, const char* subject, const void* data, size_t len,
+                  const wisp_header* headers, size_t header_count) {
+  if (ctx == nullptr || subject == nullptr || *subject == '\0' || (data == nullptr && len > 0) ||
+      (headers == nullptr && header_count > 0)) {
     return WISP_E_INVALID;
   }
   if (static_cast<size_t>(ctx->result->events_size()) >= ctx->max_events) return WISP_E_LIMIT;
-  if (!Reserve(ctx, std::strlen(subject) + len)) return WISP_E_LIMIT;
+  if (header_count > kMaxEventHeaders) return WISP_E_LIMIT;
+  size_t bytes = std::strlen(subject) + len;
+  for (size_t i = 0; i < header_count; ++i) {
+    const wisp_header& h = headers[i];
+    if ((h.name.data == nullptr && h.name.len > 0) || (h.value.data == nullptr && h.value.len > 0)) {
+      return WISP_E_INVALID;
+    }
+    bytes += h.name.len + h.value.len;
+  }
+  if (!Reserve(ctx, bytes)) return WISP_E_LIMIT;
   proto::Event* event = ctx->result->add_events();
   event->set_subject(subject);
   event->set_data(static_cast<const char*>(data), len);
+  for (size_t i = 0; i < header_count; ++i) {
+    proto::Header* h = event->add_headers();
+    h->set_name(headers[i].name.data, headers[i].name.len);
+    h->set_value(headers[i].value.data, headers[i].value.len);
+  }
   return WISP_OK;
+}
+
+int HostEmit(wisp_ctx* ctx, const char* subject, const void* data, size_t len) {
+  return HostEmitEvent(ctx, subject, data, len, nullptr, 0);
 }
 
 int HostLog(wisp_ctx* ctx, int level, const char* msg, size_t len) {
@@ -82,7 +105,7 @@ int HostLog(wisp_ctx* ctx, int level, const char* msg, size_t len) {
 
 const wisp_host kHostTable = {
     sizeof(wisp_host), WISP_ABI_VERSION, HostWrite, HostSetStatus,
-    HostSetHeader,     HostEmit,         HostLog,
+    HostSetHeader,     HostEmit,         HostLog,       HostEmitEvent,
 };
 
 }  // namespace

@@ -64,7 +64,8 @@ if ((ready == 0)); then
   exit 1
 fi
 
-for fn in hello echo headers; do
+"$WISP" deploy "$EXAMPLES/hello.so" --subscribe 'greet.*' --server "$URL"
+for fn in echo headers; do
   "$WISP" deploy "$EXAMPLES/$fn.so" --server "$URL"
 done
 
@@ -77,11 +78,17 @@ wisp is running on $URL (data in $DATA_DIR). Try:
   curl -i -A demo-agent $URL/fn/headers/some/path  # status, x-wisp-* headers
   $WISP ls --server $URL
   $WISP invoke hello world --server $URL
+  $WISP publish greet.ann ann --server $URL          # an event on the embedded broker
+  $WISP request greet.bob bob --server $URL          # request-reply: "hello, bob"
+  $WISP services --server $URL                       # loaded functions as NATS services
 
 MSG
 
 echo "\$ curl -d world $URL/fn/hello"
 curl -fsS -d world "$URL/fn/hello"
+echo
+echo "\$ wisp request greet.bob bob"
+"$WISP" request greet.bob bob --server "$URL"
 echo
 
 if [[ "${WISP_DEMO_EXIT:-0}" == "1" ]]; then

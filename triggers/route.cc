@@ -7,6 +7,9 @@ namespace {
 constexpr std::string_view kHealthPath = "/healthz";
 constexpr std::string_view kFunctionPrefix = "/fn/";
 constexpr std::string_view kApiFunctionsPath = "/v1/functions";
+constexpr std::string_view kApiEventsPrefix = "/v1/events/";
+constexpr std::string_view kApiRequestsPrefix = "/v1/requests/";
+constexpr std::string_view kApiServicesPath = "/v1/services";
 constexpr size_t kMaxNameLength = 63;
 
 bool IsLowerAlnum(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); }
@@ -38,6 +41,15 @@ Route RouteApi(std::string_view tail) {
   return route;
 }
 
+// "<prefix><subject>": one path segment, not empty.
+Route RouteSubject(std::string_view subject, Route::Kind kind) {
+  Route route;
+  if (subject.empty() || subject.find('/') != std::string_view::npos) return route;
+  route.kind = kind;
+  route.name = std::string(subject);
+  return route;
+}
+
 }  // namespace
 
 Route RoutePath(std::string_view path) {
@@ -48,6 +60,17 @@ Route RoutePath(std::string_view path) {
   }
   if (path.starts_with(kFunctionPrefix)) return RouteFunction(path.substr(kFunctionPrefix.size()));
   if (path.starts_with(kApiFunctionsPath)) return RouteApi(path.substr(kApiFunctionsPath.size()));
+  if (path.starts_with(kApiEventsPrefix)) {
+    return RouteSubject(path.substr(kApiEventsPrefix.size()), Route::Kind::kApiEvent);
+  }
+  if (path.starts_with(kApiRequestsPrefix)) {
+    return RouteSubject(path.substr(kApiRequestsPrefix.size()), Route::Kind::kApiRequest);
+  }
+  if (path == kApiServicesPath || path == "/v1/services/") {
+    Route route;
+    route.kind = Route::Kind::kApiServices;
+    return route;
+  }
   return Route();
 }
 

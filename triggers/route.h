@@ -15,9 +15,13 @@ struct Route {
     kFunction,     // /fn/<name> and /fn/<name>/<rest>
     kApiFunctions, // /v1/functions
     kApiFunction,  // /v1/functions/<name>
+    kApiEvent,     // /v1/events/<subject>
+    kApiRequest,   // /v1/requests/<subject>
+    kApiServices,  // /v1/services
   };
   Kind kind = Kind::kNotFound;
-  std::string name;  // function name for kFunction and kApiFunction
+  std::string name;  // function name for kFunction and kApiFunction; the
+                     // subject (still percent-encoded) for kApiEvent and kApiRequest
   std::string rest;  // for kFunction: "/" or "/<rest>", as sent
 };
 

@@ -1,7 +1,9 @@
 /* journal: appends the body and a newline to the file named by the query
- * string, then replies with the body; a body of "crash" segfaults after
- * appending. Lets a test count how often each invocation really ran. */
+ * string (for events, which have none: by $WISP_TEST_JOURNAL), then replies
+ * with the body; a body of "crash" segfaults after appending. Lets a test
+ * count how often each invocation really ran. */
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <wisp/function.h>
@@ -10,11 +12,21 @@ WISP_DEFINE_ABI_VERSION()
 
 WISP_EXPORT int wisp_handle(void* state, wisp_ctx* ctx, const wisp_request* req) {
   (void)state;
-  int fd = open(req->query.data, O_WRONLY | O_CREAT | O_APPEND, 0644);
+  const char* path = req->query.len > 0 ? req->query.data : getenv("WISP_TEST_JOURNAL");
+  if (path == NULL) return 2;
+  int fd = open(path, O_WRONLY | O_CREAT | O_APPEND, 0644);
   if (fd < 0) return 2;
-  ssize_t ignored = write(fd, req->body, req->body_len);
-  ignored = write(fd, "\n", 1);
+  /* One write per line: concurrent workers never interleave within it. */
+  char* line = malloc(req->body_len + 1);
+  if (line == NULL) {
+    close(fd);
+    return 2;
+  }
+  memcpy(line, req->body, req->body_len);
+  line[req->body_len] = '\n';
+  ssize_t ignored = write(fd, line, req->body_len + 1);
   (void)ignored;
+  free(line);
   close(fd);
   if (req->body_len == 5 && memcmp(req->body, "crash", 5) == 0) {
     volatile int* nowhere = 0;

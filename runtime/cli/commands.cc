@@ -13,76 +13,13 @@
 
 #include "api.pb.h"
 #include "runtime/duration.h"
+#include "runtime/cli/api_call.h"
 #include "runtime/http_client.h"
+#include "triggers/query.h"
 #include "triggers/route.h"
 
 namespace wisp::cli {
 namespace {
-
-struct Target {
-  std::string host;
-  int port = 0;
-};
-
-int Fail(int code, const std::string& message) {
-  std::fprintf(stderr, "wisp: %s\n", message.c_str());
-  return code;
-}
-
-bool ReadFile(const std::string& path, std::string* out, std::string* error) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    *error = "cannot read " + path + ": " + std::strerror(errno);
-    return false;
-  }
-  out->assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-  if (in.bad()) {
-    *error = "cannot read " + path;
-    return false;
-  }
-  return true;
-}
-
-// The message of a JSON error body, or the raw body.
-std::string ErrorMessage(const runtime::HttpClientResponse& response) {
-  api::ErrorBody body;
-  google::protobuf::util::JsonParseOptions options;
-  options.ignore_unknown_fields = true;
-  if (google::protobuf::util::JsonStringToMessage(response.body, &body, options).ok() &&
-      body.has_error()) {
-    return body.error().message() + " (" + body.error().code() + ", HTTP " +
-           std::to_string(response.status) + ")";
-  }
-  return "HTTP " + std::to_string(response.status) + ": " + response.body;
-}
-
-// Sends one request; on transport failure prints why and sets *exit_code.
-bool Call(const std::string& server, std::string_view method, const std::string& target,
-          std::string_view body, runtime::HttpClientResponse* response, int* exit_code) {
-  std::string host;
-  int port = 0;
-  Status s = runtime::ParseServerUrl(server, &host, &port);
-  if (!s.ok()) {
-    *exit_code = Fail(kExitUsage, "bad server URL: " + s.message());
-    return false;
-  }
-  runtime::HttpClient client(host, port);
-  StatusOr<runtime::HttpClientResponse> got = client.Request(method, target, {}, body);
-  if (!got.ok()) {
-    *exit_code = Fail(kExitUnreachable, "cannot reach the controller at " + server + ": " +
-                                            got.status().message() + " (is `wisp up` running?)");
-    return false;
-  }
-  *response = std::move(got).value();
-  return true;
-}
-
-template <typename Message>
-bool ParseJson(const std::string& json, Message* message) {
-  google::protobuf::util::JsonParseOptions options;
-  options.ignore_unknown_fields = true;
-  return google::protobuf::util::JsonStringToMessage(json, message, options).ok();
-}
 
 std::string StemOf(const std::string& path) {
   std::string base = path.substr(path.rfind('/') == std::string::npos ? 0 : path.rfind('/') + 1);
@@ -118,6 +55,8 @@ int RunDeploy(const DeployArgs& args) {
     add(key, std::to_string(ms) + "ms");
   }
   if (args.max_workers > 0) add("max_workers", std::to_string(args.max_workers));
+  for (const std::string& subject : args.subscribe) add("subscribe", triggers::PercentEncode(subject));
+  if (!args.version.empty()) add("version", triggers::PercentEncode(args.version));
   std::string bytes;
   std::string error;
   if (!ReadFile(args.path, &bytes, &error)) return Fail(kExitUsage, error);
@@ -130,11 +69,14 @@ int RunDeploy(const DeployArgs& args) {
   if (response.status >= 300) return Fail(kExitFailed, "deploy failed: " + ErrorMessage(response));
   api::Function fn;
   (void)ParseJson(response.body, &fn);
-  std::printf("deployed %s (sha256 %.12s, %llu bytes, timeout %s, idle %s, max workers %u)\n",
-              name.c_str(), fn.sha256().c_str(), static_cast<unsigned long long>(fn.size_bytes()),
+  std::printf("deployed %s %s (sha256 %.12s, %llu bytes, timeout %s, idle %s, max workers %u)\n",
+              name.c_str(), fn.version().c_str(), fn.sha256().c_str(), static_cast<unsigned long long>(fn.size_bytes()),
               runtime::FormatDurationMs(fn.config().timeout_ms()).c_str(),
               runtime::FormatDurationMs(fn.config().idle_ms()).c_str(), fn.config().max_workers());
   std::printf("call it:  curl -d world %s/fn/%s\n", args.server.c_str(), name.c_str());
+  for (const std::string& subject : fn.config().subjects()) {
+    std::printf("events:   wisp publish '%s' DATA\n", subject.c_str());
+  }
   return kExitOk;
 }
 
@@ -167,14 +109,8 @@ int RunInvoke(const InvokeArgs& args) {
     return Fail(kExitUsage, "invalid function name '" + args.name + "'");
   }
   std::string body;
-  if (args.data == "-") {
-    body.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
-  } else if (!args.data.empty() && args.data[0] == '@') {
-    std::string error;
-    if (!ReadFile(args.data.substr(1), &body, &error)) return Fail(kExitUsage, error);
-  } else {
-    body = args.data;
-  }
+  std::string error;
+  if (!ReadData(args.data, &body, &error)) return Fail(kExitUsage, error);
   std::string target = "/fn/" + args.name;
   if (!args.path.empty()) target += (args.path[0] == '/' ? "" : "/") + args.path;
   runtime::HttpClientResponse response;

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace wisp::cli {
 
@@ -30,6 +31,7 @@ struct UpArgs {
   std::string worker_spin = "150us";
   std::string worker;     // empty: $WISP_WORKER, else next to this binary
   uint64_t max_body = 6 * 1024 * 1024;
+  std::string nats;       // NATS URLs; empty: the embedded broker
 };
 
 struct DeployArgs {
@@ -39,6 +41,17 @@ struct DeployArgs {
   std::string timeout;
   std::string idle;
   uint32_t max_workers = 0;  // 0: the controller's default
+  std::vector<std::string> subscribe;  // event subjects
+  std::string version;                 // semver; empty: the next patch
+};
+
+struct PublishArgs {
+  std::string server;
+  std::string subject;
+  std::string data;                  // literal, @file, or - for stdin
+  std::vector<std::string> headers;  // "name=value"
+  bool request = false;              // wait for the reply and print it
+  std::string timeout = "5s";        // for a request
 };
 
 struct InvokeArgs {
@@ -55,6 +68,10 @@ int RunDeploy(const DeployArgs& args);
 int RunList(const std::string& server, bool json);
 int RunInvoke(const InvokeArgs& args);
 int RunRemove(const std::string& server, const std::string& name);
+// wisp publish / wisp request.
+int RunPublish(const PublishArgs& args);
+// wisp services: what answers $SRV.INFO within wait.
+int RunServices(const std::string& server, bool json, const std::string& wait);
 
 // --server, else $WISP_URL, else http://127.0.0.1:8080.
 std::string ResolveServer(const std::string& flag);

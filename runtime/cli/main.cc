@@ -36,6 +36,8 @@ int main(int argc, char** argv) {
   up_cmd->add_option("--worker", up.worker, "path of wisp-worker (default next to wisp)");
   up_cmd->add_option("--max-body", up.max_body, "largest request body for /fn/, bytes")
       ->capture_default_str();
+  up_cmd->add_option("--nats", up.nats,
+                     "NATS server URLs, comma-separated (default: the embedded broker)");
 
   DeployArgs deploy;
   CLI::App* deploy_cmd = app.add_subcommand("deploy", "deploy a function .so");
@@ -45,6 +47,9 @@ int main(int argc, char** argv) {
   deploy_cmd->add_option("--idle", deploy.idle, "idle time before unloading, e.g. 60s");
   deploy_cmd->add_option("--max-workers", deploy.max_workers, "most workers at once")
       ->check(CLI::Range(1, 64));
+  deploy_cmd->add_option("--subscribe", deploy.subscribe,
+                         "run on events published on this subject (repeatable; * and > wildcards)");
+  deploy_cmd->add_option("--version", deploy.version, "semver (default: the next patch)");
   deploy_cmd->add_option("--server", server, "controller URL");
 
   bool json = false;
@@ -65,6 +70,28 @@ int main(int argc, char** argv) {
   CLI::App* rm_cmd = app.add_subcommand("rm", "remove a function");
   rm_cmd->add_option("name", rm_name, "function name")->required();
   rm_cmd->add_option("--server", server, "controller URL");
+
+  PublishArgs publish;
+  CLI::App* publish_cmd = app.add_subcommand("publish", "publish an event");
+  CLI::App* request_cmd =
+      app.add_subcommand("request", "send a request on a subject and print the reply");
+  for (CLI::App* cmd : {publish_cmd, request_cmd}) {
+    cmd->add_option("subject", publish.subject, "subject, e.g. orders.new")->required();
+    cmd->add_option("data", publish.data, "payload, @file, or - for stdin");
+    cmd->add_option("-H,--header", publish.headers, "NAME=VALUE header (repeatable)");
+    cmd->add_option("--server", server, "controller URL");
+  }
+  request_cmd->add_option("--timeout", publish.timeout, "how long to wait for the reply")
+      ->capture_default_str();
+
+  bool services_json = false;
+  std::string services_wait = "250ms";
+  CLI::App* services_cmd =
+      app.add_subcommand("services", "list the NATS services ($SRV) that answer");
+  services_cmd->add_flag("--json", services_json, "print JSON");
+  services_cmd->add_option("--wait", services_wait, "how long to collect answers")
+      ->capture_default_str();
+  services_cmd->add_option("--server", server, "controller URL");
 
   CLI::App* version_cmd = app.add_subcommand("version", "print the version");
 
@@ -87,6 +114,12 @@ int main(int argc, char** argv) {
     return RunInvoke(invoke);
   }
   if (*rm_cmd) return RunRemove(url, rm_name);
+  if (*publish_cmd || *request_cmd) {
+    publish.server = url;
+    publish.request = static_cast<bool>(*request_cmd);
+    return RunPublish(publish);
+  }
+  if (*services_cmd) return RunServices(url, services_json, services_wait);
   if (*version_cmd) {
     std::printf("wisp %s (function ABI %u)\n", WISP_VERSION, WISP_ABI_VERSION);
     return kExitOk;

@@ -78,6 +78,7 @@ int RunUp(const UpArgs& args) {
   options.pipeline_depth = args.pipeline_depth;
   options.max_queue = args.max_queue;
   options.max_request_bytes = args.max_body;
+  options.nats_urls = args.nats;
   if (::access(options.worker_path.c_str(), X_OK) != 0) {
     std::fprintf(stderr, "wisp: worker binary %s is not executable (set --worker or WISP_WORKER)\n",
                  options.worker_path.c_str());
@@ -93,8 +94,9 @@ int RunUp(const UpArgs& args) {
     uv_run(loop, UV_RUN_DEFAULT);
     return kExitStartFailed;
   }
-  std::printf("wisp listening on http://%s:%d (data %s)\n", options.listen_host.c_str(),
-              controller->port(), options.data_dir.c_str());
+  std::printf("wisp listening on http://%s:%d (data %s, events %s)\n",
+              options.listen_host.c_str(), controller->port(), options.data_dir.c_str(),
+              options.nats_urls.empty() ? "embedded" : options.nats_urls.c_str());
   std::fflush(stdout);
 
   Signals signals;

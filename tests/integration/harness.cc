@@ -115,6 +115,7 @@ bool Controller::Start(std::string* error) {
     ::dup2(out_pipe[1], 1);
     const int log_fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
     if (log_fd >= 0) ::dup2(log_fd, 2);
+    for (const auto& [name, value] : env_) ::setenv(name.c_str(), value.c_str(), 1);
     std::vector<char*> argv = Argv(args);
     ::execv(argv[0], argv.data());
     ::_exit(127);

@@ -10,6 +10,7 @@
 #include <sys/types.h>
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "api.pb.h"
@@ -47,6 +48,10 @@ class Controller {
   explicit Controller(std::string data_dir, std::vector<std::string> extra_args = {});
   ~Controller();  // stops the process if still running
 
+  // Sets an environment variable for the controller (and so its workers);
+  // takes effect at the next Start.
+  void SetEnv(const std::string& name, const std::string& value) { env_.emplace_back(name, value); }
+
   // Starts `wisp up` and waits until it prints its address. Returns false
   // (with the log in *error) if it does not come up within 10 s.
   bool Start(std::string* error);
@@ -73,6 +78,7 @@ class Controller {
  private:
   std::string data_dir_;
   std::vector<std::string> extra_args_;
+  std::vector<std::pair<std::string, std::string>> env_;
   pid_t pid_ = -1;
   int port_ = 0;
 };

@@ -39,9 +39,12 @@ int SetHeader(wisp_ctx* ctx, const char* name, const char* value) {
 }
 int Emit(wisp_ctx*, const char*, const void*, size_t) { return WISP_E_UNSUPPORTED; }
 int Log(wisp_ctx*, int, const char*, size_t) { return WISP_OK; }
+int EmitEvent(wisp_ctx*, const char*, const void*, size_t, const wisp_header*, size_t) {
+  return WISP_E_UNSUPPORTED;
+}
 
 const wisp_host kHost = {sizeof(wisp_host), WISP_ABI_VERSION, Write, SetStatus,
-                         SetHeader,         Emit,             Log};
+                         SetHeader,         Emit,             Log,   EmitEvent};
 
 // Invokes module with body; returns the handler's result, the reply in *ctx.
 int Invoke(const FunctionModule& module, const std::string& body, wisp_ctx* ctx) {

@@ -19,6 +19,12 @@ const char* KindName(Route::Kind kind) {
       return "kApiFunctions";
     case Route::Kind::kApiFunction:
       return "kApiFunction";
+    case Route::Kind::kApiEvent:
+      return "kApiEvent";
+    case Route::Kind::kApiRequest:
+      return "kApiRequest";
+    case Route::Kind::kApiServices:
+      return "kApiServices";
   }
   return "?";
 }
@@ -48,6 +54,14 @@ TEST(RouteTest, RoutePathTable) {
       {"/v1/functions/hello/x", K::kNotFound, "", ""},
       {"/v1/functionsx", K::kNotFound, "", ""},
       {"/v1/function", K::kNotFound, "", ""},
+      {"/v1/events/orders.new", K::kApiEvent, "orders.new", ""},
+      {"/v1/events/a%2Eb", K::kApiEvent, "a%2Eb", ""},
+      {"/v1/events/", K::kNotFound, "", ""},
+      {"/v1/events/a/b", K::kNotFound, "", ""},
+      {"/v1/requests/wisp.fn.hello", K::kApiRequest, "wisp.fn.hello", ""},
+      {"/v1/requests/", K::kNotFound, "", ""},
+      {"/v1/services", K::kApiServices, "", ""},
+      {"/v1/services/x", K::kNotFound, "", ""},
       {"/", K::kNotFound, "", ""},
       {"", K::kNotFound, "", ""},
       {"/other", K::kNotFound, "", ""},

@@ -85,7 +85,18 @@ typedef struct wisp_host {
   int (*emit)(wisp_ctx* ctx, const char* subject, const void* data, size_t len);
   /* Writes a log line for this function at a WISP_LOG_* level; copied. */
   int (*log)(wisp_ctx* ctx, int level, const char* msg, size_t len);
+  /* Like emit, with headers (copied). CloudEvents attributes go in ce-*
+   * headers (ce-type, ce-source, ...); the runtime fills ce-id, ce-time,
+   * ce-specversion, ce-source and ce-type when they are absent. Appended in
+   * ABI 1: call it only when host->size >= offsetof(wisp_host, emit_event)
+   * + sizeof(host->emit_event) (WISP_HOST_HAS(host, emit_event)). */
+  int (*emit_event)(wisp_ctx* ctx, const char* subject, const void* data, size_t len,
+                    const wisp_header* headers, size_t header_count);
 } wisp_host;
+
+/* Whether the runtime's host table has member (a field appended later). */
+#define WISP_HOST_HAS(host, member) \
+  ((host)->size >= offsetof(wisp_host, member) + sizeof((host)->member))
 
 /* The request of one invocation. Read a field only when
  * offsetof(wisp_request, field) + sizeof(field) <= size. */

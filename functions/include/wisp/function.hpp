@@ -13,10 +13,14 @@
 
 #include <wisp/function.h>
 
+#include <cstddef>
 #include <cstring>
 #include <exception>
+#include <initializer_list>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 namespace wisp {
 
@@ -64,6 +68,18 @@ class Response {
   }
   int Emit(const std::string& subject, std::string_view data) {
     return host_->emit(ctx_, subject.c_str(), data.data(), data.size());
+  }
+  // Emits with headers, e.g. {{"ce-type", "com.example.order.priced"}}.
+  int Emit(const std::string& subject, std::string_view data,
+           std::initializer_list<std::pair<std::string_view, std::string_view>> headers) {
+    if (!WISP_HOST_HAS(host_, emit_event)) return WISP_E_UNSUPPORTED;
+    std::vector<wisp_header> raw;
+    raw.reserve(headers.size());
+    for (const auto& [name, value] : headers) {
+      raw.push_back(wisp_header{{name.data(), name.size()}, {value.data(), value.size()}});
+    }
+    return host_->emit_event(ctx_, subject.c_str(), data.data(), data.size(), raw.data(),
+                             raw.size());
   }
   int Log(int level, std::string_view msg) {
     return host_->log(ctx_, level, msg.data(), msg.size());

@@ -1,0 +1,149 @@
+// Event triggers: connects deployed functions to the broker.
+//
+// Each deployed function, loaded or not, is subscribed to "wisp.fn.<name>"
+// (queue group "q", the NATS service convention) and to each subject it was
+// deployed with (queue group "wisp.<name>", so every function gets each
+// event once however many controllers share the broker). A message that
+// arrives is normalised to a CloudEvent (binary mode) and runs the function;
+// the first one loads it.
+//
+// Request-reply: a message with a reply subject gets the function's reply;
+// a failure comes back with the Nats-Service-Error and
+// Nats-Service-Error-Code headers. A request the function's queue cannot
+// take is refused at once (503).
+//
+// Fire-and-forget events: never dropped here. What the function's queue
+// cannot take waits in a backlog; past kBacklogHigh the subscriptions are
+// paused and further events wait in the broker under its slow-consumer
+// policy (counted and logged there).
+//
+// Emitted events: after an invocation succeeds (handler returned 0, status
+// below 500), PublishEmitted publishes what it emitted, in order. If any is
+// invalid, none is published and the outcome becomes a 502.
+//
+// Ownership: borrows the loop and the broker (both outlive it); owns its
+// bindings and its pump timer (freed in the close callback).
+// Threading: the loop thread only.
+#ifndef WISP_RUNTIME_EVENT_TRIGGERS_H_
+#define WISP_RUNTIME_EVENT_TRIGGERS_H_
+
+#include <uv.h>
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "runtime/base/loop_thread.h"
+#include "runtime/base/status.h"
+#include "runtime/dispatcher.h"
+#include "triggers/broker.h"
+
+namespace wisp::runtime {
+
+// Per-endpoint figures for the NATS service API ($SRV.STATS).
+struct EndpointStats {
+  uint64_t requests = 0;
+  uint64_t errors = 0;
+  std::string last_error;
+  uint64_t processing_ns = 0;
+};
+
+struct Endpoint {
+  std::string name;
+  std::string subject;
+  std::string queue_group;
+  EndpointStats stats;
+  triggers::SubscriptionId subscription = 0;
+};
+
+struct EventTriggerCounters {
+  uint64_t received = 0;     // messages that reached a function's trigger
+  uint64_t rejected = 0;     // malformed or oversized, refused
+  uint64_t failed = 0;       // fire-and-forget events whose invocation failed
+  uint64_t emitted = 0;      // events published on behalf of functions
+  uint64_t emit_refused = 0; // invocations whose emitted events were invalid
+};
+
+class EventTriggers {
+ public:
+  // The current dispatcher of a function, or nullptr once it is removed.
+  using DispatcherLookup = std::function<Dispatcher*(const std::string& name)>;
+
+  EventTriggers(uv_loop_t* loop, triggers::Broker* broker, DispatcherLookup lookup,
+                size_t max_payload_bytes);
+  ~EventTriggers();  // Close first
+  EventTriggers(const EventTriggers&) = delete;
+  EventTriggers& operator=(const EventTriggers&) = delete;
+
+  // Subscribes name's triggers, replacing an earlier binding of name (its
+  // waiting events carry over). InvalidArgument for a malformed subject, in
+  // which case nothing changes.
+  [[nodiscard]] Status Bind(const std::string& name, const std::vector<std::string>& subjects);
+  // Unsubscribes name; events still waiting for it are reported and dropped.
+  void Unbind(const std::string& name);
+
+  // name's endpoints, or nullptr when unbound. Valid until the next Bind or
+  // Unbind of name.
+  const std::vector<Endpoint>* Endpoints(const std::string& name) const;
+  // Zeroes name's endpoint figures (a service instance starts from zero).
+  void ResetStats(const std::string& name);
+
+  // See "Emitted events" above. outcome is changed in place.
+  void PublishEmitted(const std::string& name, InvocationOutcome* outcome);
+
+  // Replies to a request message (reply subject set) with outcome.
+  void Respond(const std::string& reply_subject, InvocationOutcome& outcome);
+
+  const EventTriggerCounters& counters() const { return counters_; }
+
+  // Unsubscribes everything and closes the pump timer; on_closed runs from
+  // its close callback.
+  void Close(std::function<void()> on_closed);
+
+  static constexpr size_t kBacklogHigh = 512;
+  static constexpr size_t kBacklogLow = 128;
+
+ private:
+  struct Binding {
+    std::string name;
+    uint64_t generation = 0;
+    std::vector<Endpoint> endpoints;
+    std::deque<triggers::BrokerMessage> backlog;  // fire-and-forget, waiting for room
+    bool paused = false;
+  };
+
+  void OnMessage(Binding* binding, size_t endpoint, triggers::BrokerMessage message);
+  void Submit(Binding* binding, size_t endpoint, triggers::BrokerMessage message);
+  void Finish(const std::string& name, uint64_t generation, size_t endpoint, uint64_t started_ns,
+              const std::string& reply, const std::string& event_label,
+              InvocationOutcome outcome);
+  void Refuse(Binding* binding, size_t endpoint, const triggers::BrokerMessage& message,
+              int status, const std::string& reason);
+  bool HasRoom(Binding* binding);
+  void Pump(Binding* binding);
+  void SetPaused(Binding* binding, bool paused);
+  void ArmPump();
+  Binding* Find(const std::string& name, uint64_t generation);
+  static void PumpCb(uv_timer_t* timer);
+
+  uv_loop_t* loop_;
+  triggers::Broker* broker_;
+  DispatcherLookup lookup_;
+  size_t max_payload_bytes_;
+  LoopThread loop_thread_;
+  std::map<std::string, std::unique_ptr<Binding>> bindings_;
+  uint64_t next_generation_ = 1;
+  uv_timer_t* pump_timer_;  // owned; freed in its close callback
+  bool closed_ = false;
+  EventTriggerCounters counters_;
+  uint64_t last_log_ms_ = 0;
+  uint64_t unlogged_ = 0;
+};
+
+}  // namespace wisp::runtime
+
+#endif  // WISP_RUNTIME_EVENT_TRIGGERS_H_

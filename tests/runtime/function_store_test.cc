@@ -1,0 +1,116 @@
+#include "runtime/function_store.h"
+
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <string>
+
+namespace wisp::runtime {
+namespace {
+
+class FunctionStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/wisp-store-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    path_ = dir_ + "/wisp.db";
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  static FunctionRecord Record(const std::string& name, std::vector<std::string> subjects) {
+    FunctionRecord r;
+    r.name = name;
+    r.sha256 = std::string(64, 'a');
+    r.size_bytes = 123;
+    r.deployed_at = "2026-11-27T00:00:00Z";
+    r.subjects = std::move(subjects);
+    return r;
+  }
+
+  void ExecRaw(const char* sql) {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
+    char* err = nullptr;
+    const int rc = sqlite3_exec(db, sql, nullptr, nullptr, &err);
+    EXPECT_EQ(rc, SQLITE_OK) << (err != nullptr ? err : "");
+    sqlite3_free(err);
+    sqlite3_close(db);
+  }
+
+  std::string dir_;
+  std::string path_;
+};
+
+TEST_F(FunctionStoreTest, KeepsSubjectsInOrderAcrossReopen) {
+  {
+    FunctionStore store;
+    ASSERT_TRUE(store.Open(path_).ok());
+    ASSERT_TRUE(store.Put(Record("b", {"orders.*", "wisp.x.>"})).ok());
+    ASSERT_TRUE(store.Put(Record("a", {})).ok());
+    FunctionRecord c = Record("c", {"z", "y", "x"});
+    c.version = "1.2.3-rc.1";
+    ASSERT_TRUE(store.Put(c).ok());
+  }
+  FunctionStore store;
+  ASSERT_TRUE(store.Open(path_).ok());
+  StatusOr<std::vector<FunctionRecord>> list = store.List();
+  ASSERT_TRUE(list.ok()) << list.status().ToString();
+  ASSERT_EQ(list->size(), 3u);
+  EXPECT_EQ((*list)[0].name, "a");
+  EXPECT_TRUE((*list)[0].subjects.empty());
+  EXPECT_EQ((*list)[1].subjects, (std::vector<std::string>{"orders.*", "wisp.x.>"}));
+  EXPECT_EQ((*list)[2].subjects, (std::vector<std::string>{"z", "y", "x"}));
+  EXPECT_EQ((*list)[2].version, "1.2.3-rc.1");
+}
+
+TEST_F(FunctionStoreTest, RedeployReplacesSubjectsAndRemoveDropsThem) {
+  FunctionStore store;
+  ASSERT_TRUE(store.Open(path_).ok());
+  ASSERT_TRUE(store.Put(Record("f", {"one", "two"})).ok());
+  ASSERT_TRUE(store.Put(Record("f", {"three"})).ok());
+  StatusOr<std::vector<FunctionRecord>> list = store.List();
+  ASSERT_TRUE(list.ok());
+  ASSERT_EQ(list->size(), 1u);
+  EXPECT_EQ((*list)[0].subjects, (std::vector<std::string>{"three"}));
+
+  ASSERT_TRUE(store.Remove("f").ok());
+  ASSERT_TRUE(store.Put(Record("f", {})).ok());
+  list = store.List();
+  ASSERT_TRUE(list.ok());
+  EXPECT_TRUE((*list)[0].subjects.empty()) << "subjects of a removed function came back";
+  EXPECT_EQ(store.Remove("nothing").code(), Status::Code::kNotFound);
+}
+
+TEST_F(FunctionStoreTest, MigratesASchemaOneDatabase) {
+  ExecRaw(
+      "CREATE TABLE functions (name TEXT PRIMARY KEY, sha256 TEXT NOT NULL,"
+      " size_bytes INTEGER NOT NULL, timeout_ms INTEGER NOT NULL, idle_ms INTEGER NOT NULL,"
+      " max_workers INTEGER NOT NULL, deployed_at TEXT NOT NULL);"
+      "INSERT INTO functions VALUES ('old', 'abc', 1, 1000, 2000, 3, 'then');"
+      "PRAGMA user_version = 1;");
+  FunctionStore store;
+  Status s = store.Open(path_);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  StatusOr<std::vector<FunctionRecord>> list = store.List();
+  ASSERT_TRUE(list.ok());
+  ASSERT_EQ(list->size(), 1u);
+  EXPECT_EQ((*list)[0].name, "old");
+  EXPECT_EQ((*list)[0].max_workers, 3u);
+  EXPECT_EQ((*list)[0].version, "0.0.1") << "a migrated record gets the first version";
+  ASSERT_TRUE(store.Put(Record("old", {"after.migration"})).ok());
+}
+
+TEST_F(FunctionStoreTest, RefusesADatabaseFromANewerWisp) {
+  ExecRaw("PRAGMA user_version = 99;");
+  FunctionStore store;
+  Status s = store.Open(path_);
+  EXPECT_EQ(s.code(), Status::Code::kInvalidArgument) << s.ToString();
+  EXPECT_NE(s.message().find("newer wisp"), std::string::npos) << s.message();
+}
+
+}  // namespace
+}  // namespace wisp::runtime
