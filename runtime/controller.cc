@@ -353,6 +353,17 @@ void Controller::HandleRequest(triggers::ReplyToken token, triggers::HttpRequest
       api::Health health;
       health.set_status("ok");
       health.set_version(WISP_VERSION);
+      if (events_ != nullptr) {
+        const EventTriggerCounters& c = events_->counters();
+        api::EventCounters* e = health.mutable_events();
+        e->set_broker(broker_->Describe());
+        e->set_received(c.received);
+        e->set_rejected(c.rejected);
+        e->set_failed(c.failed);
+        e->set_emitted(c.emitted);
+        e->set_emit_refused(c.emit_refused);
+        e->set_slow_consumer_dropped(broker_->stats().slow_consumer_dropped);
+      }
       ReplyJson(token, 200, ToJson(health));
       return;
     }

@@ -207,6 +207,15 @@ TEST_P(EventsTest, TheFunctionSeesTheSubjectAndCloudEventsAttributes) {
   EXPECT_EQ(r.body.find("ce-id= "), std::string::npos) << "no id was given: " << r.body;
   EXPECT_NE(r.body.find("attempt=1"), std::string::npos) << r.body;
 
+  // Structured mode: the attributes travel in a JSON body.
+  r = controller_->Call(
+      "POST", "/v1/requests/orders.structured?timeout=5s",
+      R"({"specversion":"1.0","id":"s-1","source":"/json","type":"com.example.json","data":{"n":1}})",
+      {{"Content-Type", "application/cloudevents+json"}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_NE(r.body.find("ce-id=s-1 ce-source=/json ce-type=com.example.json"), std::string::npos)
+      << r.body;
+
   if (nats()) {
     natsMsg* reply = client_.Request("orders.given", "",
                                      {{"ce-id", "abc-1"}, {"ce-type", "com.example.order"},
@@ -402,6 +411,54 @@ TEST_P(EventsTest, EventsOfAFailedInvocationAreNeverPublished) {
   std::vector<std::string> lines = WaitForJournal(1);
   EXPECT_EQ(lines, std::vector<std::string>{"fourth"})
       << "only the HTTP invocation that did not fail publishes what it emitted";
+}
+
+// The function's queue bound holds for events: a request it cannot take is
+// refused at once with a service error; fire-and-forget events wait (in
+// wisp's backlog, then in the broker) and all run.
+TEST_P(EventsTest, BackPressureRefusesRequestsAndKeepsEvents) {
+  controller_->Stop();
+  std::vector<std::string> args = {"--max-queue", "2", "--pipeline-depth", "1"};
+  if (nats()) args.insert(args.end(), {"--nats", nats_.url()});
+  controller_ = std::make_unique<Controller>(dir_.path(), args);
+  controller_->SetEnv("WISP_TEST_JOURNAL", journal_);
+  std::string error;
+  ASSERT_TRUE(controller_->Start(&error)) << error;
+  DeployOk(TestFunctionPath("sleep"), "slow", {"--max-workers", "1"});
+  DeployOk(TestFunctionPath("journal"), "tally", {"--subscribe", "many.*", "--max-workers", "1"});
+
+  // One running, two waiting: the queue is full, the next request is refused.
+  std::vector<std::thread> callers;
+  for (int i = 0; i < 3; ++i) {
+    callers.emplace_back([this] { Request("wisp.fn.slow", "800"); });
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  runtime::HttpClientResponse refused = Request("wisp.fn.slow", "1");
+  EXPECT_EQ(refused.status, 503) << refused.body;
+  EXPECT_NE(refused.body.find("queue_full"), std::string::npos) << refused.body;
+  for (std::thread& t : callers) t.join();
+
+  // Far more events than the queue and the backlog hold: every one runs.
+  constexpr int kEvents = 1500;  // past the backlog bound: the subscription pauses
+  if (nats()) {
+    for (int i = 0; i < kEvents; ++i) ASSERT_TRUE(client_.Publish("many.x", std::to_string(i)));
+    ASSERT_EQ(natsConnection_Flush(client_.nc()), NATS_OK);
+  } else {
+    for (int i = 0; i < kEvents; ++i) {
+      runtime::HttpClientResponse r = controller_->Call("POST", "/v1/events/many.x", std::to_string(i));
+      ASSERT_EQ(r.status, 202) << r.body;
+    }
+  }
+  std::vector<std::string> lines = WaitForJournal(kEvents, 30000);
+  ASSERT_EQ(lines.size(), static_cast<size_t>(kEvents)) << "events were lost";
+  for (int i = 0; i < kEvents; ++i) {
+    EXPECT_EQ(lines[static_cast<size_t>(i)], std::to_string(i)) << "one worker keeps their order";
+  }
+  runtime::HttpClientResponse health = controller_->Call("GET", "/healthz");
+  api::Health h;
+  ASSERT_TRUE(ParseJson(health.body, &h)) << health.body;
+  EXPECT_EQ(h.events().slow_consumer_dropped(), 0u) << health.body;
+  EXPECT_GE(h.events().received(), static_cast<uint64_t>(kEvents)) << health.body;
 }
 
 // Two controllers on one nats-server: the queue group per function shares the

@@ -178,9 +178,10 @@ std::string Controller::Log() const {
 }
 
 runtime::HttpClientResponse Controller::Call(const std::string& method, const std::string& target,
-                                             const std::string& body) {
+                                             const std::string& body,
+                                             const triggers::HeaderList& headers) {
   runtime::HttpClient client("127.0.0.1", port_, 30000);
-  StatusOr<runtime::HttpClientResponse> got = client.Request(method, target, {}, body);
+  StatusOr<runtime::HttpClientResponse> got = client.Request(method, target, headers, body);
   if (!got.ok()) {
     runtime::HttpClientResponse failed;
     failed.body = got.status().ToString();

@@ -68,7 +68,8 @@ class Controller {
   // One request on a fresh connection; failures are reported as status 0
   // with the reason in the body.
   runtime::HttpClientResponse Call(const std::string& method, const std::string& target,
-                                   const std::string& body = "");
+                                   const std::string& body = "",
+                                   const triggers::HeaderList& headers = {});
   // Deploys through the real CLI; extra args like {"--timeout", "500ms"}.
   CliResult Deploy(const std::string& so_path, const std::string& name,
                    std::vector<std::string> extra_args = {});
