@@ -64,7 +64,12 @@ void BrokerRequests::OnReply(triggers::BrokerMessage reply) {
   auto it = pending_.find(token);
   if (it == pending_.end() || !it->second.failure.ok()) return;  // late or already failed
   if (it->second.gather_done) {
-    it->second.gathered.push_back(std::move(reply));
+    // Anyone may answer: bound what a flood of answers can hold.
+    Pending& p = it->second;
+    if (p.gathered.size() < kMaxGathered && p.gathered_bytes + reply.data.size() <= kMaxGatheredBytes) {
+      p.gathered_bytes += reply.data.size();
+      p.gathered.push_back(std::move(reply));
+    }
     return;
   }
   ReplyDone done = std::move(it->second.reply_done);

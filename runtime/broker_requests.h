@@ -41,8 +41,12 @@ class BrokerRequests {
   // Publishes message with a reply subject; done runs exactly once, on the
   // loop thread, never inside Request.
   void Request(triggers::BrokerMessage message, uint64_t timeout_ms, ReplyDone done);
-  // Publishes message and collects replies for window_ms; done runs once.
+  // Publishes message and collects replies for window_ms (at most
+  // kMaxGathered of them, kMaxGatheredBytes in all); done runs once.
   void Gather(triggers::BrokerMessage message, uint64_t window_ms, GatherDone done);
+
+  static constexpr size_t kMaxGathered = 1000;
+  static constexpr size_t kMaxGatheredBytes = 8 * 1024 * 1024;
 
   // Fails pending requests with Unavailable, unsubscribes and closes the
   // timer; on_closed runs from its close callback.
@@ -54,6 +58,7 @@ class BrokerRequests {
     ReplyDone reply_done;    // for Request
     GatherDone gather_done;  // for Gather
     std::vector<triggers::BrokerMessage> gathered;
+    size_t gathered_bytes = 0;
     Status failure;  // publishing failed: reported at once
   };
 

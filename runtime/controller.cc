@@ -85,14 +85,35 @@ bool IsSemver(std::string_view text) {
   return true;
 }
 
-// The version after previous: its patch number plus one ("0.0.1" first).
+// The version after previous: the release of a pre-release (1.2.3-rc.1 ->
+// 1.2.3), else its patch number plus one ("0.0.1" first).
 std::string NextPatch(const std::string& previous) {
   if (!IsSemver(previous)) return "0.0.1";
-  const std::string core = previous.substr(0, previous.find('-'));
+  const size_t dash = previous.find('-');
+  const std::string core = previous.substr(0, dash);
+  if (dash != std::string::npos) return core;
   const size_t last_dot = core.rfind('.');
   uint64_t patch = 0;
   (void)ParseUint(std::string_view(core).substr(last_dot + 1), &patch);
+  if (patch == UINT64_MAX) return previous;
   return core.substr(0, last_dot + 1) + std::to_string(patch + 1);
+}
+
+// Subjects a function may not subscribe to: the controller's own traffic
+// (reply inboxes, the service API, other functions' wisp.fn.<name>) and the
+// catch-all ">", which would also feed the function its own events.
+Status CheckNotReserved(const std::string& subject) {
+  for (std::string_view reserved : {"_INBOX.", "$", "wisp.fn."}) {
+    if (subject.rfind(reserved, 0) == 0) {
+      return Status::InvalidArgument("subscribe: '" + subject + "' is reserved (subjects starting with " +
+                                     std::string(reserved) + " carry wisp's own traffic)");
+    }
+  }
+  if (subject == ">" || subject == "*.>" ) {
+    return Status::InvalidArgument("subscribe: '" + subject +
+                                   "' would take every event, the function's own included");
+  }
+  return Status::OK();
 }
 
 // Applies the deploy query (timeout=30s&idle=1m&max_workers=2&version=1.2.3
@@ -115,6 +136,7 @@ Status ApplyDeployQuery(std::string_view query, FunctionRecord* record) {
       record->max_workers = static_cast<uint32_t>(n);
     } else if (key == "subscribe") {
       WISP_RETURN_IF_ERROR(triggers::ValidateSubscribeSubject(value).WithContext("subscribe"));
+      WISP_RETURN_IF_ERROR(CheckNotReserved(value));
       if (record->subjects.size() >= kMaxSubjectsPerFunction) {
         return Status::InvalidArgument("at most " + std::to_string(kMaxSubjectsPerFunction) +
                                        " subjects per function");
@@ -187,11 +209,12 @@ Status Controller::Start() {
 
   triggers::HttpServerOptions http;
   http.max_body_bytes = std::max(options_.max_request_bytes, options_.max_upload_bytes);
-  // Only deploys may upload large bodies; an oversized call is refused before
-  // its body is buffered.
+  // Only deploys may upload large bodies; an oversized call or event is
+  // refused before its body is buffered.
   http.body_limit = [this](const triggers::HttpRequest& request) {
-    return request.path.rfind("/v1/", 0) == 0 ? options_.max_upload_bytes
-                                              : options_.max_request_bytes;
+    return triggers::RoutePath(request.path).kind == triggers::Route::Kind::kApiFunction
+               ? options_.max_upload_bytes
+               : options_.max_request_bytes;
   };
   server_ = std::make_unique<triggers::HttpServer>(
       loop_, http, [this](triggers::ReplyToken token, triggers::HttpRequest request) {
@@ -562,13 +585,18 @@ namespace {
 // Request headers that describe the HTTP exchange, not the event.
 bool IsHttpOnlyHeader(const std::string& name) {
   static constexpr std::string_view kHttpOnly[] = {
-      "host",    "content-length", "connection", "transfer-encoding", "expect", "user-agent",
-      "accept",  "keep-alive",     "te",         "trailer",           "upgrade", "authorization",
-      "accept-encoding"};
+      "host",          "content-length", "connection",      "transfer-encoding", "expect",
+      "user-agent",    "accept",         "keep-alive",      "te",                "trailer",
+      "upgrade",       "authorization",  "accept-encoding", "accept-language",   "cookie",
+      "forwarded",     "via",            "origin",          "referer",           "cache-control",
+      "pragma",        "range",          "x-real-ip",       "dnt"};
   for (std::string_view h : kHttpOnly) {
     if (name == h) return true;
   }
-  return name.rfind("proxy-", 0) == 0;
+  for (std::string_view prefix : {"proxy-", "x-forwarded-", "if-", "sec-"}) {
+    if (name.rfind(prefix, 0) == 0) return true;
+  }
+  return false;
 }
 
 // A broker reply as an HTTP response: NATS service errors become their
@@ -713,6 +741,9 @@ void Controller::Shutdown(std::function<void()> on_done) {
   // replies (new requests on them get 503) and are closed only after every
   // function has drained, in MaybeFinishShutdown.
   if (server_) server_->StopAccepting();
+  // Events stop coming here at once; on NATS the queue groups' other
+  // members take them from now on.
+  if (events_) events_->StopReceiving();
   std::map<std::string, std::unique_ptr<Deployed>> functions = std::move(functions_);
   functions_.clear();  // nothing is handed to a successor any more
   for (auto& [name, deployed] : functions) {

@@ -12,14 +12,19 @@
 // Nats-Service-Error-Code headers. A request the function's queue cannot
 // take is refused at once (503).
 //
-// Fire-and-forget events: never dropped here. What the function's queue
-// cannot take waits in a backlog; past kBacklogHigh the subscriptions are
-// paused and further events wait in the broker under its slow-consumer
-// policy (counted and logged there).
+// Fire-and-forget events: never dropped here while the function is
+// deployed. What the function's queue cannot take (kInflightMaxBytes bounds
+// the bytes of its queued events too) waits in a backlog; past kBacklogHigh
+// events or kBacklogMaxBytes the subscriptions are paused and further events
+// wait in the broker under its slow-consumer policy (counted and logged
+// there). A redeploy keeps the subscriptions whose subject is unchanged, and
+// the backlog.
 //
 // Emitted events: after an invocation succeeds (handler returned 0, status
 // below 500), PublishEmitted publishes what it emitted, in order. If any is
-// invalid, none is published and the outcome becomes a 502.
+// invalid (a bad subject or header, structured mode, over the broker's
+// max payload, more than kMaxEmittedEvents), none is published and the
+// outcome becomes a 502 invalid_event.
 //
 // Ownership: borrows the loop and the broker (both outlive it); owns its
 // bindings and its pump timer (freed in the close callback).
@@ -100,12 +105,20 @@ class EventTriggers {
 
   const EventTriggerCounters& counters() const { return counters_; }
 
-  // Unsubscribes everything and closes the pump timer; on_closed runs from
-  // its close callback.
+  // Unsubscribes every trigger (on NATS the queue groups' other members get
+  // the events from now on); events still in the backlog are reported and
+  // dropped. The controller calls it first when shutting down.
+  void StopReceiving();
+
+  // StopReceiving, then closes the pump timer; on_closed runs from its close
+  // callback.
   void Close(std::function<void()> on_closed);
 
   static constexpr size_t kBacklogHigh = 512;
   static constexpr size_t kBacklogLow = 128;
+  static constexpr size_t kBacklogMaxBytes = 32 * 1024 * 1024;
+  static constexpr size_t kInflightMaxBytes = 32 * 1024 * 1024;
+  static constexpr int kMaxEmittedEvents = 1000;
 
  private:
   struct Binding {
@@ -113,21 +126,25 @@ class EventTriggers {
     uint64_t generation = 0;
     std::vector<Endpoint> endpoints;
     std::deque<triggers::BrokerMessage> backlog;  // fire-and-forget, waiting for room
+    size_t backlog_bytes = 0;
+    size_t inflight_bytes = 0;  // fire-and-forget events handed to the dispatcher
     bool paused = false;
   };
 
-  void OnMessage(Binding* binding, size_t endpoint, triggers::BrokerMessage message);
+  void OnMessage(const std::string& name, const std::string& subject, const std::string& group,
+                 triggers::BrokerMessage message);
   void Submit(Binding* binding, size_t endpoint, triggers::BrokerMessage message);
   void Finish(const std::string& name, uint64_t generation, size_t endpoint, uint64_t started_ns,
-              const std::string& reply, const std::string& event_label,
+              size_t event_bytes, const std::string& reply, const std::string& event_label,
               InvocationOutcome outcome);
+  void Backlog(Binding* binding, triggers::BrokerMessage message);
+  void LogRateLimited(const std::string& line);
   void Refuse(Binding* binding, size_t endpoint, const triggers::BrokerMessage& message,
               int status, const std::string& reason);
   bool HasRoom(Binding* binding);
   void Pump(Binding* binding);
   void SetPaused(Binding* binding, bool paused);
   void ArmPump();
-  Binding* Find(const std::string& name, uint64_t generation);
   static void PumpCb(uv_timer_t* timer);
 
   uv_loop_t* loop_;

@@ -80,6 +80,10 @@ class Broker {
 
   virtual BrokerStats stats() const = 0;
 
+  // The largest payload Publish accepts (NATS: the server's max_payload,
+  // 1 MiB by default; embedded: kEmbeddedMaxPayload).
+  virtual size_t max_payload() const = 0;
+
   // Ends every subscription and releases the broker's handles; on_closed
   // runs on the loop once they are closed. Publish fails after this.
   virtual void Close(std::function<void()> on_closed) = 0;

@@ -241,6 +241,11 @@ Status EmbeddedBroker::Publish(BrokerMessage message) {
   WISP_ASSERT_LOOP_THREAD(loop_thread_);
   if (state_ != State::kRunning) return Status::Unavailable("embedded broker is closed");
   WISP_RETURN_IF_ERROR(ValidatePublishSubject(message.subject));
+  if (message.data.size() > kEmbeddedMaxPayload) {
+    return Status::ResourceExhausted("payload of " + std::to_string(message.data.size()) +
+                                     " bytes is over the broker's limit of " +
+                                     std::to_string(kEmbeddedMaxPayload));
+  }
   if (!message.reply.empty()) {
     Status status = ValidatePublishSubject(message.reply);
     if (!status.ok()) return status.WithContext("reply");

@@ -44,6 +44,8 @@ struct EmbeddedBrokerOptions {
   size_t pending_bytes_limit = 64 * 1024 * 1024;  // data and headers
 };
 
+inline constexpr size_t kEmbeddedMaxPayload = 8 * 1024 * 1024;
+
 class EmbeddedBroker final : public Broker {
  public:
   // loop is borrowed and must outlive the broker. Call on the loop thread.
@@ -79,6 +81,9 @@ class EmbeddedBroker final : public Broker {
   std::string NewInbox() override;
 
   std::string Describe() const override { return "embedded"; }
+
+  // Publish refuses larger payloads with ResourceExhausted.
+  size_t max_payload() const override { return kEmbeddedMaxPayload; }
 
   BrokerStats stats() const override;
 

@@ -39,7 +39,7 @@ namespace {
 
 // How many messages of one subscription may wait for the loop before its
 // delivery thread stops handing over (and nats.c's pending limits apply).
-constexpr size_t kMaxHandedOverPerSubscription = 1024;
+constexpr size_t kMaxHandedOverPerSubscription = 128;  // at most 128 MB at NATS's 1 MB max_payload
 constexpr auto kAbandonWait = std::chrono::seconds(5);
 // How long Close lets the loop write out buffered messages before closing.
 constexpr uint64_t kCloseDrainMs = 500;
@@ -826,6 +826,14 @@ std::string NatsBroker::Describe() const {
 }
 
 BrokerStats NatsBroker::stats() const { return impl_->Stats(); }
+
+size_t NatsBroker::max_payload() const {
+  constexpr size_t kNatsDefaultMaxPayload = 1024 * 1024;
+  const int64_t server = impl_->connection == nullptr
+                             ? 0
+                             : natsConnection_GetMaxPayload(impl_->connection);
+  return server > 0 ? static_cast<size_t>(server) : kNatsDefaultMaxPayload;
+}
 
 void NatsBroker::Close(std::function<void()> on_closed) { impl_->Close(std::move(on_closed)); }
 

@@ -92,6 +92,8 @@ class NatsBroker final : public Broker {
   // slow_consumer_dropped is nats.c's per-subscription dropped counter,
   // summed over live and past subscriptions (exact, unlike counting the
   // NATS_SLOW_CONSUMER events, which nats.c raises once per episode).
+  // The server's max_payload once connected, else NATS's default, 1 MiB.
+  size_t max_payload() const override;
   BrokerStats stats() const override;
   // Unsubscribes everything (waking paused delivery threads), lets the loop
   // write out what is still buffered (up to 500 ms), then closes the
