@@ -12,6 +12,7 @@
 
 #include "api.pb.h"
 #include "loader/elf_validator.h"
+#include "runtime/auth_token.h"
 #include "runtime/duration.h"
 #include "triggers/cloudevents.h"
 #include "triggers/embedded_broker.h"
@@ -196,6 +197,9 @@ Controller::~Controller() = default;
 Status Controller::Start() {
   WISP_ASSERT_LOOP_THREAD(loop_thread_);
   WISP_RETURN_IF_ERROR(MakeDir(options_.data_dir));
+  StatusOr<std::string> token = LoadOrCreateToken(options_.data_dir);
+  if (!token.ok()) return token.status().WithContext("API token");
+  token_ = std::move(token).value();
   artifacts_ = std::make_unique<loader::ArtifactStore>(options_.data_dir + "/artifacts");
   WISP_RETURN_IF_ERROR(artifacts_->Init());
   WISP_RETURN_IF_ERROR(store_.Open(options_.data_dir + "/wisp.db"));
@@ -371,6 +375,20 @@ void Controller::HandleRequest(triggers::ReplyToken token, triggers::HttpRequest
   }
   triggers::Route route = triggers::RoutePath(request.path);
   const std::string& method = request.method;
+  if (route.kind != triggers::Route::Kind::kHealth && route.kind != triggers::Route::Kind::kFunction) {
+    const std::string* authorization = request.Header("authorization");
+    if (authorization == nullptr || !BearerMatches(*authorization, token_)) {
+      triggers::HttpResponse response = triggers::JsonErrorResponse(
+          401, "unauthorized",
+          authorization == nullptr
+              ? "the control API needs 'Authorization: Bearer <token>'; the token is in "
+                "<data dir>/token"
+              : "wrong token");
+      response.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"wisp\"");
+      server_->Reply(token, std::move(response));
+      return;
+    }
+  }
   switch (route.kind) {
     case triggers::Route::Kind::kHealth: {
       api::Health health;

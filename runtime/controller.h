@@ -16,6 +16,8 @@
 //                              within the wait (query: wait, default 250ms)
 // Deploy's query also takes version (semver) and subscribe (repeatable).
 // Errors are JSON {"error": {"code", "message"}} with a fitting status.
+// Everything but /fn/ and /healthz needs "Authorization: Bearer <token>",
+// the token being <data dir>/token (created at the first start); else 401.
 //
 // Ownership: the controller owns everything it creates; the loop is borrowed.
 // Threading: constructed, started and shut down on the loop thread; all its
@@ -137,6 +139,7 @@ class Controller {
   std::unique_ptr<Zygote> zygote_;
   std::unique_ptr<WorkerPool> pool_;
   std::unique_ptr<triggers::HttpServer> server_;
+  std::string token_;  // the control API's bearer token
   std::unique_ptr<triggers::Broker> broker_;
   std::unique_ptr<EventTriggers> events_;
   std::unique_ptr<ServiceRegistry> services_;

@@ -2,15 +2,45 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <iostream>
 #include <iterator>
 
 #include "api.pb.h"
+#include "runtime/auth_token.h"
 #include "runtime/cli/commands.h"
 
 namespace wisp::cli {
+namespace {
+
+std::string& Token() {
+  static std::string token;
+  return token;
+}
+
+}  // namespace
+
+void UseToken(const std::string& flag) {
+  if (!flag.empty()) {
+    Token() = flag;
+    return;
+  }
+  if (const char* env = std::getenv("WISP_TOKEN"); env != nullptr && *env != '\0') {
+    Token() = env;
+    return;
+  }
+  const char* home = std::getenv("WISP_HOME");
+  std::string dir;
+  if (home != nullptr && *home != '\0') {
+    dir = home;
+  } else if (const char* user = std::getenv("HOME"); user != nullptr) {
+    dir = std::string(user) + "/.wisp";
+  }
+  StatusOr<std::string> token = runtime::ReadToken(dir + "/token");
+  if (token.ok()) Token() = std::move(token).value();
+}
 
 int Fail(int code, const std::string& message) {
   std::fprintf(stderr, "wisp: %s\n", message.c_str());
@@ -61,7 +91,12 @@ bool Call(const std::string& server, std::string_view method, const std::string&
     return false;
   }
   runtime::HttpClient client(host, port);
-  StatusOr<runtime::HttpClientResponse> got = client.Request(method, target, headers, body);
+  std::vector<std::pair<std::string, std::string>> all = headers;
+  // Only the control API gets the token: /fn/ requests reach function code.
+  if (!Token().empty() && target.rfind("/v1/", 0) == 0) {
+    all.emplace_back("Authorization", "Bearer " + Token());
+  }
+  StatusOr<runtime::HttpClientResponse> got = client.Request(method, target, all, body);
   if (!got.ok()) {
     *exit_code = Fail(kExitUnreachable, "cannot reach the controller at " + server + ": " +
                                             got.status().message() + " (is `wisp up` running?)");

@@ -14,6 +14,11 @@
 
 namespace wisp::cli {
 
+// The control API token every Call sends: --token, else $WISP_TOKEN, else
+// the token file of this machine's data dir ($WISP_HOME or ~/.wisp). Empty
+// when none is found (the controller then answers 401).
+void UseToken(const std::string& flag);
+
 // Prints "wisp: <message>" on stderr and returns code.
 int Fail(int code, const std::string& message);
 

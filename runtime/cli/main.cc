@@ -3,6 +3,7 @@
 
 #include <cstdio>
 
+#include "runtime/cli/api_call.h"
 #include "runtime/cli/commands.h"
 #include "wisp/function.h"
 
@@ -12,6 +13,9 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   std::string server;
   app.add_option("--server", server, "controller URL (default $WISP_URL or http://127.0.0.1:8080)");
+  std::string token;
+  app.add_option("--token", token,
+                 "control API token (default $WISP_TOKEN, else the data dir's token file)");
 
   UpArgs up;
   CLI::App* up_cmd = app.add_subcommand("up", "run the controller in the foreground");
@@ -51,11 +55,13 @@ int main(int argc, char** argv) {
                          "run on events published on this subject (repeatable; * and > wildcards)");
   deploy_cmd->add_option("--version", deploy.version, "semver (default: the next patch)");
   deploy_cmd->add_option("--server", server, "controller URL");
+  deploy_cmd->add_option("--token", token, "control API token");
 
   bool json = false;
   CLI::App* ls_cmd = app.add_subcommand("ls", "list deployed functions");
   ls_cmd->add_flag("--json", json, "print JSON");
   ls_cmd->add_option("--server", server, "controller URL");
+  ls_cmd->add_option("--token", token, "control API token");
 
   InvokeArgs invoke;
   CLI::App* invoke_cmd = app.add_subcommand("invoke", "call a function and print its reply");
@@ -70,6 +76,7 @@ int main(int argc, char** argv) {
   CLI::App* rm_cmd = app.add_subcommand("rm", "remove a function");
   rm_cmd->add_option("name", rm_name, "function name")->required();
   rm_cmd->add_option("--server", server, "controller URL");
+  rm_cmd->add_option("--token", token, "control API token");
 
   PublishArgs publish;
   CLI::App* publish_cmd = app.add_subcommand("publish", "publish an event");
@@ -80,6 +87,7 @@ int main(int argc, char** argv) {
     cmd->add_option("data", publish.data, "payload, @file, or - for stdin");
     cmd->add_option("-H,--header", publish.headers, "NAME=VALUE header (repeatable)");
     cmd->add_option("--server", server, "controller URL");
+    cmd->add_option("--token", token, "control API token");
   }
   request_cmd->add_option("--timeout", publish.timeout, "how long to wait for the reply")
       ->capture_default_str();
@@ -92,6 +100,7 @@ int main(int argc, char** argv) {
   services_cmd->add_option("--wait", services_wait, "how long to collect answers")
       ->capture_default_str();
   services_cmd->add_option("--server", server, "controller URL");
+  services_cmd->add_option("--token", token, "control API token");
 
   CLI::App* version_cmd = app.add_subcommand("version", "print the version");
 
@@ -103,6 +112,7 @@ int main(int argc, char** argv) {
   }
 
   const std::string url = ResolveServer(server);
+  UseToken(token);
   if (*up_cmd) return RunUp(up);
   if (*deploy_cmd) {
     deploy.server = url;

@@ -140,6 +140,13 @@ bool Controller::Start(std::string* error) {
     return false;
   }
   port_ = std::atoi(line.c_str() + at + marker.size());
+  std::ifstream token_file(data_dir_ + "/data/token");
+  std::getline(token_file, token_);
+  if (token_.empty()) {
+    *error = "controller came up without a token file; log:\n" + Log();
+    return false;
+  }
+  ::setenv("WISP_TOKEN", token_.c_str(), 1);
   return port_ > 0;
 }
 
@@ -181,7 +188,9 @@ runtime::HttpClientResponse Controller::Call(const std::string& method, const st
                                              const std::string& body,
                                              const triggers::HeaderList& headers) {
   runtime::HttpClient client("127.0.0.1", port_, 30000);
-  StatusOr<runtime::HttpClientResponse> got = client.Request(method, target, headers, body);
+  triggers::HeaderList all = headers;
+  if (target.rfind("/v1/", 0) == 0) all.emplace_back("Authorization", "Bearer " + token_);
+  StatusOr<runtime::HttpClientResponse> got = client.Request(method, target, all, body);
   if (!got.ok()) {
     runtime::HttpClientResponse failed;
     failed.body = got.status().ToString();
@@ -192,7 +201,8 @@ runtime::HttpClientResponse Controller::Call(const std::string& method, const st
 
 CliResult Controller::Deploy(const std::string& so_path, const std::string& name,
                              std::vector<std::string> extra_args) {
-  std::vector<std::string> args = {"deploy", so_path, "--name", name, "--server", url()};
+  std::vector<std::string> args = {"deploy", so_path, "--name", name, "--server", url(),
+                                   "--token", token_};
   args.insert(args.end(), extra_args.begin(), extra_args.end());
   return RunCli(args);
 }

@@ -61,12 +61,15 @@ class Controller {
   void Kill();
 
   int port() const { return port_; }
+  // The control API token (<data dir>/token), read at Start. Start also
+  // exports it as WISP_TOKEN, so RunCli reaches the last started controller.
+  const std::string& token() const { return token_; }
   pid_t pid() const { return pid_; }
   std::string url() const;
   std::string Log() const;
 
-  // One request on a fresh connection; failures are reported as status 0
-  // with the reason in the body.
+  // One request on a fresh connection, with the token for /v1/ targets;
+  // failures are reported as status 0 with the reason in the body.
   runtime::HttpClientResponse Call(const std::string& method, const std::string& target,
                                    const std::string& body = "",
                                    const triggers::HeaderList& headers = {});
@@ -82,6 +85,7 @@ class Controller {
   std::vector<std::pair<std::string, std::string>> env_;
   pid_t pid_ = -1;
   int port_ = 0;
+  std::string token_;
 };
 
 // Whether a process with this pid exists (and is not a zombie).
