@@ -96,6 +96,7 @@ bool HttpRequestParser::AddHeaderBytes(size_t length) {
 
 int HttpRequestParser::OnMessageBegin(http_parser* parser) {
   HttpRequestParser* self = From(parser);
+  self->phase_ = Phase::kHeaders;
   self->request_ = HttpRequest();
   self->request_.headers.reserve(8);
   self->in_header_value_ = false;
@@ -132,6 +133,7 @@ int HttpRequestParser::OnHeaderValue(http_parser* parser, const char* at, size_t
 
 int HttpRequestParser::OnHeadersComplete(http_parser* parser) {
   HttpRequestParser* self = From(parser);
+  self->phase_ = Phase::kBody;
   HttpRequest& request = self->request_;
   request.method = http_method_str(static_cast<http_method>(parser->method));
   request.http_major = parser->http_major;
@@ -174,6 +176,7 @@ int HttpRequestParser::OnChunkHeader(http_parser* parser) {
 
 int HttpRequestParser::OnMessageComplete(http_parser* parser) {
   HttpRequestParser* self = From(parser);
+  self->phase_ = Phase::kIdle;
   ResponseFraming framing;
   // Protocol upgrades are not supported: the request is answered, then closed.
   framing.keep_alive = http_should_keep_alive(parser) != 0 && !parser->upgrade;

@@ -48,6 +48,11 @@ class HttpRequestParser {
   // Ignores everything after the current request; final.
   void Stop();
 
+  // Where the parser is: between requests, reading a request's line and
+  // headers, or reading its body (for read timeouts).
+  enum class Phase { kIdle, kHeaders, kBody };
+  Phase phase() const { return phase_; }
+
  private:
   static HttpRequestParser* From(http_parser* parser);
   static int OnMessageBegin(http_parser* parser);
@@ -66,6 +71,7 @@ class HttpRequestParser {
   Sink* sink_;
   http_parser parser_;
   bool stopped_ = false;
+  Phase phase_ = Phase::kIdle;
   // The request being parsed.
   HttpRequest request_;
   bool in_header_value_ = false;

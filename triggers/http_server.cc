@@ -67,6 +67,12 @@ struct HttpServer::Impl {
     bool peer_eof = false;
     bool close_after_flush = false;
     bool closing = false;
+    // For the read timeouts: the parser's phase, since when, and the last
+    // time anything moved on the connection.
+    HttpRequestParser::Phase phase = HttpRequestParser::Phase::kIdle;
+    uint64_t phase_since_ms = 0;
+    uint64_t phase_sequence = 0;
+    uint64_t last_activity_ms = 0;
   };
 
   Impl(uv_loop_t* loop_in, HttpServerOptions options_in, Handler handler_in)
@@ -123,6 +129,15 @@ struct HttpServer::Impl {
   }
 
   void StartFlushHandles() {
+    uv_timer_init(loop, &timeout_timer);
+    timeout_timer.data = this;
+    uv_unref(reinterpret_cast<uv_handle_t*>(&timeout_timer));
+    ++open_handles;
+    if (options.header_timeout_ms > 0 || options.body_timeout_ms > 0 ||
+        options.idle_timeout_ms > 0) {
+      uv_timer_start(&timeout_timer, OnTimeoutTick, options.timeout_tick_ms,
+                     options.timeout_tick_ms);
+    }
     uv_check_init(loop, &check);
     check.data = this;
     uv_check_start(&check, OnCheck);
@@ -145,6 +160,7 @@ struct HttpServer::Impl {
       }
       uv_close(reinterpret_cast<uv_handle_t*>(&check), OnFlushHandleClosed);
       uv_close(reinterpret_cast<uv_handle_t*>(&idle), OnFlushHandleClosed);
+      uv_close(reinterpret_cast<uv_handle_t*>(&timeout_timer), OnFlushHandleClosed);
     }
     std::vector<Connection*> open;
     open.reserve(connections.size());
@@ -188,6 +204,9 @@ struct HttpServer::Impl {
       return;
     }
     uv_tcp_nodelay(&conn->tcp, 1);
+    // A connection owes its first request line from the start.
+    conn->last_activity_ms = conn->phase_since_ms = uv_now(server->loop);
+    conn->phase = HttpRequestParser::Phase::kHeaders;
     bool over_limit = server->connections.size() >= server->options.max_connections;
     server->connections.emplace(conn->id, conn);
     if (over_limit) {
@@ -259,6 +278,47 @@ struct HttpServer::Impl {
     HttpRequestParser::Outcome outcome = conn->parser.Execute(data, length, &error);
     if (outcome == HttpRequestParser::Outcome::kFailed && !conn->closing) {
       FailConnection(conn, error.status, error.code, error.message);
+      return;
+    }
+    const uint64_t now = uv_now(loop);
+    conn->last_activity_ms = now;
+    if (conn->parser.phase() != conn->phase || conn->next_sequence != conn->phase_sequence) {
+      conn->phase = conn->parser.phase();
+      conn->phase_since_ms = now;
+      conn->phase_sequence = conn->next_sequence;
+    }
+  }
+
+  static void OnTimeoutTick(uv_timer_t* timer) {
+    auto* server = static_cast<Impl*>(timer->data);
+    const uint64_t now = uv_now(server->loop);
+    std::vector<std::pair<Connection*, const char*>> expired;
+    for (auto& [id, conn] : server->connections) {
+      if (conn->closing) continue;
+      const HttpServerOptions& o = server->options;
+      const uint64_t in_phase = now - conn->phase_since_ms;
+      // A connection whose reading wisp paused is not the client's fault.
+      if (conn->reading && conn->phase == HttpRequestParser::Phase::kHeaders &&
+          o.header_timeout_ms > 0 && in_phase >= o.header_timeout_ms) {
+        expired.emplace_back(conn, "the request line and headers");
+      } else if (conn->reading && conn->phase == HttpRequestParser::Phase::kBody &&
+                 o.body_timeout_ms > 0 && in_phase >= o.body_timeout_ms) {
+        expired.emplace_back(conn, "the request body");
+      } else if (conn->phase == HttpRequestParser::Phase::kIdle && conn->pending.empty() &&
+                 conn->out.empty() && !conn->write_in_flight && o.idle_timeout_ms > 0 &&
+                 now - conn->last_activity_ms >= o.idle_timeout_ms) {
+        expired.emplace_back(conn, nullptr);
+      }
+    }
+    for (auto& [conn, what] : expired) {
+      if (conn->closing) continue;
+      if (what == nullptr) {
+        server->CloseConnection(conn);
+        continue;
+      }
+      conn->parser.Stop();
+      server->FailConnection(conn, 408, "request_timeout",
+                             std::string(what) + " did not arrive in time");
     }
   }
 
@@ -303,6 +363,7 @@ struct HttpServer::Impl {
     auto it = connections.find(token.connection_id);
     if (it == connections.end()) return;
     Connection* conn = it->second;
+    conn->last_activity_ms = uv_now(loop);
     if (token.sequence < conn->first_pending_sequence) return;  // already answered
     size_t index = token.sequence - conn->first_pending_sequence;
     if (index >= conn->pending.size() || conn->pending[index].ready) return;
@@ -391,6 +452,7 @@ struct HttpServer::Impl {
   static void OnWrite(uv_write_t* req, int status) {
     auto* conn = static_cast<Connection*>(req->data);
     conn->write_in_flight = false;
+    conn->last_activity_ms = uv_now(conn->server->loop);
     conn->writing.clear();
     if (conn->closing) return;
     if (status < 0) {
@@ -409,6 +471,7 @@ struct HttpServer::Impl {
   int bound_port = 0;
   uv_check_t check;
   uv_idle_t idle;
+  uv_timer_t timeout_timer;  // read and idle timeouts
   int open_handles = 0;
   std::function<void()> on_closed;
   uint64_t next_connection_id = 1;

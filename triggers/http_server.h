@@ -53,6 +53,15 @@ struct HttpServerOptions {
   std::function<size_t(const HttpRequest&)> body_limit;
   size_t max_header_bytes = 64 * 1024;
   size_t max_connections = 10000;
+  // Slow clients: a request line and headers must arrive within
+  // header_timeout_ms of their first byte and a body within body_timeout_ms
+  // of the headers (else 408 and close); a keep-alive connection with
+  // nothing in flight closes after idle_timeout_ms. 0 turns one off. Checked
+  // about every timeout_tick_ms.
+  uint64_t header_timeout_ms = 20000;
+  uint64_t body_timeout_ms = 60000;
+  uint64_t idle_timeout_ms = 75000;
+  uint64_t timeout_tick_ms = 1000;
 };
 
 // Identifies one request awaiting its reply; stays valid (and harmless) after

@@ -1,6 +1,7 @@
 #include "triggers/http_server.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <memory>
 #include <string>
@@ -331,6 +332,53 @@ TEST(HttpServerTest, ConnectionsOverLimitGet503) {
   EXPECT_EQ("HTTP/1.1 503 Service Unavailable", StatusLineOf(response));
   EXPECT_NE(std::string::npos, BodyOf(response).find("too_many_connections")) << response;
   EXPECT_TRUE(second.ReadsEof());
+}
+
+HttpServerOptions ShortTimeouts() {
+  HttpServerOptions options;
+  options.header_timeout_ms = 300;
+  options.body_timeout_ms = 300;
+  options.idle_timeout_ms = 600;
+  options.timeout_tick_ms = 50;
+  return options;
+}
+
+TEST(HttpServerTest, SlowHeadersGet408AndClose) {
+  ServerThread server(EchoHandler(), ShortTimeouts());
+  RawClient slow(server.port());
+  ASSERT_TRUE(slow.Send("GET /slow HTTP/1.1\r\nX-Drip: "));  // and nothing more
+  std::string response = slow.ReadResponse();
+  EXPECT_EQ("HTTP/1.1 408 Request Timeout", StatusLineOf(response)) << response;
+  EXPECT_NE(std::string::npos, BodyOf(response).find("request_timeout")) << response;
+  EXPECT_TRUE(slow.ReadsEof());
+
+  RawClient silent(server.port());  // connects and never sends a byte
+  response = silent.ReadResponse();
+  EXPECT_EQ("HTTP/1.1 408 Request Timeout", StatusLineOf(response)) << response;
+}
+
+TEST(HttpServerTest, SlowBodyGets408) {
+  ServerThread server(EchoHandler(), ShortTimeouts());
+  RawClient slow(server.port());
+  ASSERT_TRUE(slow.Send("POST /b HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc"));
+  std::string response = slow.ReadResponse();
+  EXPECT_EQ("HTTP/1.1 408 Request Timeout", StatusLineOf(response)) << response;
+  EXPECT_NE(std::string::npos, BodyOf(response).find("body")) << response;
+}
+
+TEST(HttpServerTest, IdleKeepAliveConnectionIsClosedButABusyOneIsNot) {
+  ServerThread server(EchoHandler(), ShortTimeouts());
+  RawClient busy(server.port());
+  RawClient idle(server.port());
+  ASSERT_TRUE(idle.Send("GET /once HTTP/1.1\r\n\r\n"));
+  EXPECT_EQ("HTTP/1.1 200 OK", StatusLineOf(idle.ReadResponse()));
+  // busy sends a request every 100 ms for longer than the idle timeout.
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_TRUE(busy.Send("GET /again HTTP/1.1\r\n\r\n")) << "request " << i;
+    ASSERT_EQ("HTTP/1.1 200 OK", StatusLineOf(busy.ReadResponse())) << "request " << i;
+    usleep(100 * 1000);
+  }
+  EXPECT_TRUE(idle.ReadsEof()) << "the idle connection was kept open";
 }
 
 TEST(HttpServerTest, ListenOnBusyPortFails) {
