@@ -143,6 +143,11 @@ Status ApplyDeployQuery(std::string_view query, FunctionRecord* record) {
                                        " subjects per function");
       }
       record->subjects.push_back(value);
+    } else if (key == "private") {
+      if (value != "true" && value != "false" && !value.empty()) {
+        return Status::InvalidArgument("private must be true or false, got '" + value + "'");
+      }
+      record->is_private = value != "false";
     } else if (key == "version") {
       if (!IsSemver(value) || value.size() > 64) {
         return Status::InvalidArgument("version must be semver (MAJOR.MINOR.PATCH), got '" +
@@ -151,7 +156,7 @@ Status ApplyDeployQuery(std::string_view query, FunctionRecord* record) {
       record->version = value;
     } else {
       return Status::InvalidArgument("unknown deploy parameter '" + key +
-                                     "' (known: timeout, idle, max_workers, subscribe, version)");
+                                     "' (known: timeout, idle, max_workers, subscribe, version, private)");
     }
   }
   return Status::OK();
@@ -375,13 +380,19 @@ void Controller::HandleRequest(triggers::ReplyToken token, triggers::HttpRequest
   }
   triggers::Route route = triggers::RoutePath(request.path);
   const std::string& method = request.method;
-  if (route.kind != triggers::Route::Kind::kHealth && route.kind != triggers::Route::Kind::kFunction) {
+  bool needs_token = route.kind != triggers::Route::Kind::kHealth &&
+                     route.kind != triggers::Route::Kind::kFunction;
+  if (route.kind == triggers::Route::Kind::kFunction) {
+    auto it = functions_.find(route.name);
+    needs_token = it != functions_.end() && it->second->record.is_private;
+  }
+  if (needs_token) {
     const std::string* authorization = request.Header("authorization");
     if (authorization == nullptr || !BearerMatches(*authorization, token_)) {
       triggers::HttpResponse response = triggers::JsonErrorResponse(
           401, "unauthorized",
           authorization == nullptr
-              ? "the control API needs 'Authorization: Bearer <token>'; the token is in "
+              ? "this endpoint needs 'Authorization: Bearer <token>'; the token is in "
                 "<data dir>/token"
               : "wrong token");
       response.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"wisp\"");
@@ -468,6 +479,8 @@ void Controller::HandleInvoke(triggers::ReplyToken token, const std::string& nam
   invoke.set_body(std::move(request.body));
   invoke.set_attempt(1);
   for (auto& [header_name, value] : request.headers) {
+    // wisp's own token authenticates to wisp; function code never sees it.
+    if (header_name == "authorization" && BearerMatches(value, token_)) continue;
     proto::Header* h = invoke.add_headers();
     h->set_name(std::move(header_name));
     h->set_value(std::move(value));
@@ -561,6 +574,7 @@ void Controller::Describe(const Deployed& deployed, bool with_status, api::Funct
   fn->set_size_bytes(deployed.record.size_bytes);
   fn->set_deployed_at(deployed.record.deployed_at);
   fn->set_version(deployed.record.version);
+  fn->mutable_config()->set_private_(deployed.record.is_private);
   for (const std::string& subject : deployed.record.subjects) {
     fn->mutable_config()->add_subjects(subject);
   }

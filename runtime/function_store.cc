@@ -6,8 +6,8 @@ namespace wisp::runtime {
 namespace {
 
 // 1: functions. 2: functions.version and function_subjects, the subjects a
-// function subscribes to.
-constexpr int kSchemaVersion = 2;
+// function subscribes to. 3: functions.private.
+constexpr int kSchemaVersion = 3;
 
 // Finalizes a statement on scope exit.
 class Statement {
@@ -95,6 +95,13 @@ Status FunctionStore::Open(const std::string& path) {
         "PRAGMA user_version = 2;"
         "COMMIT;"));
   }
+  if (found < 3) {
+    WISP_RETURN_IF_ERROR(Exec(
+        "BEGIN;"
+        "ALTER TABLE functions ADD COLUMN private INTEGER NOT NULL DEFAULT 0;"
+        "PRAGMA user_version = 3;"
+        "COMMIT;"));
+  }
   return Exec("PRAGMA foreign_keys = ON;");
 }
 
@@ -112,7 +119,8 @@ Status FunctionStore::Put(const FunctionRecord& r) {
 Status FunctionStore::PutLocked(const FunctionRecord& r) {
   Statement st(db_,
                "INSERT OR REPLACE INTO functions (name, sha256, size_bytes, timeout_ms, idle_ms,"
-               " max_workers, deployed_at, version) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
+               " max_workers, deployed_at, version, private)"
+               " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
   if (!st.ok()) return Error("prepare insert");
   st.BindText(1, r.name);
   st.BindText(2, r.sha256);
@@ -122,6 +130,7 @@ Status FunctionStore::PutLocked(const FunctionRecord& r) {
   st.BindInt(6, r.max_workers);
   st.BindText(7, r.deployed_at);
   st.BindText(8, r.version);
+  st.BindInt(9, r.is_private ? 1 : 0);
   if (sqlite3_step(st.get()) != SQLITE_DONE) return Error(("store function " + r.name).c_str());
   Statement clear(db_, "DELETE FROM function_subjects WHERE name = ?1");
   if (!clear.ok()) return Error("prepare subject delete");
@@ -150,7 +159,7 @@ Status FunctionStore::Remove(const std::string& name) {
 StatusOr<std::vector<FunctionRecord>> FunctionStore::List() {
   Statement st(db_,
                "SELECT name, sha256, size_bytes, timeout_ms, idle_ms, max_workers, deployed_at,"
-               " version FROM functions ORDER BY name");
+               " version, private FROM functions ORDER BY name");
   if (!st.ok()) return Error("prepare list");
   std::vector<FunctionRecord> out;
   int rc;
@@ -164,6 +173,7 @@ StatusOr<std::vector<FunctionRecord>> FunctionStore::List() {
     r.max_workers = static_cast<uint32_t>(st.Int(5));
     r.deployed_at = st.Text(6);
     r.version = st.Text(7);
+    r.is_private = st.Int(8) != 0;
     out.push_back(std::move(r));
   }
   if (rc != SQLITE_DONE) return Error("list functions");

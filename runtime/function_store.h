@@ -26,6 +26,7 @@ struct FunctionRecord {
   uint32_t max_workers = 2;
   std::string deployed_at;  // RFC 3339, UTC
   std::string version = "0.0.1";  // semver
+  bool is_private = false;  // /fn/ calls need the control API token
   std::vector<std::string> subjects;  // event subjects it subscribes to, in order
 };
 

@@ -571,12 +571,20 @@ std::string NewEventId() {
 std::string NowRfc3339Millis() {
   timespec now{};
   ::clock_gettime(CLOCK_REALTIME, &now);
+  // Formatting costs more than the rest of a default-filled event: reuse the
+  // text within one millisecond (per thread).
+  thread_local int64_t cached_ms = -1;
+  thread_local std::string cached;
+  const int64_t ms = static_cast<int64_t>(now.tv_sec) * 1000 + now.tv_nsec / 1000000;
+  if (ms == cached_ms) return cached;
   std::tm tm{};
   ::gmtime_r(&now.tv_sec, &tm);
   char buf[40];
   const size_t n = std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
   std::snprintf(buf + n, sizeof(buf) - n, ".%03dZ", static_cast<int>(now.tv_nsec / 1000000));
-  return buf;
+  cached_ms = ms;
+  cached = buf;
+  return cached;
 }
 
 const std::string* FindHeader(const Headers& headers, std::string_view name) {

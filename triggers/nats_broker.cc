@@ -41,6 +41,8 @@ namespace {
 // delivery thread stops handing over (and nats.c's pending limits apply).
 constexpr size_t kMaxHandedOverPerSubscription = 128;  // at most 128 MB at NATS's 1 MB max_payload
 constexpr auto kAbandonWait = std::chrono::seconds(5);
+constexpr size_t kSpentBatch = 64;
+constexpr size_t kSpentBatchBytes = 1024 * 1024;
 // How long Close lets the loop write out buffered messages before closing.
 constexpr uint64_t kCloseDrainMs = 500;
 
@@ -348,6 +350,7 @@ struct NatsBroker::Impl {
         handoff(std::make_shared<Handoff>()) {}
 
   ~Impl() {
+    DestroySpent();
     if (state != State::kClosed) Abandon();
     if (connection != nullptr) natsConnection_Destroy(connection);
   }
@@ -435,7 +438,7 @@ struct NatsBroker::Impl {
                             message.headers[i].second.c_str());
     }
     if (s == NATS_OK) s = natsConnection_PublishMsg(connection, msg);
-    natsMsg_Destroy(msg);
+    DestroyLater(msg, message.data.size());
     if (s != NATS_OK) return FromNats(s, "publish to " + message.subject);
     ++published;
     return Status::OK();
@@ -553,7 +556,25 @@ struct NatsBroker::Impl {
     // Held messages of resumed subscriptions are older than anything in batch.
     DeliverResumed();
     DeliverBatch(batch);
+    DestroySpent();
     MaybeFinishClose();
+  }
+
+  // natsMsg_Destroy hands a message to nats.c's garbage-collector thread and
+  // wakes it when it sleeps: one wake-up per message costs the loop more
+  // than the rest of an event's handling. Spent messages are destroyed in
+  // batches instead: at the end of each delivery run, or once kSpentBatch
+  // of them (or kSpentBatchBytes) are waiting.
+  void DestroyLater(natsMsg* msg, size_t bytes) {
+    spent.push_back(msg);
+    spent_bytes += bytes;
+    if (spent.size() >= kSpentBatch || spent_bytes >= kSpentBatchBytes) DestroySpent();
+  }
+
+  void DestroySpent() {
+    for (natsMsg* msg : spent) natsMsg_Destroy(msg);
+    spent.clear();
+    spent_bytes = 0;
   }
 
   void DeliverResumed() {
@@ -605,7 +626,7 @@ struct NatsBroker::Impl {
   // Runs entry's handler with msg (destroyed here).
   void Deliver(Subscription& entry, natsMsg* msg) {
     BrokerMessage message = ToBrokerMessage(msg);
-    natsMsg_Destroy(msg);
+    DestroyLater(msg, message.data.size());
     std::shared_ptr<MessageHandler> handler = entry.handler;  // survives Unsubscribe
     ++delivered;
     (*handler)(std::move(message));
@@ -616,6 +637,7 @@ struct NatsBroker::Impl {
   void Close(std::function<void()> on_closed_in) {
     WISP_ASSERT_LOOP_THREAD(loop_thread);
     if (state != State::kRunning) return;
+    DestroySpent();
     state = State::kClosing;
     on_closed = std::move(on_closed_in);
     for (auto& [id, entry] : subscriptions) {
@@ -755,6 +777,8 @@ struct NatsBroker::Impl {
   const NatsBrokerOptions options;
   const std::shared_ptr<Handoff> handoff;
   AdapterSeed seed;  // must outlive connection (nats.c keeps a pointer)
+  std::vector<natsMsg*> spent;  // see DestroyLater
+  size_t spent_bytes = 0;
   natsConnection* connection = nullptr;
 
   // Our handles, each freed in its close callback (CloseHandle).

@@ -92,8 +92,9 @@ bool Call(const std::string& server, std::string_view method, const std::string&
   }
   runtime::HttpClient client(host, port);
   std::vector<std::pair<std::string, std::string>> all = headers;
-  // Only the control API gets the token: /fn/ requests reach function code.
-  if (!Token().empty() && target.rfind("/v1/", 0) == 0) {
+  // Also to /fn/ (a private function needs it): the controller strips its own
+  // token before a request reaches function code.
+  if (!Token().empty()) {
     all.emplace_back("Authorization", "Bearer " + Token());
   }
   StatusOr<runtime::HttpClientResponse> got = client.Request(method, target, all, body);

@@ -57,6 +57,7 @@ int RunDeploy(const DeployArgs& args) {
   if (args.max_workers > 0) add("max_workers", std::to_string(args.max_workers));
   for (const std::string& subject : args.subscribe) add("subscribe", triggers::PercentEncode(subject));
   if (!args.version.empty()) add("version", triggers::PercentEncode(args.version));
+  if (args.is_private) add("private", "true");
   std::string bytes;
   std::string error;
   if (!ReadFile(args.path, &bytes, &error)) return Fail(kExitUsage, error);

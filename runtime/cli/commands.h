@@ -43,6 +43,7 @@ struct DeployArgs {
   uint32_t max_workers = 0;  // 0: the controller's default
   std::vector<std::string> subscribe;  // event subjects
   std::string version;                 // semver; empty: the next patch
+  bool is_private = false;             // /fn/ calls need the token
 };
 
 struct PublishArgs {

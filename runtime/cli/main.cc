@@ -54,6 +54,8 @@ int main(int argc, char** argv) {
   deploy_cmd->add_option("--subscribe", deploy.subscribe,
                          "run on events published on this subject (repeatable; * and > wildcards)");
   deploy_cmd->add_option("--version", deploy.version, "semver (default: the next patch)");
+  deploy_cmd->add_flag("--private", deploy.is_private,
+                       "calls on /fn/<name> need the control API token too");
   deploy_cmd->add_option("--server", server, "controller URL");
   deploy_cmd->add_option("--token", token, "control API token");
 

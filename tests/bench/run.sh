@@ -12,6 +12,11 @@
 #      (the figure held to the targets); "burst", 30 calls back to back, more
 #      than the warm pool (2) holds, so most wait for a worker forked and warmed
 #      while other cold starts compete for the CPUs (reported, no target).
+#   5. events (NATS), first, when nats-server is installed: wisp_bench_events
+#      (tests/bench/events_bench.cc) against a nats-server on a free port and a
+#      `wisp up --nats` on it: fire-and-forget events/s through relay.so (each
+#      event emits one) against raw nats.c pub -> sub msgs/s, and request-reply
+#      p50 on wisp.fn.hello against a raw nats.c responder, rounds alternated.
 # Every wisp figure is printed next to the floor's from the same run, as a ratio
 # (DESIGN.md: "A benchmark reports its figure as a ratio to a floor measured in
 # the same run"), and cold start and RSS against the targets.
@@ -25,6 +30,13 @@
 #   WISP_BENCH_STRICT  1: exit 1 when a target is missed (default: report only)
 #   WISP_BENCH_FLOOR_ONLY  1: measure only the floor (this machine's figures)
 #   WISP_BENCH_NO_BUILD    1: use the binaries already in WISP_BUILD_DIR
+#   WISP_BENCH_EVENTS      0: skip the events section (default 1: run it if
+#                          nats-server is found: $WISP_NATS_SERVER, PATH, /usr/sbin)
+#   WISP_BENCH_EVENTS_ONLY 1: run only the events section
+#   EVENTS_ROUNDS          alternated floor/wisp rounds, medians reported (default: 3)
+#   EVENTS_FLOOR_MSGS      raw pub -> sub messages per round (default: 200000)
+#   EVENTS_WISP_EVENTS     events through relay per round (default: 50000)
+#   EVENTS_REQUESTS        timed requests per round, after 200 warm-up (default: 2000)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -68,7 +80,8 @@ if [[ "${WISP_BENCH_NO_BUILD:-0}" != "1" ]]; then
   if [[ "$FLOOR_ONLY" == "1" ]]; then
     targets=(wisp_bench_floor)
   else
-    targets=(wisp wisp-worker wisp_warmup wisp_bench_floor wisp_bench_cold_start hello)
+    targets=(wisp wisp-worker wisp_warmup wisp_bench_floor wisp_bench_cold_start hello
+      wisp_bench_events testfn_relay)
   fi
   cmake --build "$BUILD_DIR" -j"$(nproc)" --target "${targets[@]}" >"$BUILD_DIR/bench-build.log" 2>&1 || {
     tail -30 "$BUILD_DIR/bench-build.log" >&2
@@ -79,6 +92,7 @@ fi
 # ---------------------------------------------------------------- processes
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/wisp-bench.XXXXXX")"
 FLOOR_PID=
+NATS_PID=
 CONTROLLER_PID=
 CONTROLLER_CHILDREN=()
 WARNINGS=()
@@ -116,6 +130,8 @@ cleanup() {
   stop_pid "$FLOOR_PID"
   FLOOR_PID=
   stop_controller
+  stop_pid "$NATS_PID"
+  NATS_PID=
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -180,6 +196,144 @@ p50_us() {
   }' "$WORK/$1.txt"
 }
 
+# ---------------------------------------------------------------- events (NATS)
+# A nats-server on a free loopback port, a `wisp up --nats` on it with relay
+# (--subscribe bench.in) and hello deployed, and wisp_bench_events, which
+# alternates the raw nats.c floors and wisp in rounds and prints the medians.
+EVENTS_THROUGHPUT_TARGET=0.3  # wisp events/s over raw pub -> sub msgs/s, at least
+EVENTS_P50_TARGET=2           # wisp request-reply p50 over raw nats.c's, at most
+EVENTS_RAN=0
+EVENTS_ONLY="${WISP_BENCH_EVENTS_ONLY:-0}"
+
+find_nats_server() {
+  if [[ -n "${WISP_NATS_SERVER:-}" ]]; then
+    [[ -x "$WISP_NATS_SERVER" ]] && echo "$WISP_NATS_SERVER"
+    return
+  fi
+  command -v nats-server 2>/dev/null && return
+  [[ -x /usr/sbin/nats-server ]] && echo /usr/sbin/nats-server
+}
+
+# wait_tcp PID PORT: bounded wait (10 s) until 127.0.0.1:PORT accepts; fails if PID exits.
+wait_tcp() {
+  local pid="$1" port="$2"
+  for _ in $(seq 100); do
+    kill -0 "$pid" 2>/dev/null || return 1
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+events_field() { sed -nE "s/.* $1=([0-9.]+).*/\1/p" "$WORK/events.txt"; }
+
+run_events() {
+  local nats_bin
+  nats_bin="$(find_nats_server || true)"
+  if [[ -z "$nats_bin" ]]; then
+    log "events: nats-server not found, skipping (set WISP_NATS_SERVER)"
+    WARNINGS+=("events: skipped, no nats-server")
+    return 0
+  fi
+  local nats_port wisp_port url events_url
+  nats_port="$(free_port)"
+  "$nats_bin" -a 127.0.0.1 -p "$nats_port" >"$WORK/nats-server.log" 2>&1 &
+  NATS_PID=$!
+  wait_tcp "$NATS_PID" "$nats_port" || { cat "$WORK/nats-server.log" >&2; die "nats-server did not start"; }
+  url="nats://127.0.0.1:$nats_port"
+
+  wisp_port="$(free_port)"
+  events_url="http://127.0.0.1:$wisp_port"
+  mkdir -p "$WORK/events-data"
+  # A generous queue: the bench publishes a whole round at once.
+  "$BIN/wisp" up --listen "127.0.0.1:$wisp_port" --data "$WORK/events-data" --nats "$url" \
+    --warm-pool "$WARM_POOL" --max-queue 100000 >"$WORK/events-controller.log" 2>&1 &
+  CONTROLLER_PID=$!
+  if ! wait_http "$CONTROLLER_PID" "$events_url/healthz"; then
+    cat "$WORK/events-controller.log" >&2
+    die "wisp up --nats did not answer $events_url/healthz within 10 s"
+  fi
+  local d
+  for d in "$BUILD_DIR/functions/testing/relay.so --name relay --subscribe bench.in" \
+           "$HELLO_SO --name hello"; do
+    # WISP_HOME: the CLI reads the control API token from that data dir.
+    # shellcheck disable=SC2086  # word splitting wanted
+    WISP_HOME="$WORK/events-data" "$BIN/wisp" deploy $d --server "$events_url" \
+      >>"$WORK/events-deploy.log" 2>&1 || {
+      cat "$WORK/events-deploy.log" >&2
+      die "wisp deploy $d failed"
+    }
+  done
+
+  log "events: nats-server $url, wisp on $events_url, ${EVENTS_ROUNDS:-3} rounds"
+  local rc=0
+  "$BIN/wisp_bench_events" --nats "$url" --rounds "${EVENTS_ROUNDS:-3}" \
+    --floor-msgs "${EVENTS_FLOOR_MSGS:-200000}" --wisp-events "${EVENTS_WISP_EVENTS:-50000}" \
+    --requests "${EVENTS_REQUESTS:-2000}" >"$WORK/events.txt" 2>"$WORK/events.err" || rc=$?
+  sed 's/^events_bench: /bench: events: /' "$WORK/events.err" >&2
+  grep -q '^events ' "$WORK/events.txt" || {
+    tail -20 "$WORK/events-controller.log" >&2
+    die "wisp_bench_events failed (exit $rc)"
+  }
+  ((rc == 0)) || WARNINGS+=("events: wisp_bench_events exited $rc (lost events or failed requests)")
+  EV_F_RATE="$(events_field floor_msgs_per_s)"; EV_W_RATE="$(events_field wisp_events_per_s)"
+  EV_SENT="$(events_field wisp_sent)"; EV_RECEIVED="$(events_field wisp_received)"
+  EV_F_P50="$(events_field floor_req_p50_us)"; EV_W_P50="$(events_field wisp_req_p50_us)"
+  EV_F_P99="$(events_field floor_req_p99_us)"; EV_W_P99="$(events_field wisp_req_p99_us)"
+  EV_REQ_FAILURES="$(events_field req_failures)"
+  EVENTS_RAN=1
+  stop_controller
+  stop_pid "$NATS_PID"
+  NATS_PID=
+}
+
+# The events rows of the report (MISSED counts a missed target or a loss).
+print_events_rows() {
+  ((EVENTS_RAN)) || return 0
+  local fmt='%-44s %12s %12s %10s %8s %8s\n' rt rp v_rate v_p50 v_loss
+  rt="$(awk -v a="$EV_W_RATE" -v b="$EV_F_RATE" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "-" }')"
+  rp="$(awk -v a="$EV_W_P50" -v b="$EV_F_P50" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }')"
+  v_rate=ok; v_p50=ok; v_loss=ok
+  awk -v r="$rt" -v t="$EVENTS_THROUGHPUT_TARGET" 'BEGIN { exit !(r != "-" && r >= t) }' ||
+    { v_rate=MISSED; MISSED=$((MISSED + 1)); }
+  awk -v r="$rp" -v t="$EVENTS_P50_TARGET" 'BEGIN { exit !(r != "-" && r <= t) }' ||
+    { v_p50=MISSED; MISSED=$((MISSED + 1)); }
+  [[ "$EV_RECEIVED" == "$EV_SENT" ]] || { v_loss=FAILED; MISSED=$((MISSED + 1)); }
+  echo
+  printf "$fmt" "events (NATS, medians of ${EVENTS_ROUNDS:-3} rounds)" "wisp" "floor" "ratio" "target" "verdict"
+  printf "$fmt" "--------------------------------------------" "------------" "------------" "----------" "--------" "--------"
+  printf "$fmt" "fire-and-forget through relay (events/s)" "$EV_W_RATE" "$EV_F_RATE" "${rt}x" ">= $EVENTS_THROUGHPUT_TARGET" "$v_rate"
+  printf "$fmt" "events back / published (lost: none)" "$EV_RECEIVED" "$EV_SENT" "" "all" "$v_loss"
+  printf "$fmt" "request-reply p50, wisp.fn.hello (us)" "$EV_W_P50" "$EV_F_P50" "${rp}x" "<= $EVENTS_P50_TARGET" "$v_p50"
+  printf "$fmt" "request-reply p99 (us)" "$EV_W_P99" "$EV_F_P99" \
+    "$(awk -v a="$EV_W_P99" -v b="$EV_F_P99" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "-" }')" "" ""
+  if [[ "${EV_REQ_FAILURES:-0}" != "0" ]]; then
+    printf "$fmt" "failed requests" "$EV_REQ_FAILURES" "" "" "0" "FAILED"
+    MISSED=$((MISSED + 1))
+  fi
+}
+
+if [[ "$FLOOR_ONLY" != "1" && "${WISP_BENCH_EVENTS:-1}" == "1" ]]; then
+  run_events
+fi
+if [[ "$EVENTS_ONLY" == "1" ]]; then
+  MISSED=0
+  echo
+  echo "wisp events benchmark ($(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPUs)"
+  print_events_rows
+  if ((${#WARNINGS[@]} > 0)); then
+    echo
+    printf 'warning: %s\n' "${WARNINGS[@]}"
+  fi
+  if ((MISSED > 0)); then
+    echo
+    echo "$MISSED target(s) missed"
+    [[ "${WISP_BENCH_STRICT:-0}" != "1" ]] || exit 1
+  fi
+  exit 0
+fi
+# ---------------------------------------------------------------- end of events
+
 # ---------------------------------------------------------------- floor
 FLOOR_PORT="$(free_port)"
 "$BIN/wisp_bench_floor" "$FLOOR_PORT" &
@@ -223,8 +377,11 @@ if ! wait_http "$CONTROLLER_PID" "$WISP_URL/healthz"; then
 fi
 CONTROLLER_IDLE_RSS_KB="$(rss_kb "$CONTROLLER_PID")"
 
+# The control API token of the running controller's data dir ($DATA_DIR).
+DATA_DIR="$WORK/data"
 deploy() {
-  "$BIN/wisp" deploy "$@" --server "$WISP_URL" >>"$WORK/deploy.log" 2>&1 || {
+  WISP_TOKEN="$(cat "$DATA_DIR/token")" \
+    "$BIN/wisp" deploy "$@" --server "$WISP_URL" >>"$WORK/deploy.log" 2>&1 || {
     cat "$WORK/deploy.log" >&2
     die "wisp deploy $* failed"
   }
@@ -248,7 +405,8 @@ if ((PINNED)); then
 fi
 
 # The hello worker's RSS, right after the loads (before an idle unload).
-status_json="$(curl -fsS --max-time 5 "$WISP_URL/v1/functions/hello" | tr -d '\n')" ||
+status_json="$(curl -fsS --max-time 5 -H "Authorization: Bearer $(cat "$DATA_DIR/token")" \
+  "$WISP_URL/v1/functions/hello" | tr -d '\n')" ||
   die "GET /v1/functions/hello failed"
 mapfile -t WORKER_PIDS < <(printf '%s' "$status_json" |
   grep -oE '"worker_?[pP]ids"[[:space:]]*:[[:space:]]*\[[^]]*\]' | grep -oE '[0-9]+' || true)
@@ -311,6 +469,7 @@ if ((BURST_FUNCTIONS > 0)); then
     >"$WORK/controller2.log" 2>&1 &
   CONTROLLER_PID=$!
   wait_http "$CONTROLLER_PID" "$WISP_URL/healthz" || die "second controller did not start"
+  DATA_DIR="$WORK/data2"
   for name in "${burst_names[@]}"; do deploy "$HELLO_SO" --name "$name"; done
   sleep 1  # the pool fills and warms up
   cold_run cold_pooled "${burst_names[@]}"
@@ -398,6 +557,8 @@ printf '%-44s %12s %12s %10s\n' "controller RSS, idle after start (MiB)" "$C_IDL
 printf '%-44s %12s %12s %10s\n' "hello worker RSS, after the loads (MiB)" "$WK_MB" "<= $WORKER_RSS_TARGET_MB" "$V_WRSS"
 printf '%-44s %12s %12s %10s\n' "controller RSS, after the loads (MiB)" "$(mb "$CONTROLLER_LOADED_RSS_KB")" "" ""
 printf '%-44s %12s %12s %10s\n' "controller RSS, after $COLD_TOTAL cold starts (MiB)" "$(mb "$CONTROLLER_FINAL_RSS_KB")" "" ""
+
+print_events_rows
 
 if ((${#WARNINGS[@]} > 0)); then
   echo

@@ -60,6 +60,28 @@ TEST_F(AuthTest, ControlApiNeedsTheTokenAndFunctionsDoNot) {
   EXPECT_EQ(fn.body, "hello, world");
 }
 
+TEST_F(AuthTest, APrivateFunctionNeedsTheTokenAndNeverSeesIt) {
+  DeployOk(TestFunctionPath("dump_headers"), "secret", {"--private"});
+  runtime::HttpClientResponse none = controller_->Call("GET", "/fn/secret");
+  EXPECT_EQ(none.status, 401) << none.body;
+  runtime::HttpClientResponse with = Raw(
+      "GET", "/fn/secret", {{"Authorization", "Bearer " + controller_->token()}, {"X-Other", "1"}});
+  EXPECT_EQ(with.status, 200) << with.body;
+  EXPECT_NE(with.body.find("x-other: 1"), std::string::npos) << with.body;
+  EXPECT_EQ(with.body.find(controller_->token()), std::string::npos)
+      << "the function saw wisp's token: " << with.body;
+  // Someone else's Authorization header is the function's business.
+  runtime::HttpClientResponse theirs =
+      Raw("GET", "/fn/secret",
+          {{"Authorization", "Bearer " + controller_->token()}, {"Authorization", "Basic abc"}});
+  EXPECT_NE(theirs.body.find("authorization: Basic abc"), std::string::npos) << theirs.body;
+  CliResult invoked = RunCli({"invoke", "secret", "--server", controller_->url()});
+  EXPECT_EQ(invoked.exit_code, 0) << invoked.err;
+  api::Function fn;
+  ASSERT_TRUE(controller_->Describe("secret", &fn));
+  EXPECT_TRUE(fn.config().private_());
+}
+
 TEST_F(AuthTest, TheCliFindsTheTokenOrSaysWhyNot) {
   CliResult wrong = RunCli({"ls", "--server", controller_->url(), "--token", "nope"});
   EXPECT_EQ(wrong.exit_code, 1) << wrong.out;

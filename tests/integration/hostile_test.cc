@@ -77,9 +77,15 @@ TEST_F(HostileTest, ClosingTheRuntimesDescriptorsEndsOnlyThatWorker) {
 TEST_F(HostileTest, KillingTheZygoteEndsItsWorkersAndANewOneServes) {
   DeployOk(ExamplePath("hello"), "hello");
   DeployOk(TestFunctionPath("kill_parent"), "parricide");
+  // Its worker dies with the zygote it killed, but its reply may get out
+  // first: either answer is right, nothing else is.
   runtime::HttpClientResponse r = controller_->Call("POST", "/fn/parricide", "");
-  EXPECT_EQ(r.status, 502) << "its worker dies with the zygote it killed: " << r.body;
-  EXPECT_THAT(r.body, HasSubstr("\"code\":\"worker_crashed\"")) << r.body;
+  if (r.status == 200) {
+    EXPECT_EQ(r.body, "killed");
+  } else {
+    EXPECT_EQ(r.status, 502) << r.body;
+    EXPECT_THAT(r.body, HasSubstr("\"code\":\"worker_crashed\"")) << r.body;
+  }
   // A new zygote comes up; hello, loaded again, answers.
   runtime::HttpClientResponse hello;
   for (int attempt = 0; attempt < 100; ++attempt) {

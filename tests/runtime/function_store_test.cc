@@ -53,6 +53,7 @@ TEST_F(FunctionStoreTest, KeepsSubjectsInOrderAcrossReopen) {
     ASSERT_TRUE(store.Put(Record("a", {})).ok());
     FunctionRecord c = Record("c", {"z", "y", "x"});
     c.version = "1.2.3-rc.1";
+    c.is_private = true;
     ASSERT_TRUE(store.Put(c).ok());
   }
   FunctionStore store;
@@ -65,6 +66,8 @@ TEST_F(FunctionStoreTest, KeepsSubjectsInOrderAcrossReopen) {
   EXPECT_EQ((*list)[1].subjects, (std::vector<std::string>{"orders.*", "wisp.x.>"}));
   EXPECT_EQ((*list)[2].subjects, (std::vector<std::string>{"z", "y", "x"}));
   EXPECT_EQ((*list)[2].version, "1.2.3-rc.1");
+  EXPECT_TRUE((*list)[2].is_private);
+  EXPECT_FALSE((*list)[1].is_private);
 }
 
 TEST_F(FunctionStoreTest, RedeployReplacesSubjectsAndRemoveDropsThem) {
