@@ -13,6 +13,7 @@
 #include "api.pb.h"
 #include "loader/elf_validator.h"
 #include "runtime/auth_token.h"
+#include "runtime/base/random.h"
 #include "runtime/duration.h"
 #include "triggers/cloudevents.h"
 #include "triggers/embedded_broker.h"
@@ -205,6 +206,7 @@ Status Controller::Start() {
   StatusOr<std::string> token = LoadOrCreateToken(options_.data_dir);
   if (!token.ok()) return token.status().WithContext("API token");
   token_ = std::move(token).value();
+  invocation_prefix_ = RandomAlphanumeric(8);
   artifacts_ = std::make_unique<loader::ArtifactStore>(options_.data_dir + "/artifacts");
   WISP_RETURN_IF_ERROR(artifacts_->Init());
   WISP_RETURN_IF_ERROR(store_.Open(options_.data_dir + "/wisp.db"));
@@ -235,6 +237,13 @@ Status Controller::Start() {
 }
 
 int Controller::port() const { return server_ ? server_->port() : 0; }
+
+std::string Controller::InvocationId(uint64_t n) const {
+  char buf[48];
+  const int len = std::snprintf(buf, sizeof(buf), "%s-%llx", invocation_prefix_.c_str(),
+                                static_cast<unsigned long long>(n));
+  return std::string(buf, static_cast<size_t>(len));
+}
 
 Status Controller::StartBroker() {
   if (options_.nats_urls.empty()) {
@@ -487,8 +496,10 @@ void Controller::HandleInvoke(triggers::ReplyToken token, const std::string& nam
   }
   triggers::HttpServer* server = server_.get();
   EventTriggers* events = events_.get();
+  const uint64_t invocation = ++invocations_started_;
   it->second->dispatcher->Submit(
-      std::move(invoke), [server, events, token, name](InvocationOutcome outcome) {
+      std::move(invoke),
+      [this, server, events, token, name, invocation](InvocationOutcome outcome) {
         if (outcome.has_result && outcome.result.events_size() > 0) {
           events->PublishEmitted(name, &outcome);
         }
@@ -498,13 +509,15 @@ void Controller::HandleInvoke(triggers::ReplyToken token, const std::string& nam
           if (outcome.retry_after_s > 0) {
             response.headers.emplace_back("Retry-After", std::to_string(outcome.retry_after_s));
           }
+          response.headers.emplace_back("X-Wisp-Invocation-Id", InvocationId(invocation));
           server->Reply(token, std::move(response));
           return;
         }
         proto::Result& result = outcome.result;
         triggers::HttpResponse response;
         response.status = result.status() == 0 ? 200 : result.status();
-        response.headers.reserve(static_cast<size_t>(result.headers_size()));
+        response.headers.reserve(static_cast<size_t>(result.headers_size()) + 1);
+        response.headers.emplace_back("X-Wisp-Invocation-Id", InvocationId(invocation));
         for (proto::Header& h : *result.mutable_headers()) {
           response.headers.emplace_back(std::move(*h.mutable_name()), std::move(*h.mutable_value()));
         }

@@ -16,6 +16,7 @@
 //                              within the wait (query: wait, default 250ms)
 // Deploy's query also takes version (semver) and subscribe (repeatable).
 // Errors are JSON {"error": {"code", "message"}} with a fitting status.
+// Every /fn/ reply carries X-Wisp-Invocation-Id, unique per controller run.
 // Everything but /fn/ and /healthz needs "Authorization: Bearer <token>",
 // the token being <data dir>/token (created at the first start); else 401.
 //
@@ -140,6 +141,10 @@ class Controller {
   std::unique_ptr<WorkerPool> pool_;
   std::unique_ptr<triggers::HttpServer> server_;
   std::string token_;  // the control API's bearer token
+  // Invocation ids: "<prefix>-<hex counter>", the prefix random per start.
+  std::string InvocationId(uint64_t n) const;
+  std::string invocation_prefix_;
+  uint64_t invocations_started_ = 0;
   std::unique_ptr<triggers::Broker> broker_;
   std::unique_ptr<EventTriggers> events_;
   std::unique_ptr<ServiceRegistry> services_;

@@ -2,6 +2,9 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <set>
+#include <string>
+
 #include "tests/integration/controller_fixture.h"
 #include "tests/triggers/http_test_util.h"
 
@@ -39,6 +42,23 @@ TEST_F(DeployInvokeTest, EchoKeepsBinaryBodyAndContentType) {
   const std::string* type = r->Header("content-type");
   ASSERT_NE(type, nullptr);
   EXPECT_EQ(*type, "application/octet-stream");
+}
+
+TEST_F(DeployInvokeTest, EveryReplyCarriesItsOwnInvocationId) {
+  DeployOk(ExamplePath("hello"), "hello");
+  DeployOk(TestFunctionPath("status"), "status");
+  runtime::HttpClient client("127.0.0.1", controller_->port());
+  std::set<std::string> ids;
+  for (const char* target : {"/fn/hello", "/fn/hello", "/fn/status"}) {
+    auto r = client.Request("POST", target, {}, "fail");
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    const std::string* id = r->Header("x-wisp-invocation-id");
+    ASSERT_NE(id, nullptr) << target << " replied without X-Wisp-Invocation-Id (status "
+                           << r->status << ")";
+    EXPECT_GT(id->size(), 9u) << *id;
+    ids.insert(*id);
+  }
+  EXPECT_EQ(ids.size(), 3u) << "ids must differ between invocations, errors included";
 }
 
 TEST_F(DeployInvokeTest, HeadersExampleSeesMethodPathQueryAndHeaders) {
