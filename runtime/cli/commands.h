@@ -71,6 +71,10 @@ int RunInvoke(const InvokeArgs& args);
 int RunRemove(const std::string& server, const std::string& name);
 // wisp publish / wisp request.
 int RunPublish(const PublishArgs& args);
+// wisp apply -f FILE: deploys what the manifest describes, leaving alone
+// what already matches. wisp delete -f FILE: removes its functions.
+int RunApply(const std::string& server, const std::string& file);
+int RunDeleteManifest(const std::string& server, const std::string& file);
 // wisp services: what answers $SRV.INFO within wait.
 int RunServices(const std::string& server, bool json, const std::string& wait);
 

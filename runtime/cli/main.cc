@@ -104,6 +104,15 @@ int main(int argc, char** argv) {
   services_cmd->add_option("--server", server, "controller URL");
   services_cmd->add_option("--token", token, "control API token");
 
+  std::string manifest_file;
+  CLI::App* apply_cmd = app.add_subcommand("apply", "deploy the functions a manifest describes");
+  CLI::App* delete_cmd = app.add_subcommand("delete", "remove the functions a manifest describes");
+  for (CLI::App* cmd : {apply_cmd, delete_cmd}) {
+    cmd->add_option("-f,--file", manifest_file, "the manifest, e.g. wisp.yaml")->required();
+    cmd->add_option("--server", server, "controller URL");
+    cmd->add_option("--token", token, "control API token");
+  }
+
   CLI::App* version_cmd = app.add_subcommand("version", "print the version");
 
   try {
@@ -132,6 +141,8 @@ int main(int argc, char** argv) {
     return RunPublish(publish);
   }
   if (*services_cmd) return RunServices(url, services_json, services_wait);
+  if (*apply_cmd) return RunApply(url, manifest_file);
+  if (*delete_cmd) return RunDeleteManifest(url, manifest_file);
   if (*version_cmd) {
     std::printf("wisp %s (function ABI %u)\n", WISP_VERSION, WISP_ABI_VERSION);
     return kExitOk;

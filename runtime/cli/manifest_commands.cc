@@ -1,0 +1,102 @@
+// wisp apply -f / wisp delete -f: a manifest's functions deployed or removed
+// in one step. apply is idempotent: a function whose artifact and settings
+// already match is left alone (and keeps its version).
+#include <cstdio>
+
+#include "api.pb.h"
+#include "loader/artifact_store.h"
+#include "runtime/cli/api_call.h"
+#include "runtime/cli/commands.h"
+#include "runtime/manifest.h"
+
+namespace wisp::cli {
+namespace {
+
+int LoadManifest(const std::string& file, runtime::Manifest* manifest) {
+  std::string text;
+  std::string error;
+  if (!ReadFile(file, &text, &error)) return Fail(kExitUsage, error);
+  Status s = runtime::ParseManifest(text, file, manifest);
+  if (!s.ok()) return Fail(kExitUsage, s.message());
+  return kExitOk;
+}
+
+// Whether the deployed function fn already is what f describes, with the
+// artifact whose SHA-256 is sha256.
+bool Matches(const runtime::ManifestFunction& f, const std::string& sha256, const api::Function& fn) {
+  const api::FunctionConfig& c = fn.config();
+  if (fn.sha256() != sha256) return false;
+  if (f.timeout_ms && *f.timeout_ms != c.timeout_ms()) return false;
+  if (f.idle_ms && *f.idle_ms != c.idle_ms()) return false;
+  if (f.max_workers != 0 && f.max_workers != c.max_workers()) return false;
+  if (!f.version.empty() && f.version != fn.version()) return false;
+  if (f.is_private.value_or(false) != c.private_()) return false;
+  return std::vector<std::string>(c.subjects().begin(), c.subjects().end()) == f.subscribe;
+}
+
+}  // namespace
+
+int RunApply(const std::string& server, const std::string& file) {
+  runtime::Manifest manifest;
+  if (int rc = LoadManifest(file, &manifest); rc != kExitOk) return rc;
+  int deployed = 0;
+  int unchanged = 0;
+  for (const runtime::ManifestFunction& f : manifest.functions) {
+    std::string bytes;
+    std::string error;
+    if (!ReadFile(f.path, &bytes, &error)) {
+      return Fail(kExitUsage, file + ":" + std::to_string(f.line) + ": " + f.name + ": " + error);
+    }
+    runtime::HttpClientResponse response;
+    int code = 0;
+    if (!Call(server, "GET", "/v1/functions/" + f.name, {}, &response, &code)) return code;
+    api::Function existing;
+    if (response.status == 200 && ParseJson(response.body, &existing) &&
+        Matches(f, loader::Sha256Hex(bytes), existing)) {
+      std::printf("unchanged %s %s\n", f.name.c_str(), existing.version().c_str());
+      ++unchanged;
+      continue;
+    }
+    if (response.status != 200 && response.status != 404) {
+      return Fail(kExitFailed, "cannot read " + f.name + ": " + ErrorMessage(response));
+    }
+    DeployArgs args;
+    args.server = server;
+    args.path = f.path;
+    args.name = f.name;
+    if (f.timeout_ms) args.timeout = std::to_string(*f.timeout_ms) + "ms";
+    if (f.idle_ms) args.idle = std::to_string(*f.idle_ms) + "ms";
+    args.max_workers = f.max_workers;
+    args.subscribe = f.subscribe;
+    args.version = f.version;
+    args.is_private = f.is_private.value_or(false);
+    if (int rc = RunDeploy(args); rc != kExitOk) return rc;
+    ++deployed;
+  }
+  std::printf("applied %s: %d deployed, %d unchanged\n", file.c_str(), deployed, unchanged);
+  return kExitOk;
+}
+
+int RunDeleteManifest(const std::string& server, const std::string& file) {
+  runtime::Manifest manifest;
+  if (int rc = LoadManifest(file, &manifest); rc != kExitOk) return rc;
+  int removed = 0;
+  for (const runtime::ManifestFunction& f : manifest.functions) {
+    runtime::HttpClientResponse response;
+    int code = 0;
+    if (!Call(server, "DELETE", "/v1/functions/" + f.name, {}, &response, &code)) return code;
+    if (response.status == 404) {
+      std::printf("not deployed %s\n", f.name.c_str());
+      continue;
+    }
+    if (response.status != 200) {
+      return Fail(kExitFailed, "cannot remove " + f.name + ": " + ErrorMessage(response));
+    }
+    std::printf("removed %s\n", f.name.c_str());
+    ++removed;
+  }
+  std::printf("deleted %s: %d removed\n", file.c_str(), removed);
+  return kExitOk;
+}
+
+}  // namespace wisp::cli
