@@ -2,6 +2,7 @@
 #include "runtime/cli/commands.h"
 
 #include <google/protobuf/util/json_util.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -36,10 +37,29 @@ std::string ResolveServer(const std::string& flag) {
 }
 
 int RunDeploy(const DeployArgs& args) {
-  const std::string name = args.name.empty() ? StemOf(args.path) : args.name;
+  // A folder (from `wisp new`, or any CMake project using wisp_add_function)
+  // is built first; its name is the folder's.
+  struct stat st {};
+  std::string path = args.path;
+  while (path.size() > 1 && path.back() == '/') path.pop_back();
+  const bool is_dir = ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+  std::string stem = StemOf(path);
+  if (is_dir && (stem == "." || stem.empty())) {
+    char cwd[4096];
+    if (::getcwd(cwd, sizeof(cwd)) != nullptr) stem = StemOf(cwd);
+  }
+  const std::string name = args.name.empty() ? stem : args.name;
   if (!triggers::IsValidFunctionName(name)) {
     return Fail(kExitUsage, "invalid function name '" + name +
                                 "': names match ^[a-z0-9][a-z0-9_-]{0,62}$ (use --name)");
+  }
+  if (is_dir) {
+    std::string so;
+    if (int rc = BuildFunctionDir(path, stem, &so); rc != kExitOk) return rc;
+    DeployArgs built = args;
+    built.path = so;
+    built.name = name;
+    return RunDeploy(built);
   }
   std::string query;
   auto add = [&query](const std::string& key, const std::string& value) {

@@ -71,6 +71,13 @@ int RunInvoke(const InvokeArgs& args);
 int RunRemove(const std::string& server, const std::string& name);
 // wisp publish / wisp request.
 int RunPublish(const PublishArgs& args);
+// wisp new NAME: a function folder under parent (default: here) with
+// NAME.c or NAME.cc (lang "c" or "cpp"), CMakeLists.txt, test.sh and the ABI.
+int RunNew(const std::string& name, const std::string& lang, const std::string& parent);
+// Builds the CMake project in dir (into dir/build) and sets *so_path to
+// dir/build/<name>.so; prints why and returns nonzero when it cannot.
+int BuildFunctionDir(const std::string& dir, const std::string& name, std::string* so_path);
+
 // wisp apply -f FILE: deploys what the manifest describes, leaving alone
 // what already matches. wisp delete -f FILE: removes its functions.
 int RunApply(const std::string& server, const std::string& file);

@@ -45,7 +45,9 @@ int main(int argc, char** argv) {
 
   DeployArgs deploy;
   CLI::App* deploy_cmd = app.add_subcommand("deploy", "deploy a function .so");
-  deploy_cmd->add_option("path", deploy.path, "the function's .so file")->required();
+  deploy_cmd->add_option("path", deploy.path,
+                         "the function's .so file, or a folder to build first (wisp new)")
+      ->required();
   deploy_cmd->add_option("--name", deploy.name, "function name (default: the file's stem)");
   deploy_cmd->add_option("--timeout", deploy.timeout, "invocation timeout, e.g. 30s");
   deploy_cmd->add_option("--idle", deploy.idle, "idle time before unloading, e.g. 60s");
@@ -104,6 +106,14 @@ int main(int argc, char** argv) {
   services_cmd->add_option("--server", server, "controller URL");
   services_cmd->add_option("--token", token, "control API token");
 
+  std::string new_name;
+  std::string new_lang = "c";
+  std::string new_dir;
+  CLI::App* new_cmd = app.add_subcommand("new", "create a ready-to-build function folder");
+  new_cmd->add_option("name", new_name, "function name")->required();
+  new_cmd->add_option("--lang", new_lang, "c or cpp")->capture_default_str();
+  new_cmd->add_option("--dir", new_dir, "where to create it (default: here)");
+
   std::string manifest_file;
   CLI::App* apply_cmd = app.add_subcommand("apply", "deploy the functions a manifest describes");
   CLI::App* delete_cmd = app.add_subcommand("delete", "remove the functions a manifest describes");
@@ -142,6 +152,7 @@ int main(int argc, char** argv) {
   }
   if (*services_cmd) return RunServices(url, services_json, services_wait);
   if (*apply_cmd) return RunApply(url, manifest_file);
+  if (*new_cmd) return RunNew(new_name, new_lang, new_dir);
   if (*delete_cmd) return RunDeleteManifest(url, manifest_file);
   if (*version_cmd) {
     std::printf("wisp %s (function ABI %u)\n", WISP_VERSION, WISP_ABI_VERSION);
