@@ -1,21 +1,18 @@
 #include "runtime/controller.h"
 
-#include <google/protobuf/util/json_util.h>
 #include <sys/stat.h>
 
 #include <algorithm>
-#include <cctype>
-#include <charconv>
 #include <cstdio>
 #include <ctime>
-#include <tuple>
 
 #include "api.pb.h"
 #include "loader/elf_validator.h"
 #include "runtime/auth_token.h"
+#include "runtime/base/ascii.h"
 #include "runtime/base/random.h"
-#include "runtime/duration.h"
-#include "triggers/cloudevents.h"
+#include "runtime/deploy_params.h"
+#include "runtime/json_print.h"
 #include "triggers/embedded_broker.h"
 #include "triggers/nats_broker.h"
 #include "triggers/query.h"
@@ -24,8 +21,6 @@
 namespace wisp::runtime {
 namespace {
 
-constexpr uint32_t kMaxWorkersLimit = 64;
-constexpr size_t kMaxSubjectsPerFunction = 32;
 
 std::string NowRfc3339() {
   char buf[32];
@@ -43,122 +38,6 @@ Status MakeDir(const std::string& path) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
     return Status::IOError(path + " is not a directory");
-  }
-  return Status::OK();
-}
-
-std::string ToJson(const google::protobuf::Message& message) {
-  std::string out;
-  google::protobuf::util::JsonPrintOptions options;
-  options.preserve_proto_field_names = true;
-  options.always_print_primitive_fields = true;
-  (void)google::protobuf::util::MessageToJsonString(message, &out, options);
-  out += '\n';
-  return out;
-}
-
-bool ParseUint(std::string_view text, uint64_t* value) {
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), *value);
-  return ec == std::errc() && end == text.data() + text.size() && !text.empty();
-}
-
-// Whether text is MAJOR.MINOR.PATCH (digits, no leading zeros) with an
-// optional -prerelease of [0-9A-Za-z.-].
-bool IsSemver(std::string_view text) {
-  const size_t dash = text.find('-');
-  std::string_view core = text.substr(0, dash);
-  int parts = 0;
-  while (true) {
-    const size_t dot = core.find('.');
-    std::string_view number = core.substr(0, dot);
-    uint64_t ignored = 0;
-    if (!ParseUint(number, &ignored) || (number.size() > 1 && number[0] == '0')) return false;
-    ++parts;
-    if (dot == std::string_view::npos) break;
-    core = core.substr(dot + 1);
-  }
-  if (parts != 3) return false;
-  if (dash == std::string_view::npos) return true;
-  std::string_view pre = text.substr(dash + 1);
-  if (pre.empty()) return false;
-  for (char c : pre) {
-    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '-') return false;
-  }
-  return true;
-}
-
-// The version after previous: the release of a pre-release (1.2.3-rc.1 ->
-// 1.2.3), else its patch number plus one ("0.0.1" first).
-std::string NextPatch(const std::string& previous) {
-  if (!IsSemver(previous)) return "0.0.1";
-  const size_t dash = previous.find('-');
-  const std::string core = previous.substr(0, dash);
-  if (dash != std::string::npos) return core;
-  const size_t last_dot = core.rfind('.');
-  uint64_t patch = 0;
-  (void)ParseUint(std::string_view(core).substr(last_dot + 1), &patch);
-  if (patch == UINT64_MAX) return previous;
-  return core.substr(0, last_dot + 1) + std::to_string(patch + 1);
-}
-
-// Subjects a function may not subscribe to: the controller's own traffic
-// (reply inboxes, the service API, other functions' wisp.fn.<name>) and the
-// catch-all ">", which would also feed the function its own events.
-Status CheckNotReserved(const std::string& subject) {
-  for (std::string_view reserved : {"_INBOX.", "$", "wisp.fn."}) {
-    if (subject.rfind(reserved, 0) == 0) {
-      return Status::InvalidArgument("subscribe: '" + subject + "' is reserved (subjects starting with " +
-                                     std::string(reserved) + " carry wisp's own traffic)");
-    }
-  }
-  if (subject == ">" || subject == "*.>" ) {
-    return Status::InvalidArgument("subscribe: '" + subject +
-                                   "' would take every event, the function's own included");
-  }
-  return Status::OK();
-}
-
-// Applies the deploy query (timeout=30s&idle=1m&max_workers=2&version=1.2.3
-// &subscribe=orders.*&subscribe=...) to record.
-Status ApplyDeployQuery(std::string_view query, FunctionRecord* record) {
-  triggers::QueryParams params;
-  WISP_RETURN_IF_ERROR(triggers::ParseQuery(query, &params));
-  for (const auto& [key, value] : params) {
-    if (key == "timeout") {
-      WISP_RETURN_IF_ERROR(ParseDurationMs(value, &record->timeout_ms).WithContext("timeout"));
-      if (record->timeout_ms == 0) return Status::InvalidArgument("timeout must be above 0");
-    } else if (key == "idle") {
-      WISP_RETURN_IF_ERROR(ParseDurationMs(value, &record->idle_ms).WithContext("idle"));
-    } else if (key == "max_workers") {
-      uint64_t n = 0;
-      if (!ParseUint(value, &n) || n == 0 || n > kMaxWorkersLimit) {
-        return Status::InvalidArgument("max_workers must be a number from 1 to " +
-                                       std::to_string(kMaxWorkersLimit) + ", got '" + value + "'");
-      }
-      record->max_workers = static_cast<uint32_t>(n);
-    } else if (key == "subscribe") {
-      WISP_RETURN_IF_ERROR(triggers::ValidateSubscribeSubject(value).WithContext("subscribe"));
-      WISP_RETURN_IF_ERROR(CheckNotReserved(value));
-      if (record->subjects.size() >= kMaxSubjectsPerFunction) {
-        return Status::InvalidArgument("at most " + std::to_string(kMaxSubjectsPerFunction) +
-                                       " subjects per function");
-      }
-      record->subjects.push_back(value);
-    } else if (key == "private") {
-      if (value != "true" && value != "false" && !value.empty()) {
-        return Status::InvalidArgument("private must be true or false, got '" + value + "'");
-      }
-      record->is_private = value != "false";
-    } else if (key == "version") {
-      if (!IsSemver(value) || value.size() > 64) {
-        return Status::InvalidArgument("version must be semver (MAJOR.MINOR.PATCH), got '" +
-                                       value + "'");
-      }
-      record->version = value;
-    } else {
-      return Status::InvalidArgument("unknown deploy parameter '" + key +
-                                     "' (known: timeout, idle, max_workers, subscribe, version, private)");
-    }
   }
   return Status::OK();
 }
@@ -623,158 +502,6 @@ void Controller::HandleDescribe(triggers::ReplyToken token, const std::string& n
     return ReplyError(token, 404, "function_not_found", "no function named '" + name + "' is deployed");
   }
   ReplyJson(token, 200, DescribeJson(*it->second, true));
-}
-
-namespace {
-
-// Request headers that describe the HTTP exchange, not the event.
-bool IsHttpOnlyHeader(const std::string& name) {
-  static constexpr std::string_view kHttpOnly[] = {
-      "host",          "content-length", "connection",      "transfer-encoding", "expect",
-      "user-agent",    "accept",         "keep-alive",      "te",                "trailer",
-      "upgrade",       "authorization",  "accept-encoding", "accept-language",   "cookie",
-      "forwarded",     "via",            "origin",          "referer",           "cache-control",
-      "pragma",        "range",          "x-real-ip",       "dnt"};
-  for (std::string_view h : kHttpOnly) {
-    if (name == h) return true;
-  }
-  for (std::string_view prefix : {"proxy-", "x-forwarded-", "if-", "sec-"}) {
-    if (name.rfind(prefix, 0) == 0) return true;
-  }
-  return false;
-}
-
-// A broker reply as an HTTP response: NATS service errors become their
-// status (502 when the code is not an HTTP error status).
-triggers::HttpResponse ReplyToHttp(triggers::BrokerMessage reply) {
-  triggers::HttpResponse response;
-  const std::string* code = triggers::FindHeader(reply.headers, "nats-service-error-code");
-  if (code != nullptr) {
-    uint64_t status = 0;
-    response.status = ParseUint(*code, &status) && status >= 400 && status <= 599
-                          ? static_cast<int>(status)
-                          : 502;
-    if (reply.data.empty()) {
-      const std::string* text = triggers::FindHeader(reply.headers, "nats-service-error");
-      return triggers::JsonErrorResponse(response.status, "service_error",
-                                         text != nullptr ? *text : "the service failed");
-    }
-  } else {
-    response.status = 200;
-  }
-  for (auto& [name, value] : reply.headers) {
-    if (name == "Status" || name == "Description") continue;  // NATS's own status line
-    response.headers.emplace_back(std::move(name), std::move(value));
-  }
-  response.body = std::move(reply.data);
-  return response;
-}
-
-}  // namespace
-
-void Controller::HandlePublish(triggers::ReplyToken token, const std::string& subject,
-                               triggers::HttpRequest& request, bool wait_for_reply) {
-  if (request.body.size() > options_.max_request_bytes) {
-    return ReplyError(token, 413, "payload_too_large",
-                      "event payload of " + std::to_string(request.body.size()) +
-                          " bytes exceeds the limit of " + std::to_string(options_.max_request_bytes));
-  }
-  triggers::QueryParams params;
-  Status s = triggers::ParseQuery(request.query, &params);
-  uint64_t timeout_ms = 5000;
-  for (const auto& [key, value] : params) {
-    if (!s.ok()) break;
-    if (key == "timeout" && wait_for_reply) {
-      s = ParseDurationMs(value, &timeout_ms).WithContext("timeout");
-      if (s.ok() && (timeout_ms == 0 || timeout_ms > 600000)) {
-        s = Status::InvalidArgument("timeout must be above 0 and at most 10m");
-      }
-    } else {
-      s = Status::InvalidArgument("unknown parameter '" + key + "'" +
-                                  (wait_for_reply ? " (known: timeout)" : ""));
-    }
-  }
-  if (!s.ok()) return ReplyError(token, 400, "invalid_argument", s.message());
-  triggers::BrokerMessage message;
-  message.subject = subject;
-  message.data = std::move(request.body);
-  for (auto& [name, value] : request.headers) {
-    if (!IsHttpOnlyHeader(name)) message.headers.emplace_back(std::move(name), std::move(value));
-  }
-  s = triggers::NormalizeCloudEvent(&message, triggers::EventDefaults{"/wisp/api", "io.wisp.event"});
-  if (!s.ok()) return ReplyError(token, 400, "invalid_event", s.message());
-  if (!wait_for_reply) {
-    api::PublishedEvent published;
-    published.set_subject(subject);
-    if (const std::string* id = triggers::FindHeader(message.headers, "ce-id")) {
-      published.set_id(*id);
-    }
-    s = broker_->Publish(std::move(message));
-    if (!s.ok()) return ReplyError(token, 503, "broker_unavailable", s.message());
-    return ReplyJson(token, 202, ToJson(published));
-  }
-  triggers::HttpServer* server = server_.get();
-  requests_->Request(
-      std::move(message), timeout_ms,
-      [server, token, subject, timeout_ms](Status status, triggers::BrokerMessage reply) {
-        if (status.code() == Status::Code::kNotFound) {
-          return server->Reply(token, triggers::JsonErrorResponse(
-                                          503, "no_responders",
-                                          "nothing answers requests on '" + subject + "'"));
-        }
-        if (status.code() == Status::Code::kTimeout) {
-          return server->Reply(token, triggers::JsonErrorResponse(
-                                          504, "timeout",
-                                          "no reply on '" + subject + "' within " +
-                                              std::to_string(timeout_ms) + " ms"));
-        }
-        if (!status.ok()) {
-          return server->Reply(token,
-                               triggers::JsonErrorResponse(503, "broker_unavailable", status.message()));
-        }
-        server->Reply(token, ReplyToHttp(std::move(reply)));
-      });
-}
-
-void Controller::HandleServices(triggers::ReplyToken token, const triggers::HttpRequest& request) {
-  triggers::QueryParams params;
-  Status s = triggers::ParseQuery(request.query, &params);
-  uint64_t wait_ms = 250;
-  for (const auto& [key, value] : params) {
-    if (!s.ok()) break;
-    if (key == "wait") {
-      s = ParseDurationMs(value, &wait_ms).WithContext("wait");
-      if (s.ok() && wait_ms > 10000) s = Status::InvalidArgument("wait must be at most 10s");
-    } else {
-      s = Status::InvalidArgument("unknown parameter '" + key + "' (known: wait)");
-    }
-  }
-  if (!s.ok()) return ReplyError(token, 400, "invalid_argument", s.message());
-  triggers::BrokerMessage ask;
-  ask.subject = "$SRV.INFO";
-  triggers::HttpServer* server = server_.get();
-  requests_->Gather(std::move(ask), wait_ms,
-                    [server, token](std::vector<triggers::BrokerMessage> replies) {
-                      api::ServiceList list;
-                      google::protobuf::util::JsonParseOptions parse;
-                      parse.ignore_unknown_fields = true;
-                      for (const triggers::BrokerMessage& reply : replies) {
-                        api::ServiceInfo info;
-                        if (google::protobuf::util::JsonStringToMessage(reply.data, &info, parse)
-                                .ok()) {
-                          *list.add_services() = std::move(info);
-                        }
-                      }
-                      std::sort(list.mutable_services()->begin(), list.mutable_services()->end(),
-                                [](const api::ServiceInfo& a, const api::ServiceInfo& b) {
-                                  return std::tie(a.name(), a.id()) < std::tie(b.name(), b.id());
-                                });
-                      triggers::HttpResponse response;
-                      response.status = 200;
-                      response.headers.emplace_back("Content-Type", "application/json");
-                      response.body = ToJson(list);
-                      server->Reply(token, std::move(response));
-                    });
 }
 
 void Controller::Shutdown(std::function<void()> on_done) {

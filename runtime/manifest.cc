@@ -5,14 +5,13 @@
 #include <charconv>
 #include <set>
 
+#include "runtime/deploy_params.h"
 #include "runtime/duration.h"
 #include "triggers/broker.h"
 #include "triggers/route.h"
 
 namespace wisp::runtime {
 namespace {
-
-constexpr uint32_t kMaxWorkersLimit = 64;
 
 std::string Where(const Manifest& m, const YAML::Node& node) {
   const YAML::Mark mark = node.Mark();
@@ -77,7 +76,7 @@ Status ParseFunction(const Manifest& m, const YAML::Node& node, const std::strin
       auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
       if (ec != std::errc() || end != text.data() + text.size() || n == 0 ||
           n > kMaxWorkersLimit) {
-        return Bad(m, value, where, "expected a number from 1 to 64, got '" + text + "'");
+        return Bad(m, value, where, "expected a number from 1 to " + std::to_string(kMaxWorkersLimit) + ", got '" + text + "'");
       }
       f->max_workers = n;
     } else if (key == "version") {

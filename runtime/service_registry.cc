@@ -1,11 +1,11 @@
 #include "runtime/service_registry.h"
 
-#include <google/protobuf/util/json_util.h>
 
 #include <cstdio>
 
 #include "api.pb.h"
 #include "runtime/base/random.h"
+#include "runtime/json_print.h"
 #include "triggers/cloudevents.h"
 
 namespace wisp::runtime {
@@ -76,15 +76,12 @@ void ServiceRegistry::UnregisterAll() {
 std::string ServiceRegistry::Render(const Service& service, Verb verb) const {
   const ServiceDescription& d = service.description;
   const std::vector<Endpoint>* endpoints = triggers_->Endpoints(d.name);
-  google::protobuf::util::JsonPrintOptions options;
-  options.preserve_proto_field_names = true;
-  options.always_print_primitive_fields = true;
   std::string out;
   switch (verb) {
     case Verb::kPing: {
       api::ServicePing ping;
       FillIdentity(d, service.id, "io.nats.micro.v1.ping_response", &ping);
-      (void)google::protobuf::util::MessageToJsonString(ping, &out, options);
+      out = ToJson(ping, false);
       break;
     }
     case Verb::kInfo: {
@@ -99,7 +96,7 @@ std::string ServiceRegistry::Render(const Service& service, Verb verb) const {
           ei->set_queue_group(e.queue_group);
         }
       }
-      (void)google::protobuf::util::MessageToJsonString(info, &out, options);
+      out = ToJson(info, false);
       break;
     }
     case Verb::kStats: {
@@ -121,7 +118,7 @@ std::string ServiceRegistry::Render(const Service& service, Verb verb) const {
                                     : static_cast<double>(e.stats.processing_ns / e.stats.requests));
         }
       }
-      (void)google::protobuf::util::MessageToJsonString(stats, &out, options);
+      out = ToJson(stats, false);
       break;
     }
   }

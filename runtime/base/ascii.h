@@ -2,10 +2,19 @@
 #ifndef WISP_RUNTIME_BASE_ASCII_H_
 #define WISP_RUNTIME_BASE_ASCII_H_
 
+#include <charconv>
+#include <cstdint>
 #include <string>
 #include <string_view>
 
 namespace wisp {
+
+// Parses all of text as a decimal unsigned number; false for anything else
+// (empty, a sign, trailing bytes, overflow).
+inline bool ParseUint(std::string_view text, uint64_t* value) {
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), *value);
+  return ec == std::errc() && end == text.data() + text.size() && !text.empty();
+}
 
 // Whether a equals lower, ignoring ASCII case in a; lower must be lower-case.
 inline bool EqualsIgnoreCase(std::string_view a, std::string_view lower) {

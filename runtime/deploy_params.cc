@@ -1,0 +1,110 @@
+#include "runtime/deploy_params.h"
+
+#include <cctype>
+
+#include "runtime/base/ascii.h"
+#include "runtime/duration.h"
+#include "triggers/broker.h"
+#include "triggers/query.h"
+
+namespace wisp::runtime {
+namespace {
+
+// Subjects a function may not subscribe to: the controller's own traffic
+// (reply inboxes, the service API, other functions' wisp.fn.<name>) and the
+// catch-all ">", which would also feed the function its own events.
+Status CheckNotReserved(const std::string& subject) {
+  for (std::string_view reserved : {"_INBOX.", "$", "wisp.fn."}) {
+    if (subject.rfind(reserved, 0) == 0) {
+      return Status::InvalidArgument("subscribe: '" + subject + "' is reserved (subjects starting with " +
+                                     std::string(reserved) + " carry wisp's own traffic)");
+    }
+  }
+  if (subject == ">" || subject == "*.>" ) {
+    return Status::InvalidArgument("subscribe: '" + subject +
+                                   "' would take every event, the function's own included");
+  }
+  return Status::OK();
+}
+
+}  // namespace
+
+bool IsSemver(std::string_view text) {
+  const size_t dash = text.find('-');
+  std::string_view core = text.substr(0, dash);
+  int parts = 0;
+  while (true) {
+    const size_t dot = core.find('.');
+    std::string_view number = core.substr(0, dot);
+    uint64_t ignored = 0;
+    if (!ParseUint(number, &ignored) || (number.size() > 1 && number[0] == '0')) return false;
+    ++parts;
+    if (dot == std::string_view::npos) break;
+    core = core.substr(dot + 1);
+  }
+  if (parts != 3) return false;
+  if (dash == std::string_view::npos) return true;
+  std::string_view pre = text.substr(dash + 1);
+  if (pre.empty()) return false;
+  for (char c : pre) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '-') return false;
+  }
+  return true;
+}
+
+std::string NextPatch(const std::string& previous) {
+  if (!IsSemver(previous)) return "0.0.1";
+  const size_t dash = previous.find('-');
+  const std::string core = previous.substr(0, dash);
+  if (dash != std::string::npos) return core;
+  const size_t last_dot = core.rfind('.');
+  uint64_t patch = 0;
+  (void)ParseUint(std::string_view(core).substr(last_dot + 1), &patch);
+  if (patch == UINT64_MAX) return previous;
+  return core.substr(0, last_dot + 1) + std::to_string(patch + 1);
+}
+
+Status ApplyDeployQuery(std::string_view query, FunctionRecord* record) {
+  triggers::QueryParams params;
+  WISP_RETURN_IF_ERROR(triggers::ParseQuery(query, &params));
+  for (const auto& [key, value] : params) {
+    if (key == "timeout") {
+      WISP_RETURN_IF_ERROR(ParseDurationMs(value, &record->timeout_ms).WithContext("timeout"));
+      if (record->timeout_ms == 0) return Status::InvalidArgument("timeout must be above 0");
+    } else if (key == "idle") {
+      WISP_RETURN_IF_ERROR(ParseDurationMs(value, &record->idle_ms).WithContext("idle"));
+    } else if (key == "max_workers") {
+      uint64_t n = 0;
+      if (!ParseUint(value, &n) || n == 0 || n > kMaxWorkersLimit) {
+        return Status::InvalidArgument("max_workers must be a number from 1 to " +
+                                       std::to_string(kMaxWorkersLimit) + ", got '" + value + "'");
+      }
+      record->max_workers = static_cast<uint32_t>(n);
+    } else if (key == "subscribe") {
+      WISP_RETURN_IF_ERROR(triggers::ValidateSubscribeSubject(value).WithContext("subscribe"));
+      WISP_RETURN_IF_ERROR(CheckNotReserved(value));
+      if (record->subjects.size() >= kMaxSubjectsPerFunction) {
+        return Status::InvalidArgument("at most " + std::to_string(kMaxSubjectsPerFunction) +
+                                       " subjects per function");
+      }
+      record->subjects.push_back(value);
+    } else if (key == "private") {
+      if (value != "true" && value != "false" && !value.empty()) {
+        return Status::InvalidArgument("private must be true or false, got '" + value + "'");
+      }
+      record->is_private = value != "false";
+    } else if (key == "version") {
+      if (!IsSemver(value) || value.size() > 64) {
+        return Status::InvalidArgument("version must be semver (MAJOR.MINOR.PATCH), got '" +
+                                       value + "'");
+      }
+      record->version = value;
+    } else {
+      return Status::InvalidArgument("unknown deploy parameter '" + key +
+                                     "' (known: timeout, idle, max_workers, subscribe, version, private)");
+    }
+  }
+  return Status::OK();
+}
+
+}  // namespace wisp::runtime

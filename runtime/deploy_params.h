@@ -1,0 +1,36 @@
+// A deploy's parameters, from the query of PUT /v1/functions/<name>:
+// timeout, idle, max_workers, subscribe (repeatable), version, private.
+// Pure functions; any thread.
+#ifndef WISP_RUNTIME_DEPLOY_PARAMS_H_
+#define WISP_RUNTIME_DEPLOY_PARAMS_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "runtime/base/status.h"
+#include "runtime/function_store.h"
+
+namespace wisp::runtime {
+
+inline constexpr uint32_t kMaxWorkersLimit = 64;
+inline constexpr size_t kMaxSubjectsPerFunction = 32;
+
+// Applies the query (timeout=30s&idle=1m&max_workers=2&version=1.2.3
+// &subscribe=orders.*&private=true) to record. InvalidArgument names the
+// parameter: an unknown one, a bad duration, count, subject (reserved ones
+// included: _INBOX., $..., wisp.fn., ">") or version.
+[[nodiscard]] Status ApplyDeployQuery(std::string_view query, FunctionRecord* record);
+
+// Whether text is MAJOR.MINOR.PATCH (digits, no leading zeros) with an
+// optional -prerelease of [0-9A-Za-z.-].
+bool IsSemver(std::string_view text);
+
+// The version after previous: the release of a pre-release (1.2.3-rc.1 ->
+// 1.2.3), else its patch number plus one ("0.0.1" first).
+std::string NextPatch(const std::string& previous);
+
+}  // namespace wisp::runtime
+
+#endif  // WISP_RUNTIME_DEPLOY_PARAMS_H_
