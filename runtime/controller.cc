@@ -188,6 +188,8 @@ Status Controller::RestoreDeployments() {
 void Controller::Install(FunctionRecord record) {
   FunctionSpec spec;
   spec.name = record.name;
+  spec.version = record.version;
+  spec.env = record.env;
   spec.artifact_path = artifacts_->PathFor(record.sha256);
   spec.timeout_ms = record.timeout_ms;
   spec.idle_ms = record.idle_ms;
@@ -323,6 +325,19 @@ void Controller::HandleRequest(triggers::ReplyToken token, triggers::HttpRequest
       if (method == "DELETE") return HandleRemove(token, route.name);
       return ReplyError(token, 405, "method_not_allowed",
                         method + " is not allowed on /v1/functions/" + route.name);
+    case triggers::Route::Kind::kApiFunctionAction:
+      if (!triggers::IsValidFunctionName(route.name)) {
+        return ReplyError(token, 400, "invalid_name",
+                          "function names match ^[a-z0-9][a-z0-9_-]{0,62}$");
+      }
+      if (route.rest == "rollback") {
+        if (method != "POST") {
+          return ReplyError(token, 405, "method_not_allowed", method + " is not allowed here; use POST");
+        }
+        return HandleRollback(token, route.name, request);
+      }
+      return ReplyError(token, 404, "not_found",
+                        "no endpoint at " + request.path + " (actions: rollback)");
     case triggers::Route::Kind::kApiEvent:
     case triggers::Route::Kind::kApiRequest: {
       if (method != "POST" && method != "PUT") {
@@ -340,6 +355,7 @@ void Controller::HandleRequest(triggers::ReplyToken token, triggers::HttpRequest
         return ReplyError(token, 405, "method_not_allowed", method + " is not allowed on /v1/services");
       }
       return HandleServices(token, request);
+    case triggers::Route::Kind::kApiInvocations:  // needs the invocation log
     case triggers::Route::Kind::kNotFound:
       break;
   }
@@ -433,13 +449,83 @@ void Controller::HandleDeploy(triggers::ReplyToken token, const std::string& nam
   s = store_.Put(record);
   if (!s.ok()) {
     RemoveArtifactIfUnused(record.sha256);
+    if (s.code() == Status::Code::kAlreadyExists) {
+      return ReplyError(token, 409, "version_exists", s.message());
+    }
     return ReplyError(token, 500, "storage_error", s.message());
   }
-  Install(record);  // the previous version's artifact goes once it has drained
+  Install(record);  // the previous version drains; it stays stored for rollback
+  StatusOr<std::vector<std::string>> pruned = store_.PruneVersions(name, kVersionsKept);
+  if (!pruned.ok()) {
+    std::fprintf(stderr, "wisp: keeping old versions of %s: %s\n", name.c_str(),
+                 pruned.status().ToString().c_str());
+  } else {
+    for (const std::string& sha256 : *pruned) RemoveArtifactIfUnused(sha256);
+  }
   std::fprintf(stderr, "wisp: deployed %s (sha256 %.12s, %llu bytes)\n", name.c_str(),
                record.sha256.c_str(), static_cast<unsigned long long>(record.size_bytes));
   ReplyJson(token, existing == functions_.end() ? 201 : 200,
             DescribeJson(*functions_[name], false));
+}
+
+void Controller::HandleRollback(triggers::ReplyToken token, const std::string& name,
+                                const triggers::HttpRequest& request) {
+  auto it = functions_.find(name);
+  if (it == functions_.end()) {
+    return ReplyError(token, 404, "function_not_found", "no function named '" + name + "' is deployed");
+  }
+  triggers::QueryParams params;
+  Status s = triggers::ParseQuery(request.query, &params);
+  if (!s.ok()) return ReplyError(token, 400, "invalid_argument", s.message());
+  std::string to;
+  for (const auto& [key, value] : params) {
+    if (key != "to") {
+      return ReplyError(token, 400, "invalid_argument",
+                        "unknown rollback parameter '" + key + "' (known: to)");
+    }
+    if (!IsSemver(value)) {
+      return ReplyError(token, 400, "invalid_version",
+                        "to must be a semver version, got '" + value + "'");
+    }
+    to = value;
+  }
+  StatusOr<std::vector<FunctionRecord>> versions = store_.Versions(name);
+  if (!versions.ok()) return ReplyError(token, 500, "storage_error", versions.status().message());
+  const std::string& current = it->second->record.version;
+  const FunctionRecord* target = nullptr;
+  if (to.empty()) {
+    // The version deployed just before the current one.
+    for (size_t i = 0; i < versions->size(); ++i) {
+      if ((*versions)[i].version == current) {
+        if (i > 0) target = &(*versions)[i - 1];
+        break;
+      }
+    }
+    if (target == nullptr) {
+      return ReplyError(token, 409, "nothing_to_roll_back",
+                        name + " " + current + " has no earlier version to roll back to");
+    }
+  } else {
+    for (const FunctionRecord& v : *versions) {
+      if (v.version == to) target = &v;
+    }
+    if (target == nullptr) {
+      return ReplyError(token, 404, "version_not_found", name + " has no version " + to);
+    }
+    if (to == current) {
+      return ReplyError(token, 409, "already_current", name + " " + to + " is already current");
+    }
+  }
+  if (!artifacts_->Contains(target->sha256)) {
+    return ReplyError(token, 500, "storage_error",
+                      "the artifact of " + name + " " + target->version + " is missing");
+  }
+  s = store_.SetCurrent(name, target->version);
+  if (!s.ok()) return ReplyError(token, HttpStatusFor(s), "storage_error", s.message());
+  std::fprintf(stderr, "wisp: rolled %s back from %s to %s\n", name.c_str(), current.c_str(),
+               target->version.c_str());
+  Install(*target);
+  ReplyJson(token, 200, DescribeJson(*functions_[name], false));
 }
 
 void Controller::HandleRemove(triggers::ReplyToken token, const std::string& name) {
@@ -466,13 +552,7 @@ void Controller::Describe(const Deployed& deployed, bool with_status, api::Funct
   fn->set_size_bytes(deployed.record.size_bytes);
   fn->set_deployed_at(deployed.record.deployed_at);
   fn->set_version(deployed.record.version);
-  fn->mutable_config()->set_private_(deployed.record.is_private);
-  for (const std::string& subject : deployed.record.subjects) {
-    fn->mutable_config()->add_subjects(subject);
-  }
-  fn->mutable_config()->set_timeout_ms(static_cast<uint32_t>(deployed.record.timeout_ms));
-  fn->mutable_config()->set_idle_ms(static_cast<uint32_t>(deployed.record.idle_ms));
-  fn->mutable_config()->set_max_workers(deployed.record.max_workers);
+  DescribeConfig(deployed.record, fn->mutable_config());
   if (with_status) {
     api::FunctionStatus* st = fn->mutable_status();
     for (int pid : deployed.dispatcher->WorkerPids()) st->add_worker_pids(pid);
@@ -482,6 +562,15 @@ void Controller::Describe(const Deployed& deployed, bool with_status, api::Funct
     st->set_errors(deployed.counters->errors);
     st->set_queue_depth(static_cast<uint32_t>(deployed.dispatcher->queue_depth()));
   }
+}
+
+void Controller::DescribeConfig(const FunctionRecord& record, api::FunctionConfig* config) {
+  config->set_private_(record.is_private);
+  for (const std::string& subject : record.subjects) config->add_subjects(subject);
+  config->set_timeout_ms(static_cast<uint32_t>(record.timeout_ms));
+  config->set_idle_ms(static_cast<uint32_t>(record.idle_ms));
+  config->set_max_workers(record.max_workers);
+  for (const auto& [key, value] : record.env) (*config->mutable_env())[key] = value;
 }
 
 std::string Controller::DescribeJson(const Deployed& deployed, bool with_status) const {
@@ -501,7 +590,20 @@ void Controller::HandleDescribe(triggers::ReplyToken token, const std::string& n
   if (it == functions_.end()) {
     return ReplyError(token, 404, "function_not_found", "no function named '" + name + "' is deployed");
   }
-  ReplyJson(token, 200, DescribeJson(*it->second, true));
+  api::Function fn;
+  Describe(*it->second, true, &fn);
+  StatusOr<std::vector<FunctionRecord>> versions = store_.Versions(name);
+  if (!versions.ok()) return ReplyError(token, 500, "storage_error", versions.status().message());
+  for (const FunctionRecord& v : *versions) {
+    api::FunctionVersion* out = fn.add_versions();
+    out->set_version(v.version);
+    out->set_sha256(v.sha256);
+    out->set_size_bytes(v.size_bytes);
+    out->set_deployed_at(v.deployed_at);
+    DescribeConfig(v, out->mutable_config());
+    out->set_current(v.version == it->second->record.version);
+  }
+  ReplyJson(token, 200, ToJson(fn));
 }
 
 void Controller::Shutdown(std::function<void()> on_done) {

@@ -8,13 +8,17 @@
 //   PUT    /v1/functions/<n>   deploy: body is the .so; query: timeout, idle
 //                              (durations like 30s) and max_workers
 //   GET    /v1/functions/<n>   describe one, with its loaded workers
-//   DELETE /v1/functions/<n>   remove
+//   DELETE /v1/functions/<n>   remove, with every version
+//   POST   /v1/functions/<n>/rollback   make the previous version (query: to,
+//                              a version) current again; 409 if there is none
 //   POST   /v1/events/<subject>   publish the body as an event (202)
 //   POST   /v1/requests/<subject> publish as a request, answer with the reply
 //                                 (query: timeout, default 5s)
 //   GET    /v1/services        the NATS services ($SRV.INFO) that answer
 //                              within the wait (query: wait, default 250ms)
-// Deploy's query also takes version (semver) and subscribe (repeatable).
+// Deploy's query also takes version (semver; 409 if it exists), subscribe
+// and env (KEY=VALUE, the config map), both repeatable. Each deploy is a new
+// immutable version; GET /v1/functions/<n> lists them.
 // Errors are JSON {"error": {"code", "message"}} with a fitting status.
 // Every /fn/ reply carries X-Wisp-Invocation-Id, unique per controller run.
 // Everything but /fn/ and /healthz needs "Authorization: Bearer <token>",
@@ -50,6 +54,7 @@
 
 namespace wisp::api {
 class Function;
+class FunctionConfig;
 }  // namespace wisp::api
 
 namespace wisp::runtime {
@@ -109,6 +114,8 @@ class Controller {
   void HandleDeploy(triggers::ReplyToken token, const std::string& name,
                     triggers::HttpRequest& request);
   void HandleRemove(triggers::ReplyToken token, const std::string& name);
+  void HandleRollback(triggers::ReplyToken token, const std::string& name,
+                      const triggers::HttpRequest& request);
   void HandleList(triggers::ReplyToken token);
   void HandleDescribe(triggers::ReplyToken token, const std::string& name);
   void HandlePublish(triggers::ReplyToken token, const std::string& subject,
@@ -129,6 +136,7 @@ class Controller {
               std::shared_ptr<FunctionCounters> counters, std::string sha256);
   void RemoveArtifactIfUnused(const std::string& sha256);
   void Describe(const Deployed& deployed, bool with_status, api::Function* fn) const;
+  static void DescribeConfig(const FunctionRecord& record, api::FunctionConfig* config);
   std::string DescribeJson(const Deployed& deployed, bool with_status) const;
   void MaybeFinishShutdown();
 

@@ -27,6 +27,38 @@ Status CheckNotReserved(const std::string& subject) {
   return Status::OK();
 }
 
+// KEY=VALUE for the config map: KEY like a shell variable, not one of wisp's
+// own (WISP_*), VALUE without NUL; bounded in count and size.
+Status AddEnv(const std::string& pair, FunctionRecord* record) {
+  const size_t eq = pair.find('=');
+  const std::string key = pair.substr(0, eq);
+  if (eq == std::string::npos || key.empty() || key.size() > 128 ||
+      std::isdigit(static_cast<unsigned char>(key[0]))) {
+    return Status::InvalidArgument("env must be KEY=VALUE with a KEY of letters, digits and _, got '" +
+                                   pair.substr(0, 64) + "'");
+  }
+  for (char c : key) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_') {
+      return Status::InvalidArgument("env key '" + key + "' may hold only letters, digits and _");
+    }
+  }
+  if (key.rfind("WISP_", 0) == 0) {
+    return Status::InvalidArgument("env key '" + key + "' is reserved (WISP_* are set by wisp)");
+  }
+  const std::string value = pair.substr(eq + 1);
+  if (value.find('\0') != std::string::npos) {
+    return Status::InvalidArgument("env value of " + key + " contains a NUL byte");
+  }
+  size_t total = pair.size();
+  for (const auto& [k, v] : record->env) total += k.size() + v.size() + 1;
+  if (record->env.size() >= kMaxEnvEntries || total > kMaxEnvBytes) {
+    return Status::InvalidArgument("the config map is limited to " + std::to_string(kMaxEnvEntries) +
+                                   " entries and " + std::to_string(kMaxEnvBytes) + " bytes");
+  }
+  record->env[key] = value;
+  return Status::OK();
+}
+
 }  // namespace
 
 bool IsSemver(std::string_view text) {
@@ -99,9 +131,12 @@ Status ApplyDeployQuery(std::string_view query, FunctionRecord* record) {
                                        value + "'");
       }
       record->version = value;
+    } else if (key == "env") {
+      WISP_RETURN_IF_ERROR(AddEnv(value, record));
     } else {
-      return Status::InvalidArgument("unknown deploy parameter '" + key +
-                                     "' (known: timeout, idle, max_workers, subscribe, version, private)");
+      return Status::InvalidArgument(
+          "unknown deploy parameter '" + key +
+          "' (known: timeout, idle, max_workers, subscribe, version, private, env)");
     }
   }
   return Status::OK();

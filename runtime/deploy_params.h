@@ -1,5 +1,6 @@
 // A deploy's parameters, from the query of PUT /v1/functions/<name>:
-// timeout, idle, max_workers, subscribe (repeatable), version, private.
+// timeout, idle, max_workers, subscribe (repeatable), version, private,
+// env (repeatable KEY=VALUE, the config map).
 // Pure functions; any thread.
 #ifndef WISP_RUNTIME_DEPLOY_PARAMS_H_
 #define WISP_RUNTIME_DEPLOY_PARAMS_H_
@@ -16,11 +17,17 @@ namespace wisp::runtime {
 
 inline constexpr uint32_t kMaxWorkersLimit = 64;
 inline constexpr size_t kMaxSubjectsPerFunction = 32;
+inline constexpr size_t kMaxEnvEntries = 128;
+inline constexpr size_t kMaxEnvBytes = 64 * 1024;
+// Versions kept per function (the current one always among them); older
+// ones are pruned at deploy, with their artifacts once nothing uses them.
+inline constexpr size_t kVersionsKept = 20;
 
 // Applies the query (timeout=30s&idle=1m&max_workers=2&version=1.2.3
-// &subscribe=orders.*&private=true) to record. InvalidArgument names the
+// &subscribe=orders.*&private=true&env=KEY%3Dvalue) to record. InvalidArgument names the
 // parameter: an unknown one, a bad duration, count, subject (reserved ones
-// included: _INBOX., $..., wisp.fn., ">") or version.
+// included: _INBOX., $..., wisp.fn., ">"), version or env entry (a key
+// that is not [A-Za-z_][A-Za-z0-9_]*, a WISP_ key, a NUL, over the limits).
 [[nodiscard]] Status ApplyDeployQuery(std::string_view query, FunctionRecord* record);
 
 // Whether text is MAJOR.MINOR.PATCH (digits, no leading zeros) with an

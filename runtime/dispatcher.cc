@@ -126,6 +126,8 @@ bool Dispatcher::StartWorker() {
   proto::Frame load;
   load.mutable_load()->set_path(spec_.artifact_path);
   load.mutable_load()->set_function(spec_.name);
+  load.mutable_load()->set_version(spec_.version);
+  for (const auto& [key, value] : spec_.env) (*load.mutable_load()->mutable_env())[key] = value;
   slot->worker->Send(load);
   slot->worker->SetDeadline(spec_.timeout_ms);
   slots_.push_back(std::move(slot));

@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -37,7 +38,9 @@ namespace wisp::runtime {
 
 struct FunctionSpec {
   std::string name;
+  std::string version;
   std::string artifact_path;
+  std::map<std::string, std::string> env;  // the config map
   uint64_t timeout_ms = 30000;
   uint64_t idle_ms = 60000;
   uint32_t max_workers = 2;

@@ -2,12 +2,74 @@
 
 #include <sqlite3.h>
 
+#include "api.pb.h"
+
 namespace wisp::runtime {
 namespace {
 
 // 1: functions. 2: functions.version and function_subjects, the subjects a
-// function subscribes to. 3: functions.private.
-constexpr int kSchemaVersion = 3;
+// function subscribes to. 3: functions.private. 4: immutable versions (their
+// config a serialized api.FunctionConfig), the current version of each
+// function, invocation records and log lines.
+constexpr int kSchemaVersion = 4;
+
+constexpr const char* kSchema4Tables =
+    "CREATE TABLE versions ("
+    "  seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  name TEXT NOT NULL,"
+    "  version TEXT NOT NULL,"
+    "  sha256 TEXT NOT NULL,"
+    "  size_bytes INTEGER NOT NULL,"
+    "  deployed_at TEXT NOT NULL,"
+    "  config BLOB NOT NULL,"
+    "  UNIQUE (name, version));"
+    "CREATE TABLE current_versions ("
+    "  name TEXT PRIMARY KEY,"
+    "  seq INTEGER NOT NULL REFERENCES versions(seq));"
+    "CREATE TABLE invocations ("
+    "  seq INTEGER PRIMARY KEY,"
+    "  id TEXT NOT NULL,"
+    "  function TEXT NOT NULL,"
+    "  version TEXT NOT NULL,"
+    "  trigger TEXT NOT NULL,"
+    "  started_at_us INTEGER NOT NULL,"
+    "  duration_us INTEGER NOT NULL,"
+    "  cold INTEGER NOT NULL,"
+    "  status INTEGER NOT NULL,"
+    "  error_code TEXT NOT NULL,"
+    "  error TEXT NOT NULL);"
+    "CREATE INDEX invocations_by_function ON invocations (function, seq);"
+    "CREATE TABLE logs ("
+    "  seq INTEGER PRIMARY KEY,"
+    "  function TEXT NOT NULL,"
+    "  invocation TEXT NOT NULL,"
+    "  at_us INTEGER NOT NULL,"
+    "  line TEXT NOT NULL);"
+    "CREATE INDEX logs_by_function ON logs (function, seq);";
+
+std::string EncodeConfig(const FunctionRecord& r) {
+  api::FunctionConfig config;
+  config.set_timeout_ms(static_cast<uint32_t>(r.timeout_ms));
+  config.set_idle_ms(static_cast<uint32_t>(r.idle_ms));
+  config.set_max_workers(r.max_workers);
+  config.set_private_(r.is_private);
+  for (const std::string& subject : r.subjects) config.add_subjects(subject);
+  for (const auto& [key, value] : r.env) (*config.mutable_env())[key] = value;
+  return config.SerializeAsString();
+}
+
+bool DecodeConfig(const std::string& blob, FunctionRecord* r) {
+  api::FunctionConfig config;
+  if (!config.ParseFromString(blob)) return false;
+  r->timeout_ms = config.timeout_ms();
+  r->idle_ms = config.idle_ms();
+  r->max_workers = config.max_workers();
+  r->is_private = config.private_();
+  r->subjects.assign(config.subjects().begin(), config.subjects().end());
+  r->env.clear();
+  for (const auto& [key, value] : config.env()) r->env.emplace(key, value);
+  return true;
+}
 
 // Finalizes a statement on scope exit.
 class Statement {
@@ -22,6 +84,15 @@ class Statement {
     sqlite3_bind_text(stmt_, i, s.data(), static_cast<int>(s.size()), SQLITE_TRANSIENT);
   }
   void BindInt(int i, int64_t v) { sqlite3_bind_int64(stmt_, i, v); }
+  void BindBlob(int i, const std::string& s) {
+    sqlite3_bind_blob(stmt_, i, s.data(), static_cast<int>(s.size()), SQLITE_TRANSIENT);
+  }
+  std::string Blob(int i) {
+    const void* p = sqlite3_column_blob(stmt_, i);
+    return p == nullptr ? std::string()
+                        : std::string(static_cast<const char*>(p),
+                                      static_cast<size_t>(sqlite3_column_bytes(stmt_, i)));
+  }
   std::string Text(int i) {
     const unsigned char* p = sqlite3_column_text(stmt_, i);
     return p == nullptr ? std::string() : std::string(reinterpret_cast<const char*>(p));
@@ -61,13 +132,23 @@ Status FunctionStore::Open(const std::string& path) {
   sqlite3_busy_timeout(db_, 5000);
   Status s = Exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;");
   if (!s.ok()) return Status::Corruption(path + " is not a usable wisp database: " + s.message());
-  Statement version(db_, "PRAGMA user_version");
-  if (!version.ok() || sqlite3_step(version.get()) != SQLITE_ROW) return Error("read schema version");
-  const int64_t found = version.Int(0);
+  int64_t found = 0;
+  {  // finalized before any migration: DROP TABLE waits for open statements
+    Statement version(db_, "PRAGMA user_version");
+    if (!version.ok() || sqlite3_step(version.get()) != SQLITE_ROW) {
+      return Error("read schema version");
+    }
+    found = version.Int(0);
+  }
   if (found > kSchemaVersion) {
     return Status::InvalidArgument(path + " was written by a newer wisp (schema " +
                                    std::to_string(found) + ", this wisp knows " +
                                    std::to_string(kSchemaVersion) + "); refusing to touch it");
+  }
+  if (found == 0) {
+    WISP_RETURN_IF_ERROR(Exec((std::string("BEGIN;") + kSchema4Tables +
+                               "PRAGMA user_version = 4; COMMIT;").c_str()));
+    return Exec("PRAGMA foreign_keys = ON;");
   }
   if (found == 0) {
     WISP_RETURN_IF_ERROR(Exec(
@@ -102,7 +183,53 @@ Status FunctionStore::Open(const std::string& path) {
         "PRAGMA user_version = 3;"
         "COMMIT;"));
   }
+  if (found < 4) WISP_RETURN_IF_ERROR(MigrateTo4());
   return Exec("PRAGMA foreign_keys = ON;");
+}
+
+// Each schema-3 function becomes one version, current, with its config.
+Status FunctionStore::MigrateTo4() {
+  WISP_RETURN_IF_ERROR(Exec("BEGIN"));
+  auto fail = [this](Status s) {
+    (void)Exec("ROLLBACK");
+    return s;
+  };
+  Status s = Exec(kSchema4Tables);
+  if (!s.ok()) return fail(s);
+  std::vector<FunctionRecord> old;
+  {
+    Statement st(db_,
+                 "SELECT name, sha256, size_bytes, timeout_ms, idle_ms, max_workers, deployed_at,"
+                 " version, private FROM functions ORDER BY name");
+    if (!st.ok()) return fail(Error("read schema 3 functions"));
+    while (sqlite3_step(st.get()) == SQLITE_ROW) {
+      FunctionRecord r;
+      r.name = st.Text(0);
+      r.sha256 = st.Text(1);
+      r.size_bytes = static_cast<uint64_t>(st.Int(2));
+      r.timeout_ms = static_cast<uint64_t>(st.Int(3));
+      r.idle_ms = static_cast<uint64_t>(st.Int(4));
+      r.max_workers = static_cast<uint32_t>(st.Int(5));
+      r.deployed_at = st.Text(6);
+      r.version = st.Text(7);
+      r.is_private = st.Int(8) != 0;
+      old.push_back(std::move(r));
+    }
+    Statement subjects(db_, "SELECT subject FROM function_subjects WHERE name = ?1 ORDER BY position");
+    if (!subjects.ok()) return fail(Error("read schema 3 subjects"));
+    for (FunctionRecord& r : old) {
+      sqlite3_reset(subjects.get());
+      subjects.BindText(1, r.name);
+      while (sqlite3_step(subjects.get()) == SQLITE_ROW) r.subjects.push_back(subjects.Text(0));
+    }
+  }
+  for (const FunctionRecord& r : old) {
+    s = PutLocked(r);
+    if (!s.ok()) return fail(s.WithContext("migrate " + r.name));
+  }
+  s = Exec("DROP TABLE function_subjects; DROP TABLE functions; PRAGMA user_version = 4;");
+  if (!s.ok()) return fail(s);
+  return Exec("COMMIT");
 }
 
 Status FunctionStore::Put(const FunctionRecord& r) {
@@ -118,79 +245,126 @@ Status FunctionStore::Put(const FunctionRecord& r) {
 
 Status FunctionStore::PutLocked(const FunctionRecord& r) {
   Statement st(db_,
-               "INSERT OR REPLACE INTO functions (name, sha256, size_bytes, timeout_ms, idle_ms,"
-               " max_workers, deployed_at, version, private)"
-               " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
+               "INSERT INTO versions (name, version, sha256, size_bytes, deployed_at, config)"
+               " VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
   if (!st.ok()) return Error("prepare insert");
   st.BindText(1, r.name);
-  st.BindText(2, r.sha256);
-  st.BindInt(3, static_cast<int64_t>(r.size_bytes));
-  st.BindInt(4, static_cast<int64_t>(r.timeout_ms));
-  st.BindInt(5, static_cast<int64_t>(r.idle_ms));
-  st.BindInt(6, r.max_workers);
-  st.BindText(7, r.deployed_at);
-  st.BindText(8, r.version);
-  st.BindInt(9, r.is_private ? 1 : 0);
-  if (sqlite3_step(st.get()) != SQLITE_DONE) return Error(("store function " + r.name).c_str());
-  Statement clear(db_, "DELETE FROM function_subjects WHERE name = ?1");
-  if (!clear.ok()) return Error("prepare subject delete");
-  clear.BindText(1, r.name);
-  if (sqlite3_step(clear.get()) != SQLITE_DONE) return Error("clear subjects");
-  for (size_t i = 0; i < r.subjects.size(); ++i) {
-    Statement add(db_, "INSERT INTO function_subjects (name, position, subject) VALUES (?1, ?2, ?3)");
-    if (!add.ok()) return Error("prepare subject insert");
-    add.BindText(1, r.name);
-    add.BindInt(2, static_cast<int64_t>(i));
-    add.BindText(3, r.subjects[i]);
-    if (sqlite3_step(add.get()) != SQLITE_DONE) return Error("store subjects");
+  st.BindText(2, r.version);
+  st.BindText(3, r.sha256);
+  st.BindInt(4, static_cast<int64_t>(r.size_bytes));
+  st.BindText(5, r.deployed_at);
+  st.BindBlob(6, EncodeConfig(r));
+  const int rc = sqlite3_step(st.get());
+  if (rc == SQLITE_CONSTRAINT) {
+    return Status::AlreadyExists(r.name + " already has a version " + r.version +
+                                 "; versions are immutable, deploy under a new one");
   }
+  if (rc != SQLITE_DONE) return Error(("store function " + r.name).c_str());
+  Statement current(db_, "INSERT OR REPLACE INTO current_versions (name, seq) VALUES (?1, ?2)");
+  if (!current.ok()) return Error("prepare current");
+  current.BindText(1, r.name);
+  current.BindInt(2, sqlite3_last_insert_rowid(db_));
+  if (sqlite3_step(current.get()) != SQLITE_DONE) return Error("store current version");
+  return Status::OK();
+}
+
+Status FunctionStore::SetCurrent(const std::string& name, const std::string& version) {
+  Statement st(db_,
+               "INSERT OR REPLACE INTO current_versions (name, seq)"
+               " SELECT name, seq FROM versions WHERE name = ?1 AND version = ?2");
+  if (!st.ok()) return Error("prepare set current");
+  st.BindText(1, name);
+  st.BindText(2, version);
+  if (sqlite3_step(st.get()) != SQLITE_DONE) return Error("set current version");
+  if (sqlite3_changes(db_) == 0) return Status::NotFound(name + " has no version " + version);
   return Status::OK();
 }
 
 Status FunctionStore::Remove(const std::string& name) {
-  Statement st(db_, "DELETE FROM functions WHERE name = ?1");
-  if (!st.ok()) return Error("prepare delete");
-  st.BindText(1, name);
-  if (sqlite3_step(st.get()) != SQLITE_DONE) return Error(("remove function " + name).c_str());
-  if (sqlite3_changes(db_) == 0) return Status::NotFound("no function named " + name);
+  WISP_RETURN_IF_ERROR(Exec("BEGIN"));
+  Statement current(db_, "DELETE FROM current_versions WHERE name = ?1");
+  Statement versions(db_, "DELETE FROM versions WHERE name = ?1");
+  if (!current.ok() || !versions.ok()) {
+    (void)Exec("ROLLBACK");
+    return Error("prepare delete");
+  }
+  current.BindText(1, name);
+  versions.BindText(1, name);
+  if (sqlite3_step(current.get()) != SQLITE_DONE) {
+    Status s = Error(("remove function " + name).c_str());
+    (void)Exec("ROLLBACK");
+    return s;
+  }
+  const bool existed = sqlite3_changes(db_) > 0;
+  if (sqlite3_step(versions.get()) != SQLITE_DONE) {
+    Status s = Error(("remove versions of " + name).c_str());
+    (void)Exec("ROLLBACK");
+    return s;
+  }
+  WISP_RETURN_IF_ERROR(Exec("COMMIT"));
+  if (!existed) return Status::NotFound("no function named " + name);
   return Status::OK();
 }
 
-StatusOr<std::vector<FunctionRecord>> FunctionStore::List() {
-  Statement st(db_,
-               "SELECT name, sha256, size_bytes, timeout_ms, idle_ms, max_workers, deployed_at,"
-               " version, private FROM functions ORDER BY name");
-  if (!st.ok()) return Error("prepare list");
+StatusOr<std::vector<FunctionRecord>> FunctionStore::Select(const std::string& where,
+                                                            const std::string& name) {
+  Statement st(db_, ("SELECT v.name, v.version, v.sha256, v.size_bytes, v.deployed_at, v.config"
+                     " FROM versions v " + where).c_str());
+  if (!st.ok()) return Error("prepare select");
+  if (!name.empty()) st.BindText(1, name);
   std::vector<FunctionRecord> out;
   int rc;
   while ((rc = sqlite3_step(st.get())) == SQLITE_ROW) {
     FunctionRecord r;
     r.name = st.Text(0);
-    r.sha256 = st.Text(1);
-    r.size_bytes = static_cast<uint64_t>(st.Int(2));
-    r.timeout_ms = static_cast<uint64_t>(st.Int(3));
-    r.idle_ms = static_cast<uint64_t>(st.Int(4));
-    r.max_workers = static_cast<uint32_t>(st.Int(5));
-    r.deployed_at = st.Text(6);
-    r.version = st.Text(7);
-    r.is_private = st.Int(8) != 0;
+    r.version = st.Text(1);
+    r.sha256 = st.Text(2);
+    r.size_bytes = static_cast<uint64_t>(st.Int(3));
+    r.deployed_at = st.Text(4);
+    if (!DecodeConfig(st.Blob(5), &r)) {
+      return Status::Corruption("the stored config of " + r.name + " " + r.version +
+                                " cannot be read");
+    }
     out.push_back(std::move(r));
   }
-  if (rc != SQLITE_DONE) return Error("list functions");
-  Statement subjects(db_, "SELECT name, subject FROM function_subjects ORDER BY name, position");
-  if (!subjects.ok()) return Error("prepare subject list");
-  size_t i = 0;
-  while ((rc = sqlite3_step(subjects.get())) == SQLITE_ROW) {
-    const std::string name = subjects.Text(0);
-    while (i < out.size() && out[i].name < name) ++i;
-    if (i < out.size() && out[i].name == name) out[i].subjects.push_back(subjects.Text(1));
-  }
-  if (rc != SQLITE_DONE) return Error("list subjects");
+  if (rc != SQLITE_DONE) return Error("select versions");
   return out;
 }
 
+StatusOr<std::vector<FunctionRecord>> FunctionStore::List() {
+  return Select("JOIN current_versions c ON c.seq = v.seq ORDER BY v.name", "");
+}
+
+StatusOr<std::vector<FunctionRecord>> FunctionStore::Versions(const std::string& name) {
+  return Select("WHERE v.name = ?1 ORDER BY v.seq", name);
+}
+
+StatusOr<std::vector<std::string>> FunctionStore::PruneVersions(const std::string& name,
+                                                                size_t keep) {
+  Statement st(db_,
+               "SELECT seq, sha256 FROM versions WHERE name = ?1"
+               " AND seq NOT IN (SELECT seq FROM current_versions WHERE name = ?1)"
+               " ORDER BY seq DESC");
+  if (!st.ok()) return Error("prepare prune");
+  st.BindText(1, name);
+  std::vector<std::pair<int64_t, std::string>> old;
+  size_t seen = 1;  // the current version
+  while (sqlite3_step(st.get()) == SQLITE_ROW) {
+    if (++seen > keep) old.emplace_back(st.Int(0), st.Text(1));
+  }
+  std::vector<std::string> artifacts;
+  for (const auto& [seq, sha256] : old) {
+    Statement del(db_, "DELETE FROM versions WHERE seq = ?1");
+    if (!del.ok()) return Error("prepare prune delete");
+    del.BindInt(1, seq);
+    if (sqlite3_step(del.get()) != SQLITE_DONE) return Error("prune versions");
+    artifacts.push_back(sha256);
+  }
+  return artifacts;
+}
+
 StatusOr<int> FunctionStore::CountArtifactUses(const std::string& sha256) {
-  Statement st(db_, "SELECT COUNT(*) FROM functions WHERE sha256 = ?1");
+  Statement st(db_, "SELECT COUNT(*) FROM versions WHERE sha256 = ?1");
   if (!st.ok()) return Error("prepare count");
   st.BindText(1, sha256);
   if (sqlite3_step(st.get()) != SQLITE_ROW) return Error("count artifact uses");

@@ -1,6 +1,10 @@
-// The deployed functions, kept in sqlite (<data dir>/wisp.db, WAL mode) so
-// deployments survive a controller restart. Artifacts themselves live in the
-// content-addressed ArtifactStore; a record names its artifact by SHA-256.
+// The deployed functions and their versions, kept in sqlite (<data dir>/wisp.db,
+// WAL mode) so deployments survive a controller restart. Every deploy adds an
+// immutable version; one version per function is current (serves new
+// invocations); a rollback makes an earlier one current again. Artifacts
+// themselves live in the content-addressed ArtifactStore; a version names its
+// artifact by SHA-256. The same database holds the invocation records and log
+// lines (invocation_log.h); this class owns the schema and its migrations.
 //
 // Ownership: the store owns its sqlite connection.
 // Threading: the controller's loop thread (deploys are rare and small).
@@ -8,6 +12,7 @@
 #define WISP_RUNTIME_FUNCTION_STORE_H_
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -28,6 +33,7 @@ struct FunctionRecord {
   std::string version = "0.0.1";  // semver
   bool is_private = false;  // /fn/ calls need the control API token
   std::vector<std::string> subjects;  // event subjects it subscribes to, in order
+  std::map<std::string, std::string> env;  // the config map, given as environment
 };
 
 class FunctionStore {
@@ -42,18 +48,28 @@ class FunctionStore {
   // InvalidArgument if a newer wisp wrote it.
   Status Open(const std::string& path);
 
-  // Inserts or replaces the record with this name, subjects included, in
-  // one transaction.
-  Status Put(const FunctionRecord& record);
-  // NotFound if no such function.
-  Status Remove(const std::string& name);
-  // Every record, ordered by name.
+  // Adds record as a new version of its function and makes it current, in
+  // one transaction. AlreadyExists if that function already has this version.
+  [[nodiscard]] Status Put(const FunctionRecord& record);
+  // Makes an existing version current. NotFound if there is no such function
+  // or version.
+  [[nodiscard]] Status SetCurrent(const std::string& name, const std::string& version);
+  // Removes the function with all its versions. NotFound if no such function.
+  [[nodiscard]] Status Remove(const std::string& name);
+  // The current version of every function, ordered by name.
   StatusOr<std::vector<FunctionRecord>> List();
-  // How many records name this artifact.
+  // Every version of one function, oldest deploy first (empty if none).
+  StatusOr<std::vector<FunctionRecord>> Versions(const std::string& name);
+  // Deletes the oldest versions of name beyond the newest keep (the current
+  // one is always kept) and returns the artifacts they named.
+  StatusOr<std::vector<std::string>> PruneVersions(const std::string& name, size_t keep);
+  // How many versions, of any function, name this artifact.
   StatusOr<int> CountArtifactUses(const std::string& sha256);
 
  private:
+  Status MigrateTo4();
   Status PutLocked(const FunctionRecord& record);
+  StatusOr<std::vector<FunctionRecord>> Select(const std::string& where, const std::string& name);
   Status Exec(const char* sql);
   Status Error(const char* what) const;
   sqlite3* db_ = nullptr;

@@ -56,6 +56,19 @@ Status ParseFunction(const Manifest& m, const YAML::Node& node, const std::strin
       }
       continue;
     }
+    if (key == "env") {
+      if (!value.IsMap()) return Bad(m, value, where, "expected a mapping of KEY: value");
+      for (const auto& pair : value) {
+        std::string name;
+        if (!Scalar(pair.first, &name) || !Scalar(pair.second, &text)) {
+          return Bad(m, pair.first, where, "expected KEY: value with a plain value");
+        }
+        if (!f->env.emplace(name, text).second) {
+          return Bad(m, pair.first, where + "." + name, "given twice");
+        }
+      }
+      continue;
+    }
     if (!Scalar(value, &text)) return Bad(m, value, where, "expected a single value");
     if (key == "name") {
       if (!triggers::IsValidFunctionName(text)) {
@@ -89,7 +102,7 @@ Status ParseFunction(const Manifest& m, const YAML::Node& node, const std::strin
     } else {
       return Bad(m, entry.first, where,
                  "unknown field (known: name, path, subscribe, timeout, idle, max_workers, "
-                 "version, private)");
+                 "version, private, env)");
     }
   }
   if (f->path.empty()) return Bad(m, node, field + ".path", "missing: the function's .so file");

@@ -9,6 +9,8 @@
 //       max_workers: 2
 //       version: 1.0.0
 //       private: false
+//       env:                        # the config map, as the worker's environment
+//         GREETING: hello
 //
 // Parsed with yaml-cpp. Every error names the file, the line and the field
 // ("wisp.yaml:7: functions[1].timeout: ..."). What a field omits is left to
@@ -18,6 +20,7 @@
 #define WISP_RUNTIME_MANIFEST_H_
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -35,6 +38,7 @@ struct ManifestFunction {
   uint32_t max_workers = 0;  // 0: not given
   std::string version;       // empty: not given
   std::optional<bool> is_private;
+  std::map<std::string, std::string> env;  // checked by the controller
   int line = 0;  // where the entry starts, for messages
 };
 

@@ -144,6 +144,10 @@ void Worker::HandleLoad(const proto::Load& load) {
     return;
   }
   function_ = load.function();
+  // The config map, readable with getenv from wisp_init on.
+  for (const auto& [key, value] : load.env()) ::setenv(key.c_str(), value.c_str(), 1);
+  ::setenv("WISP_FUNCTION_NAME", load.function().c_str(), 1);
+  ::setenv("WISP_FUNCTION_VERSION", load.version().c_str(), 1);
   // The controller validated the artifact at deploy (loader/elf_validator.h).
   StatusOr<std::unique_ptr<loader::FunctionModule>> module =
       loader::FunctionModule::OpenValidated(load.path(), WorkerHostTable());

@@ -10,6 +10,7 @@ constexpr std::string_view kApiFunctionsPath = "/v1/functions";
 constexpr std::string_view kApiEventsPrefix = "/v1/events/";
 constexpr std::string_view kApiRequestsPrefix = "/v1/requests/";
 constexpr std::string_view kApiServicesPath = "/v1/services";
+constexpr std::string_view kApiInvocationsPath = "/v1/invocations";
 constexpr size_t kMaxNameLength = 63;
 
 bool IsLowerAlnum(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); }
@@ -26,7 +27,7 @@ Route RouteFunction(std::string_view tail) {
   return route;
 }
 
-// "/v1/functions[/]" and "/v1/functions/<name>".
+// "/v1/functions[/]", "/v1/functions/<name>" and "/v1/functions/<name>/<action>".
 Route RouteApi(std::string_view tail) {
   Route route;
   if (tail.empty() || tail == "/") {
@@ -35,7 +36,19 @@ Route RouteApi(std::string_view tail) {
   }
   if (tail.front() != '/') return route;
   std::string_view name = tail.substr(1);
-  if (name.empty() || name.find('/') != std::string_view::npos) return route;
+  const size_t slash = name.find('/');
+  if (slash != std::string_view::npos) {
+    std::string_view action = name.substr(slash + 1);
+    name = name.substr(0, slash);
+    if (name.empty() || action.empty() || action.find('/') != std::string_view::npos) {
+      return route;
+    }
+    route.kind = Route::Kind::kApiFunctionAction;
+    route.name = std::string(name);
+    route.rest = std::string(action);
+    return route;
+  }
+  if (name.empty()) return route;
   route.kind = Route::Kind::kApiFunction;
   route.name = std::string(name);
   return route;
@@ -65,6 +78,11 @@ Route RoutePath(std::string_view path) {
   }
   if (path.starts_with(kApiRequestsPrefix)) {
     return RouteSubject(path.substr(kApiRequestsPrefix.size()), Route::Kind::kApiRequest);
+  }
+  if (path == kApiInvocationsPath || path == "/v1/invocations/") {
+    Route route;
+    route.kind = Route::Kind::kApiInvocations;
+    return route;
   }
   if (path == kApiServicesPath || path == "/v1/services/") {
     Route route;

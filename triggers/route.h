@@ -15,6 +15,8 @@ struct Route {
     kFunction,     // /fn/<name> and /fn/<name>/<rest>
     kApiFunctions, // /v1/functions
     kApiFunction,  // /v1/functions/<name>
+    kApiFunctionAction,  // /v1/functions/<name>/<action> (rollback, invoke, logs)
+    kApiInvocations,     // /v1/invocations
     kApiEvent,     // /v1/events/<subject>
     kApiRequest,   // /v1/requests/<subject>
     kApiServices,  // /v1/services
@@ -22,7 +24,8 @@ struct Route {
   Kind kind = Kind::kNotFound;
   std::string name;  // function name for kFunction and kApiFunction; the
                      // subject (still percent-encoded) for kApiEvent and kApiRequest
-  std::string rest;  // for kFunction: "/" or "/<rest>", as sent
+  std::string rest;  // for kFunction: "/" or "/<rest>", as sent; for
+                     // kApiFunctionAction: the action
 };
 
 // Classifies a request path (without query). Names are returned as sent;

@@ -74,7 +74,9 @@ TEST_F(FunctionStoreTest, RedeployReplacesSubjectsAndRemoveDropsThem) {
   FunctionStore store;
   ASSERT_TRUE(store.Open(path_).ok());
   ASSERT_TRUE(store.Put(Record("f", {"one", "two"})).ok());
-  ASSERT_TRUE(store.Put(Record("f", {"three"})).ok());
+  FunctionRecord second = Record("f", {"three"});
+  second.version = "0.0.2";
+  ASSERT_TRUE(store.Put(second).ok());
   StatusOr<std::vector<FunctionRecord>> list = store.List();
   ASSERT_TRUE(list.ok());
   ASSERT_EQ(list->size(), 1u);
@@ -104,7 +106,95 @@ TEST_F(FunctionStoreTest, MigratesASchemaOneDatabase) {
   EXPECT_EQ((*list)[0].name, "old");
   EXPECT_EQ((*list)[0].max_workers, 3u);
   EXPECT_EQ((*list)[0].version, "0.0.1") << "a migrated record gets the first version";
-  ASSERT_TRUE(store.Put(Record("old", {"after.migration"})).ok());
+  FunctionRecord next = Record("old", {"after.migration"});
+  next.version = "0.0.2";
+  ASSERT_TRUE(store.Put(next).ok());
+}
+
+TEST_F(FunctionStoreTest, MigratesASchemaThreeDatabaseIntoOneVersionEach) {
+  ExecRaw(
+      "CREATE TABLE functions (name TEXT PRIMARY KEY, sha256 TEXT NOT NULL,"
+      " size_bytes INTEGER NOT NULL, timeout_ms INTEGER NOT NULL, idle_ms INTEGER NOT NULL,"
+      " max_workers INTEGER NOT NULL, deployed_at TEXT NOT NULL,"
+      " version TEXT NOT NULL DEFAULT '0.0.1', private INTEGER NOT NULL DEFAULT 0);"
+      "CREATE TABLE function_subjects (name TEXT NOT NULL, position INTEGER NOT NULL,"
+      " subject TEXT NOT NULL, PRIMARY KEY (name, position));"
+      "INSERT INTO functions VALUES ('f', 'abc', 1, 1000, 2000, 3, 'then', '1.4.2', 1);"
+      "INSERT INTO function_subjects VALUES ('f', 1, 'b.*'), ('f', 0, 'a');"
+      "PRAGMA user_version = 3;");
+  FunctionStore store;
+  Status s = store.Open(path_);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  StatusOr<std::vector<FunctionRecord>> versions = store.Versions("f");
+  ASSERT_TRUE(versions.ok()) << versions.status().ToString();
+  ASSERT_EQ(versions->size(), 1u);
+  const FunctionRecord& v = (*versions)[0];
+  EXPECT_EQ(v.version, "1.4.2");
+  EXPECT_EQ(v.sha256, "abc");
+  EXPECT_EQ(v.timeout_ms, 1000u);
+  EXPECT_EQ(v.idle_ms, 2000u);
+  EXPECT_EQ(v.max_workers, 3u);
+  EXPECT_TRUE(v.is_private);
+  EXPECT_EQ(v.subjects, (std::vector<std::string>{"a", "b.*"}));
+}
+
+TEST_F(FunctionStoreTest, VersionsAreImmutableAndRollbackSwitchesTheCurrentOne) {
+  FunctionStore store;
+  ASSERT_TRUE(store.Open(path_).ok());
+  FunctionRecord v1 = Record("f", {"one"});
+  v1.env = {{"GREETING", "hi"}};
+  ASSERT_TRUE(store.Put(v1).ok());
+  FunctionRecord v2 = Record("f", {"two"});
+  v2.version = "0.0.2";
+  v2.sha256 = std::string(64, 'b');
+  ASSERT_TRUE(store.Put(v2).ok());
+  FunctionRecord again = Record("f", {});
+  Status s = store.Put(again);
+  EXPECT_EQ(s.code(), Status::Code::kAlreadyExists) << "a second 0.0.1 was accepted: " << s.ToString();
+
+  StatusOr<std::vector<FunctionRecord>> list = store.List();
+  ASSERT_TRUE(list.ok());
+  ASSERT_EQ(list->size(), 1u);
+  EXPECT_EQ((*list)[0].version, "0.0.2");
+  ASSERT_TRUE(store.SetCurrent("f", "0.0.1").ok());
+  EXPECT_EQ(store.SetCurrent("f", "9.9.9").code(), Status::Code::kNotFound);
+  {
+    FunctionStore reopened;
+    ASSERT_TRUE(reopened.Open(path_).ok());
+    list = reopened.List();
+    ASSERT_TRUE(list.ok());
+    ASSERT_EQ(list->size(), 1u);
+    EXPECT_EQ((*list)[0].version, "0.0.1") << "the rollback did not survive a reopen";
+    EXPECT_EQ((*list)[0].subjects, (std::vector<std::string>{"one"}));
+    EXPECT_EQ((*list)[0].env, (std::map<std::string, std::string>{{"GREETING", "hi"}}));
+  }
+  StatusOr<int> uses = store.CountArtifactUses(std::string(64, 'b'));
+  ASSERT_TRUE(uses.ok());
+  EXPECT_EQ(*uses, 1) << "a non-current version still names its artifact";
+}
+
+TEST_F(FunctionStoreTest, PruneKeepsTheNewestVersionsAndTheCurrentOne) {
+  FunctionStore store;
+  ASSERT_TRUE(store.Open(path_).ok());
+  for (int i = 1; i <= 5; ++i) {
+    FunctionRecord r = Record("f", {});
+    r.version = "1.0." + std::to_string(i);
+    r.sha256 = std::string(64, static_cast<char>('0' + i));
+    ASSERT_TRUE(store.Put(r).ok());
+  }
+  ASSERT_TRUE(store.SetCurrent("f", "1.0.1").ok());
+  StatusOr<std::vector<std::string>> pruned = store.PruneVersions("f", 3);
+  ASSERT_TRUE(pruned.ok()) << pruned.status().ToString();
+  EXPECT_EQ(*pruned, (std::vector<std::string>{std::string(64, '3'), std::string(64, '2')}));
+  StatusOr<std::vector<FunctionRecord>> versions = store.Versions("f");
+  ASSERT_TRUE(versions.ok());
+  std::vector<std::string> left;
+  for (const FunctionRecord& v : *versions) left.push_back(v.version);
+  EXPECT_EQ(left, (std::vector<std::string>{"1.0.1", "1.0.4", "1.0.5"}));
+  ASSERT_TRUE(store.Remove("f").ok());
+  versions = store.Versions("f");
+  ASSERT_TRUE(versions.ok());
+  EXPECT_TRUE(versions->empty()) << "versions outlived their function";
 }
 
 TEST_F(FunctionStoreTest, RefusesADatabaseFromANewerWisp) {

@@ -19,6 +19,10 @@ const char* KindName(Route::Kind kind) {
       return "kApiFunctions";
     case Route::Kind::kApiFunction:
       return "kApiFunction";
+    case Route::Kind::kApiFunctionAction:
+      return "kApiFunctionAction";
+    case Route::Kind::kApiInvocations:
+      return "kApiInvocations";
     case Route::Kind::kApiEvent:
       return "kApiEvent";
     case Route::Kind::kApiRequest:
@@ -51,7 +55,13 @@ TEST(RouteTest, RoutePathTable) {
       {"/v1/functions", K::kApiFunctions, "", ""},
       {"/v1/functions/", K::kApiFunctions, "", ""},
       {"/v1/functions/hello", K::kApiFunction, "hello", ""},
-      {"/v1/functions/hello/x", K::kNotFound, "", ""},
+      {"/v1/functions/hello/rollback", K::kApiFunctionAction, "hello", "rollback"},
+      {"/v1/functions/hello/logs", K::kApiFunctionAction, "hello", "logs"},
+      {"/v1/functions/hello/", K::kNotFound, "", ""},
+      {"/v1/functions//invoke", K::kNotFound, "", ""},
+      {"/v1/functions/hello/a/b", K::kNotFound, "", ""},
+      {"/v1/invocations", K::kApiInvocations, "", ""},
+      {"/v1/invocations/x", K::kNotFound, "", ""},
       {"/v1/functionsx", K::kNotFound, "", ""},
       {"/v1/function", K::kNotFound, "", ""},
       {"/v1/events/orders.new", K::kApiEvent, "orders.new", ""},
