@@ -89,6 +89,10 @@ Status Controller::Start() {
   artifacts_ = std::make_unique<loader::ArtifactStore>(options_.data_dir + "/artifacts");
   WISP_RETURN_IF_ERROR(artifacts_->Init());
   WISP_RETURN_IF_ERROR(store_.Open(options_.data_dir + "/wisp.db"));
+  if (options_.record_invocations) {
+    WISP_RETURN_IF_ERROR(invocation_log_.Open(options_.data_dir + "/wisp.db", options_.retention)
+                             .WithContext("invocation log"));
+  }
   zygote_ = std::make_unique<Zygote>(loop_, options_.worker_path, options_.worker_spin_us);
   WISP_RETURN_IF_ERROR(zygote_->Start());
   pool_ = std::make_unique<WorkerPool>(loop_, zygote_.get(),
@@ -204,6 +208,16 @@ void Controller::Install(FunctionRecord record) {
   slot->dispatcher = std::make_unique<Dispatcher>(loop_, pool_.get(), spec, slot->counters.get());
   slot->dispatcher->set_load_observer(
       [this, name = record.name](bool loaded) { OnLoadChanged(name, loaded); });
+  if (options_.record_invocations) {
+    slot->dispatcher->set_completion_observer(
+        [this, name = record.name](const proto::Invoke& invoke, const InvocationOutcome& outcome) {
+          Record(name, invoke, outcome);
+        });
+    slot->dispatcher->set_log_observer(
+        [this, name = record.name](const std::string& invocation, const std::string& text) {
+          RecordLog(name, invocation, text);
+        });
+  }
   Status bound = events_->Bind(record.name, record.subjects);
   if (!bound.ok()) {
     std::fprintf(stderr, "wisp: %s gets no events: %s\n", record.name.c_str(),
@@ -336,8 +350,20 @@ void Controller::HandleRequest(triggers::ReplyToken token, triggers::HttpRequest
         }
         return HandleRollback(token, route.name, request);
       }
+      if (route.rest == "invoke") {
+        if (method != "POST") {
+          return ReplyError(token, 405, "method_not_allowed", method + " is not allowed here; use POST");
+        }
+        return HandleInvoke(token, route.name, "/", std::move(request));
+      }
+      if (route.rest == "logs") {
+        if (method != "GET") {
+          return ReplyError(token, 405, "method_not_allowed", method + " is not allowed here; use GET");
+        }
+        return HandleLogs(token, route.name, request);
+      }
       return ReplyError(token, 404, "not_found",
-                        "no endpoint at " + request.path + " (actions: rollback)");
+                        "no endpoint at " + request.path + " (actions: rollback, invoke, logs)");
     case triggers::Route::Kind::kApiEvent:
     case triggers::Route::Kind::kApiRequest: {
       if (method != "POST" && method != "PUT") {
@@ -355,7 +381,11 @@ void Controller::HandleRequest(triggers::ReplyToken token, triggers::HttpRequest
         return ReplyError(token, 405, "method_not_allowed", method + " is not allowed on /v1/services");
       }
       return HandleServices(token, request);
-    case triggers::Route::Kind::kApiInvocations:  // needs the invocation log
+    case triggers::Route::Kind::kApiInvocations:
+      if (method != "GET") {
+        return ReplyError(token, 405, "method_not_allowed", method + " is not allowed on /v1/invocations");
+      }
+      return HandleInvocations(token, request);
     case triggers::Route::Kind::kNotFound:
       break;
   }
@@ -382,6 +412,8 @@ void Controller::HandleInvoke(triggers::ReplyToken token, const std::string& nam
   invoke.set_query(std::move(request.query));
   invoke.set_body(std::move(request.body));
   invoke.set_attempt(1);
+  const uint64_t invocation = ++invocations_started_;
+  invoke.set_invocation_id(InvocationId(invocation));
   for (auto& [header_name, value] : request.headers) {
     // wisp's own token authenticates to wisp; function code never sees it.
     if (header_name == "authorization" && BearerMatches(value, token_)) continue;
@@ -391,7 +423,6 @@ void Controller::HandleInvoke(triggers::ReplyToken token, const std::string& nam
   }
   triggers::HttpServer* server = server_.get();
   EventTriggers* events = events_.get();
-  const uint64_t invocation = ++invocations_started_;
   it->second->dispatcher->Submit(
       std::move(invoke),
       [this, server, events, token, name, invocation](InvocationOutcome outcome) {

@@ -11,6 +11,12 @@
 //   DELETE /v1/functions/<n>   remove, with every version
 //   POST   /v1/functions/<n>/rollback   make the previous version (query: to,
 //                              a version) current again; 409 if there is none
+//   POST   /v1/functions/<n>/invoke     call it like POST /fn/<n> (token needed)
+//   GET    /v1/functions/<n>/logs       its workers' output lines, oldest first
+//                              (query: limit, default 100; after=SEQ for the
+//                              lines after one already seen)
+//   GET    /v1/invocations     invocation records, newest first (query:
+//                              function, limit up to 1000, default 50)
 //   POST   /v1/events/<subject>   publish the body as an event (202)
 //   POST   /v1/requests/<subject> publish as a request, answer with the reply
 //                                 (query: timeout, default 5s)
@@ -45,6 +51,7 @@
 #include "runtime/dispatcher.h"
 #include "runtime/event_triggers.h"
 #include "runtime/function_store.h"
+#include "runtime/invocation_log.h"
 #include "runtime/service_registry.h"
 #include "runtime/worker_pool.h"
 #include "runtime/zygote.h"
@@ -75,6 +82,8 @@ struct ControllerOptions {
   size_t max_request_bytes = 6 * 1024 * 1024;   // bodies sent to /fn/
   size_t max_upload_bytes = 64 * 1024 * 1024;   // .so uploads
   std::string nats_urls;  // comma-separated; empty: the embedded broker
+  bool record_invocations = true;  // invocation records and log lines in sqlite
+  RetentionOptions retention;
 };
 
 class Controller {
@@ -116,6 +125,12 @@ class Controller {
   void HandleRemove(triggers::ReplyToken token, const std::string& name);
   void HandleRollback(triggers::ReplyToken token, const std::string& name,
                       const triggers::HttpRequest& request);
+  void HandleInvocations(triggers::ReplyToken token, const triggers::HttpRequest& request);
+  void HandleLogs(triggers::ReplyToken token, const std::string& name,
+                  const triggers::HttpRequest& request);
+  void Record(const std::string& name, const proto::Invoke& invoke,
+              const InvocationOutcome& outcome);
+  void RecordLog(const std::string& name, const std::string& invocation, const std::string& text);
   void HandleList(triggers::ReplyToken token);
   void HandleDescribe(triggers::ReplyToken token, const std::string& name);
   void HandlePublish(triggers::ReplyToken token, const std::string& subject,
@@ -144,6 +159,7 @@ class Controller {
   ControllerOptions options_;
   LoopThread loop_thread_;
   FunctionStore store_;
+  InvocationLog invocation_log_;
   std::unique_ptr<loader::ArtifactStore> artifacts_;
   std::unique_ptr<Zygote> zygote_;
   std::unique_ptr<WorkerPool> pool_;

@@ -27,6 +27,8 @@ Dispatcher::~Dispatcher() { WISP_CHECK(slots_.empty() && reaper_closed_); }
 void Dispatcher::Submit(proto::Invoke invoke, InvocationDone done) {
   auto job = std::make_unique<Job>();
   job->done = std::move(done);
+  job->submitted_ns = uv_hrtime();
+  *job->frame.mutable_invoke() = std::move(invoke);
   if (draining_) {
     Fail(std::move(job), 503, "function_unavailable",
          "function " + spec_.name + " is being replaced or removed");
@@ -42,7 +44,6 @@ void Dispatcher::Submit(proto::Invoke invoke, InvocationDone done) {
     Complete(std::move(job), std::move(outcome));
     return;
   }
-  *job->frame.mutable_invoke() = std::move(invoke);
   queue_.push_back(std::move(job));
   Dispatch();
 }
@@ -123,6 +124,16 @@ bool Dispatcher::StartWorker() {
   auto slot = std::make_unique<Slot>();
   slot->worker = *taken;
   slot->worker->set_label(spec_.name);
+  WorkerProcess* worker = slot->worker;
+  worker->set_log_sink([this, worker](const std::string& line) {
+    if (!log_observer_) return;
+    Slot* s = FindSlot(worker);
+    static const std::string kNone;
+    const std::string& id = s != nullptr && !s->inflight.empty()
+                                ? s->inflight.front()->frame.invoke().invocation_id()
+                                : kNone;
+    log_observer_(id, line);
+  });
   proto::Frame load;
   load.mutable_load()->set_path(spec_.artifact_path);
   load.mutable_load()->set_function(spec_.name);
@@ -136,6 +147,7 @@ bool Dispatcher::StartWorker() {
 
 void Dispatcher::Assign(Slot* slot, std::unique_ptr<Job> job) {
   job->frame.mutable_invoke()->set_id(next_id_++);
+  job->cold = slot->state == Slot::State::kLoading;
   slot->worker->Send(job->frame);
   if (slot->inflight.empty() && slot->state == Slot::State::kReady) {
     slot->worker->SetDeadline(spec_.timeout_ms);
@@ -146,6 +158,10 @@ void Dispatcher::Assign(Slot* slot, std::unique_ptr<Job> job) {
 void Dispatcher::Complete(std::unique_ptr<Job> job, InvocationOutcome outcome) {
   ++counters_->invocations;
   if (!outcome.has_result) ++counters_->errors;
+  outcome.cold = job->cold;
+  outcome.version = spec_.version;
+  outcome.duration_ns = uv_hrtime() - job->submitted_ns;
+  if (completion_observer_) completion_observer_(job->frame.invoke(), outcome);
   InvocationDone done = std::move(job->done);
   done(std::move(outcome));
 }
@@ -316,6 +332,7 @@ void Dispatcher::OnWorkerExit(WorkerProcess* worker, const WorkerExit& exit) {
       RequeueInflight(slot);
       break;
   }
+  worker->set_log_sink(nullptr);  // lines still buffered reach only stderr
   slots_.erase(std::remove_if(slots_.begin(), slots_.end(),
                               [slot](const auto& s) { return s.get() == slot; }),
                slots_.end());

@@ -65,6 +65,9 @@ struct InvocationOutcome {
   std::string error_code;     // "timeout", "worker_crashed", "load_failed", ...
   std::string error_message;
   int retry_after_s = 0;      // for 503: when to retry
+  bool cold = false;          // it waited for its worker to load the function
+  std::string version;        // the version of the function that ran it
+  uint64_t duration_ns = 0;   // from Submit to completion
 };
 
 using InvocationDone = std::function<void(InvocationOutcome outcome)>;
@@ -94,6 +97,19 @@ class Dispatcher : public WorkerListener {
   void set_load_observer(std::function<void(bool loaded)> observer) {
     load_observer_ = std::move(observer);
   }
+  // observer(invoke, outcome) runs for every completed invocation, just
+  // before its done callback, on the loop thread; it must not re-enter the
+  // dispatcher.
+  using CompletionObserver =
+      std::function<void(const proto::Invoke& invoke, const InvocationOutcome& outcome)>;
+  void set_completion_observer(CompletionObserver observer) {
+    completion_observer_ = std::move(observer);
+  }
+  // observer(invocation_id, line) runs for each line a worker of this
+  // dispatcher writes to stdout or stderr, with the id of the invocation it
+  // was running when the line arrived (the oldest in flight; empty if none).
+  using LogObserver = std::function<void(const std::string& invocation_id, const std::string& line)>;
+  void set_log_observer(LogObserver observer) { log_observer_ = std::move(observer); }
   // Whether Submit would queue rather than refuse with 503.
   bool has_room() const { return !draining_ && queue_.size() < spec_.max_queue; }
 
@@ -110,6 +126,8 @@ class Dispatcher : public WorkerListener {
   struct Job {
     proto::Frame frame;  // holds the Invoke, kept to re-send after a crash
     InvocationDone done;
+    uint64_t submitted_ns = 0;  // uv_hrtime at Submit
+    bool cold = false;          // assigned to a worker still loading
   };
   struct Slot {
     enum class State { kLoading, kReady, kStopping, kDead };
@@ -153,6 +171,8 @@ class Dispatcher : public WorkerListener {
   std::function<void()> on_drained_;
   std::function<Dispatcher*()> successor_;
   std::function<void(bool)> load_observer_;
+  CompletionObserver completion_observer_;
+  LogObserver log_observer_;
   bool announced_loaded_ = false;
 };
 

@@ -150,20 +150,7 @@ Status FunctionStore::Open(const std::string& path) {
                                "PRAGMA user_version = 4; COMMIT;").c_str()));
     return Exec("PRAGMA foreign_keys = ON;");
   }
-  if (found == 0) {
-    WISP_RETURN_IF_ERROR(Exec(
-        "BEGIN;"
-        "CREATE TABLE IF NOT EXISTS functions ("
-        "  name TEXT PRIMARY KEY,"
-        "  sha256 TEXT NOT NULL,"
-        "  size_bytes INTEGER NOT NULL,"
-        "  timeout_ms INTEGER NOT NULL,"
-        "  idle_ms INTEGER NOT NULL,"
-        "  max_workers INTEGER NOT NULL,"
-        "  deployed_at TEXT NOT NULL);"
-        "PRAGMA user_version = 1;"
-        "COMMIT;"));
-  }
+  // Older databases, step by step (a schema 1 one was made by wisp 0.1).
   if (found < 2) {
     WISP_RETURN_IF_ERROR(Exec(
         "BEGIN;"

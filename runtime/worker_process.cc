@@ -228,6 +228,10 @@ void WorkerProcess::ReadCb(uv_stream_t* stream, ssize_t nread, const uv_buf_t* b
 
 void WorkerProcess::OnRead(ssize_t nread, const uv_buf_t* buf) {
   if (nread > 0) {
+    // The worker writes an invocation's output before its result: taking
+    // what waits on the log first credits each line to the invocation that
+    // wrote it, not to the next one.
+    if (log_sink_) DrainLog();
     decoder_.Feed(buf->base, static_cast<size_t>(nread));
     DeliverFrames();
     return;
@@ -268,22 +272,40 @@ void WorkerProcess::LogReadCb(uv_stream_t* stream, ssize_t nread, const uv_buf_t
 void WorkerProcess::OnLogRead(ssize_t nread, const uv_buf_t* buf) {
   if (nread < 0) {
     uv_read_stop(reinterpret_cast<uv_stream_t*>(&log_));
-    if (!log_line_.empty()) {
-      std::fprintf(stderr, "[%s %d] %s\n", label_.c_str(), pid_, log_line_.c_str());
-      log_line_.clear();
-    }
+    if (!log_line_.empty()) EmitLogLine();
     return;
   }
   for (ssize_t i = 0; i < nread; ++i) {
     const char c = buf->base[i];
     if (c == '\n' || log_line_.size() >= kMaxLogLineBytes) {
-      std::fprintf(stderr, "[%s %d] %s\n", label_.empty() ? "worker" : label_.c_str(), pid_,
-                   log_line_.c_str());
-      log_line_.clear();
+      EmitLogLine();
       if (c == '\n') continue;
     }
     log_line_ += c;
   }
+}
+
+void WorkerProcess::DrainLog() {
+  int fd = -1;
+  if (uv_fileno(reinterpret_cast<uv_handle_t*>(&log_), &fd) != 0) return;
+  char buf[16 * 1024];
+  while (true) {
+    const ssize_t n = ::read(fd, buf, sizeof(buf));
+    if (n > 0) {
+      const uv_buf_t chunk = uv_buf_init(buf, static_cast<unsigned>(n));
+      OnLogRead(n, &chunk);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    return;  // nothing more now, or EOF (libuv's own read reports it)
+  }
+}
+
+void WorkerProcess::EmitLogLine() {
+  std::fprintf(stderr, "[%s %d] %s\n", label_.empty() ? "worker" : label_.c_str(), pid_,
+               log_line_.c_str());
+  if (log_sink_) log_sink_(log_line_);
+  log_line_.clear();
 }
 
 void WorkerProcess::DrainChannel() {

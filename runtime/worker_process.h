@@ -19,6 +19,7 @@
 #include <uv.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "runtime/base/status.h"
@@ -84,6 +85,11 @@ class WorkerProcess {
   void set_listener(WorkerListener* listener) { listener_ = listener; }
   // The function this worker serves, for log prefixes; empty while generic.
   void set_label(std::string label) { label_ = std::move(label); }
+  // sink(line) runs on the loop thread for each line the worker writes to
+  // stdout or stderr (besides the controller's stderr); empty: none.
+  void set_log_sink(std::function<void(const std::string& line)> sink) {
+    log_sink_ = std::move(sink);
+  }
   // 0 until the zygote has reported the fork.
   int pid() const { return pid_; }
   State state() const { return state_; }
@@ -96,6 +102,8 @@ class WorkerProcess {
   void Flush();
   void OnRead(ssize_t nread, const uv_buf_t* buf);
   void OnLogRead(ssize_t nread, const uv_buf_t* buf);
+  void EmitLogLine();
+  void DrainLog();
   void DrainChannel();
   void DeliverFrames();
   void CloseHandles();
@@ -138,6 +146,7 @@ class WorkerProcess {
   bool writing_ = false;
   std::string read_buf_;
   std::string log_line_;
+  std::function<void(const std::string& line)> log_sink_;
 
   bool exited_ = false;
   bool eof_grace_ = false;

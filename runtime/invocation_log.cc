@@ -1,0 +1,397 @@
+#include "runtime/invocation_log.h"
+
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <utility>
+
+namespace wisp::runtime {
+namespace {
+
+constexpr size_t kBatchSize = 512;
+// Batch vectors swap between the callers and the writer and keep their
+// capacity; one grown by a burst beyond this is freed instead.
+constexpr size_t kKeepCapacity = 8 * kBatchSize;
+constexpr auto kBatchWait = std::chrono::milliseconds(5);
+constexpr auto kRetentionEvery = std::chrono::seconds(10);
+constexpr size_t kMaxInvocationsLimit = 1000;
+constexpr size_t kMaxLogsLimit = 10000;
+
+constexpr const char* kInsertInvocation =
+    "INSERT INTO invocations (id, function, version, trigger, started_at_us, duration_us, cold,"
+    " status, error_code, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+constexpr const char* kInsertLog =
+    "INSERT INTO logs (function, invocation, at_us, line) VALUES (?, ?, ?, ?)";
+// Bound: 1 = how many newest rows to keep (>= 1), 2 = the age cut-off (rows
+// at or after it stay). max(seq) is never deleted: see RetentionOptions.
+constexpr const char* kRetention[] = {
+    "DELETE FROM invocations WHERE seq <= (SELECT seq FROM invocations ORDER BY seq DESC"
+    " LIMIT 1 OFFSET ?1)",
+    "DELETE FROM invocations WHERE started_at_us < ?2"
+    " AND seq < (SELECT max(seq) FROM invocations)",
+    "DELETE FROM logs WHERE seq <= (SELECT seq FROM logs ORDER BY seq DESC LIMIT 1 OFFSET ?1)",
+    "DELETE FROM logs WHERE at_us < ?2 AND seq < (SELECT max(seq) FROM logs)",
+};
+constexpr const char* kSelectInvocations =
+    "SELECT seq, id, function, version, trigger, started_at_us, duration_us, cold, status,"
+    " error_code, error FROM invocations";
+
+int64_t NowUs() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+Status SqliteError(sqlite3* db, const std::string& what) {
+  return Status::IOError(what + ": " + (db != nullptr ? sqlite3_errmsg(db) : "no connection"));
+}
+
+// Binds text that outlives the step (SQLITE_STATIC: no copy).
+void BindText(sqlite3_stmt* st, int i, const std::string& s) {
+  sqlite3_bind_text(st, i, s.data(), static_cast<int>(s.size()), SQLITE_STATIC);
+}
+
+std::string Text(sqlite3_stmt* st, int i) {
+  const unsigned char* p = sqlite3_column_text(st, i);
+  return p == nullptr ? std::string()
+                      : std::string(reinterpret_cast<const char*>(p),
+                                    static_cast<size_t>(sqlite3_column_bytes(st, i)));
+}
+
+// Runs a statement without rows to SQLITE_DONE and resets it.
+bool StepDone(sqlite3_stmt* st) {
+  const int rc = sqlite3_step(st);
+  sqlite3_reset(st);
+  sqlite3_clear_bindings(st);
+  return rc == SQLITE_DONE;
+}
+
+// Opens a connection for this log's use; *db is set even on failure (close it).
+Status OpenConnection(const std::string& path, sqlite3** db) {
+  if (sqlite3_open_v2(path.c_str(), db, SQLITE_OPEN_READWRITE, nullptr) != SQLITE_OK) {
+    return SqliteError(*db, "open " + path);
+  }
+  sqlite3_busy_timeout(*db, 5000);
+  if (sqlite3_exec(*db, "PRAGMA synchronous=NORMAL", nullptr, nullptr, nullptr) != SQLITE_OK) {
+    return SqliteError(*db, "configure " + path);
+  }
+  return Status::OK();
+}
+
+}  // namespace
+
+InvocationLog::InvocationLog(size_t max_pending) : max_pending_(max_pending) {}
+
+InvocationLog::~InvocationLog() { Close(); }
+
+Status InvocationLog::Prepare(sqlite3* db, const char* sql, sqlite3_stmt** stmt) {
+  if (sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, stmt, nullptr) != SQLITE_OK) {
+    return SqliteError(db, std::string("prepare \"") + sql + "\" (is the schema there?)");
+  }
+  return Status::OK();
+}
+
+Status InvocationLog::Open(const std::string& db_path, RetentionOptions retention) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (state_ != State::kCreated) {
+      return Status::InvalidArgument("invocation log: Open called twice");
+    }
+  }
+  retention_ = retention;
+  Status s = [&]() -> Status {
+    std::scoped_lock lock(write_mu_, read_mu_);
+    WISP_RETURN_IF_ERROR(OpenConnection(db_path, &write_db_));
+    WISP_RETURN_IF_ERROR(OpenConnection(db_path, &read_db_));
+    WISP_RETURN_IF_ERROR(Prepare(write_db_, "BEGIN IMMEDIATE", &begin_));
+    WISP_RETURN_IF_ERROR(Prepare(write_db_, "COMMIT", &commit_));
+    WISP_RETURN_IF_ERROR(Prepare(write_db_, "ROLLBACK", &rollback_));
+    WISP_RETURN_IF_ERROR(Prepare(write_db_, kInsertInvocation, &insert_invocation_));
+    WISP_RETURN_IF_ERROR(Prepare(write_db_, kInsertLog, &insert_log_));
+    for (const char* sql : kRetention) {
+      retention_stmts_.push_back(nullptr);
+      WISP_RETURN_IF_ERROR(Prepare(write_db_, sql, &retention_stmts_.back()));
+    }
+    return RetentionLocked();
+  }();
+  if (!s.ok()) {
+    CloseConnections();
+    return s;
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  state_ = State::kRunning;
+  writer_ = std::thread([this] { WriterLoop(); });
+  return Status::OK();
+}
+
+bool InvocationLog::Enqueue() {
+  if (state_ != State::kRunning ||
+      pending_records_.size() + pending_lines_.size() >= max_pending_) {
+    dropped_.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
+  ++enqueued_;
+  return true;
+}
+
+void InvocationLog::Add(InvocationRecord record) {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (!Enqueue()) return;
+  pending_records_.push_back(std::move(record));
+  const size_t waiting = pending_records_.size() + pending_lines_.size();
+  lock.unlock();
+  if (waiting == 1 || waiting == kBatchSize) work_cv_.notify_one();
+}
+
+void InvocationLog::AddLog(LogLine line) {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (!Enqueue()) return;
+  pending_lines_.push_back(std::move(line));
+  const size_t waiting = pending_records_.size() + pending_lines_.size();
+  lock.unlock();
+  if (waiting == 1 || waiting == kBatchSize) work_cv_.notify_one();
+}
+
+Status InvocationLog::Flush() {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (state_ != State::kRunning) return Status::OK();
+  const uint64_t target = enqueued_;
+  const uint64_t failed_before = failed_batches_;
+  ++flush_waiters_;
+  work_cv_.notify_one();
+  done_cv_.wait(lock, [&] { return processed_ >= target; });
+  --flush_waiters_;
+  if (failed_batches_ != failed_before) {
+    return Status::IOError("invocation log: a batch was lost: " + last_error_);
+  }
+  return Status::OK();
+}
+
+void InvocationLog::WriterLoop() {
+  auto next_retention = std::chrono::steady_clock::now() + kRetentionEvery;
+  uint64_t dropped_reported = 0;
+  std::vector<InvocationRecord> records;
+  std::vector<LogLine> lines;
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    auto waiting = [&] { return pending_records_.size() + pending_lines_.size(); };
+    const bool stopping = state_ != State::kRunning;
+    if (stopping && waiting() == 0) break;
+    work_cv_.wait_until(lock, next_retention,
+                        [&] { return state_ != State::kRunning || waiting() > 0; });
+    // Let a batch fill for up to kBatchWait unless someone waits for it.
+    if (waiting() > 0 && waiting() < kBatchSize) {
+      work_cv_.wait_for(lock, kBatchWait, [&] {
+        return state_ != State::kRunning || flush_waiters_ > 0 || waiting() >= kBatchSize;
+      });
+    }
+    records.swap(pending_records_);
+    lines.swap(pending_lines_);
+    const uint64_t taken = records.size() + lines.size();
+    lock.unlock();
+
+    std::string error;
+    if (taken > 0) {
+      std::lock_guard<std::mutex> db_lock(write_mu_);
+      if (WriteBatch(records, lines, &error)) {
+        written_.fetch_add(taken, std::memory_order_relaxed);
+      } else {
+        dropped_.fetch_add(taken, std::memory_order_relaxed);
+        std::fprintf(stderr, "wisp: invocation log: lost %llu records: %s\n",
+                     static_cast<unsigned long long>(taken), error.c_str());
+      }
+    }
+    records.clear();
+    lines.clear();
+    if (records.capacity() > kKeepCapacity) records = {};
+    if (lines.capacity() > kKeepCapacity) lines = {};
+    if (std::chrono::steady_clock::now() >= next_retention) {
+      next_retention = std::chrono::steady_clock::now() + kRetentionEvery;
+      std::lock_guard<std::mutex> db_lock(write_mu_);
+      Status s = RetentionLocked();
+      if (!s.ok()) std::fprintf(stderr, "wisp: invocation log: %s\n", s.ToString().c_str());
+      const uint64_t dropped = dropped_.load(std::memory_order_relaxed);
+      if (dropped != dropped_reported) {
+        std::fprintf(stderr, "wisp: invocation log: %llu records dropped so far\n",
+                     static_cast<unsigned long long>(dropped));
+        dropped_reported = dropped;
+      }
+    }
+
+    lock.lock();
+    processed_ += taken;
+    if (!error.empty()) {
+      ++failed_batches_;
+      last_error_ = std::move(error);
+    }
+    done_cv_.notify_all();
+  }
+}
+
+bool InvocationLog::WriteBatch(const std::vector<InvocationRecord>& records,
+                               const std::vector<LogLine>& lines, std::string* error) {
+  auto fail = [&](const char* what) {
+    *error = std::string(what) + ": " + sqlite3_errmsg(write_db_);
+    if (!sqlite3_get_autocommit(write_db_)) StepDone(rollback_);
+    return false;
+  };
+  if (!StepDone(begin_)) return fail("begin");
+  for (const InvocationRecord& r : records) {
+    sqlite3_stmt* st = insert_invocation_;
+    BindText(st, 1, r.id);
+    BindText(st, 2, r.function);
+    BindText(st, 3, r.version);
+    BindText(st, 4, r.trigger);
+    sqlite3_bind_int64(st, 5, r.started_at_us);
+    sqlite3_bind_int64(st, 6, r.duration_us);
+    sqlite3_bind_int(st, 7, r.cold ? 1 : 0);
+    sqlite3_bind_int(st, 8, r.status);
+    BindText(st, 9, r.error_code);
+    BindText(st, 10, r.error);
+    if (!StepDone(st)) return fail("insert invocation");
+  }
+  for (const LogLine& l : lines) {
+    sqlite3_stmt* st = insert_log_;
+    BindText(st, 1, l.function);
+    BindText(st, 2, l.invocation);
+    sqlite3_bind_int64(st, 3, l.at_us);
+    BindText(st, 4, l.line);
+    if (!StepDone(st)) return fail("insert log line");
+  }
+  if (!StepDone(commit_)) return fail("commit");
+  return true;
+}
+
+Status InvocationLog::ApplyRetention() {
+  std::lock_guard<std::mutex> lock(write_mu_);
+  if (write_db_ == nullptr) return Status::Unavailable("invocation log is not open");
+  return RetentionLocked();
+}
+
+Status InvocationLog::RetentionLocked() {
+  if (!StepDone(begin_)) return SqliteError(write_db_, "retention: begin");
+  const bool aged = retention_.max_age_s > 0 && retention_.max_age_s < INT64_MAX / 1000000;
+  const int64_t cutoff_us = aged ? NowUs() - retention_.max_age_s * 1000000 : INT64_MIN;
+  const size_t keep[] = {retention_.max_invocations, retention_.max_invocations,
+                         retention_.max_log_lines, retention_.max_log_lines};
+  for (size_t i = 0; i < retention_stmts_.size(); ++i) {
+    sqlite3_stmt* st = retention_stmts_[i];
+    // Only one of ?1 and ?2 appears in each statement; binding a missing one is a no-op.
+    sqlite3_bind_int64(st, 1, static_cast<int64_t>(std::max<size_t>(keep[i], 1)));
+    sqlite3_bind_int64(st, 2, cutoff_us);
+    if (!StepDone(st)) {
+      Status s = SqliteError(write_db_, "retention");
+      StepDone(rollback_);
+      return s;
+    }
+  }
+  if (!StepDone(commit_)) {
+    Status s = SqliteError(write_db_, "retention: commit");
+    if (!sqlite3_get_autocommit(write_db_)) StepDone(rollback_);
+    return s;
+  }
+  return Status::OK();
+}
+
+StatusOr<std::vector<InvocationRecord>> InvocationLog::Invocations(const std::string& function,
+                                                                   size_t limit) {
+  std::lock_guard<std::mutex> lock(read_mu_);
+  if (read_db_ == nullptr) return Status::Unavailable("invocation log is not open");
+  const std::string sql = std::string(kSelectInvocations) +
+                          (function.empty() ? "" : " WHERE function = ?2") +
+                          " ORDER BY seq DESC LIMIT ?1";
+  sqlite3_stmt* st = nullptr;
+  if (sqlite3_prepare_v2(read_db_, sql.c_str(), -1, &st, nullptr) != SQLITE_OK) {
+    return SqliteError(read_db_, "read invocations");
+  }
+  limit = std::clamp<size_t>(limit, 1, kMaxInvocationsLimit);
+  sqlite3_bind_int64(st, 1, static_cast<int64_t>(limit));
+  if (!function.empty()) BindText(st, 2, function);
+  std::vector<InvocationRecord> out;
+  int rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    InvocationRecord& r = out.emplace_back();
+    r.seq = sqlite3_column_int64(st, 0);
+    r.id = Text(st, 1);
+    r.function = Text(st, 2);
+    r.version = Text(st, 3);
+    r.trigger = Text(st, 4);
+    r.started_at_us = sqlite3_column_int64(st, 5);
+    r.duration_us = sqlite3_column_int64(st, 6);
+    r.cold = sqlite3_column_int(st, 7) != 0;
+    r.status = sqlite3_column_int(st, 8);
+    r.error_code = Text(st, 9);
+    r.error = Text(st, 10);
+  }
+  Status s = rc == SQLITE_DONE ? Status::OK() : SqliteError(read_db_, "read invocations");
+  sqlite3_finalize(st);
+  if (!s.ok()) return s;
+  return out;
+}
+
+StatusOr<std::vector<LogLine>> InvocationLog::Logs(const std::string& function, int64_t after_seq,
+                                                   size_t limit) {
+  std::lock_guard<std::mutex> lock(read_mu_);
+  if (read_db_ == nullptr) return Status::Unavailable("invocation log is not open");
+  const bool tail = after_seq < 0;
+  const char* sql = tail ? "SELECT seq, function, invocation, at_us, line FROM logs"
+                           " WHERE function = ?1 ORDER BY seq DESC LIMIT ?2"
+                         : "SELECT seq, function, invocation, at_us, line FROM logs"
+                           " WHERE function = ?1 AND seq > ?3 ORDER BY seq LIMIT ?2";
+  sqlite3_stmt* st = nullptr;
+  if (sqlite3_prepare_v2(read_db_, sql, -1, &st, nullptr) != SQLITE_OK) {
+    return SqliteError(read_db_, "read logs");
+  }
+  BindText(st, 1, function);
+  limit = std::clamp<size_t>(limit, 1, kMaxLogsLimit);
+  sqlite3_bind_int64(st, 2, static_cast<int64_t>(limit));
+  if (!tail) sqlite3_bind_int64(st, 3, after_seq);
+  std::vector<LogLine> out;
+  int rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    LogLine& l = out.emplace_back();
+    l.seq = sqlite3_column_int64(st, 0);
+    l.function = Text(st, 1);
+    l.invocation = Text(st, 2);
+    l.at_us = sqlite3_column_int64(st, 3);
+    l.line = Text(st, 4);
+  }
+  Status s = rc == SQLITE_DONE ? Status::OK() : SqliteError(read_db_, "read logs");
+  sqlite3_finalize(st);
+  if (!s.ok()) return s;
+  if (tail) std::reverse(out.begin(), out.end());
+  return out;
+}
+
+void InvocationLog::Close() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (state_ == State::kClosing || state_ == State::kClosed) return;
+    const bool running = state_ == State::kRunning;
+    state_ = State::kClosing;
+    if (running) work_cv_.notify_one();
+  }
+  if (writer_.joinable()) writer_.join();  // the writer commits what waits first
+  CloseConnections();
+  std::lock_guard<std::mutex> lock(mu_);
+  state_ = State::kClosed;
+}
+
+void InvocationLog::CloseConnections() {
+  std::scoped_lock lock(write_mu_, read_mu_);
+  for (sqlite3_stmt** st : {&begin_, &commit_, &rollback_, &insert_invocation_, &insert_log_}) {
+    sqlite3_finalize(*st);
+    *st = nullptr;
+  }
+  for (sqlite3_stmt* st : retention_stmts_) sqlite3_finalize(st);
+  retention_stmts_.clear();
+  sqlite3_close_v2(write_db_);
+  sqlite3_close_v2(read_db_);
+  write_db_ = nullptr;
+  read_db_ = nullptr;
+}
+
+}  // namespace wisp::runtime

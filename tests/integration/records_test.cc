@@ -1,0 +1,208 @@
+// Invocation records and function logs: GET /v1/invocations and
+// GET /v1/functions/<name>/logs against the real controller, its sqlite
+// file and real workers.
+#include <google/protobuf/util/json_util.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <chrono>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "api.pb.h"
+#include "tests/integration/controller_fixture.h"
+
+namespace wisp::testing {
+namespace {
+
+template <typename Message>
+Message ParseOrFail(const runtime::HttpClientResponse& r) {
+  Message m;
+  google::protobuf::util::JsonParseOptions options;
+  options.ignore_unknown_fields = false;
+  auto s = google::protobuf::util::JsonStringToMessage(r.body, &m, options);
+  EXPECT_TRUE(s.ok()) << "unreadable reply (status " << r.status << "): " << r.body;
+  return m;
+}
+
+// Records are written in batches: polls until at least n are readable.
+api::InvocationList WaitForInvocations(Controller& c, const std::string& query, int n) {
+  api::InvocationList list;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (std::chrono::steady_clock::now() < deadline) {
+    runtime::HttpClientResponse r = c.Call("GET", "/v1/invocations" + query);
+    EXPECT_EQ(r.status, 200) << r.body;
+    list = ParseOrFail<api::InvocationList>(r);
+    if (list.invocations_size() >= n) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return list;
+}
+
+api::LogLines WaitForLogs(Controller& c, const std::string& name, const std::string& query,
+                          int n) {
+  api::LogLines lines;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (std::chrono::steady_clock::now() < deadline) {
+    runtime::HttpClientResponse r = c.Call("GET", "/v1/functions/" + name + "/logs" + query);
+    EXPECT_EQ(r.status, 200) << r.body;
+    lines = ParseOrFail<api::LogLines>(r);
+    if (lines.lines_size() >= n) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return lines;
+}
+
+std::string InvocationIdOf(const runtime::HttpClientResponse& r) {
+  for (const auto& [name, value] : r.headers) {
+    if (name == "x-wisp-invocation-id") return value;
+  }
+  return "";
+}
+
+// A request without the token; status 0 if it could not be made.
+runtime::HttpClientResponse WithoutToken(int port, const std::string& method,
+                                         const std::string& target) {
+  runtime::HttpClient client("127.0.0.1", port, 5000);
+  StatusOr<runtime::HttpClientResponse> r = client.Request(method, target, {}, "x");
+  if (!r.ok()) return runtime::HttpClientResponse{};
+  return std::move(r).value();
+}
+
+class RecordsTest : public ControllerTest {};
+
+TEST_F(RecordsTest, EveryInvocationIsRecordedWithItsIdVersionTriggerAndOutcome) {
+  DeployOk(ExamplePath("hello"), "hello");
+  DeployOk(TestFunctionPath("segv"), "segv");
+  std::vector<std::string> ids;
+  for (const char* body : {"a", "b", "c"}) {
+    runtime::HttpClientResponse r = controller_->Call("POST", "/fn/hello", body);
+    ASSERT_EQ(r.status, 200) << r.body;
+    ids.push_back(InvocationIdOf(r));
+  }
+  runtime::HttpClientResponse invoked = controller_->Call("POST", "/v1/functions/hello/invoke", "d");
+  ASSERT_EQ(invoked.status, 200) << invoked.body;
+  EXPECT_EQ(invoked.body, "hello, d");
+  ids.push_back(InvocationIdOf(invoked));
+  runtime::HttpClientResponse crashed = controller_->Call("POST", "/fn/segv", "x");
+  ASSERT_EQ(crashed.status, 502) << crashed.body;
+
+  api::InvocationList hello = WaitForInvocations(*controller_, "?function=hello", 4);
+  ASSERT_EQ(hello.invocations_size(), 4) << "expected the 4 calls of hello";
+  for (int i = 0; i < 4; ++i) {
+    const api::Invocation& rec = hello.invocations(i);  // newest first
+    SCOPED_TRACE("record " + std::to_string(i) + ": " + rec.ShortDebugString());
+    EXPECT_EQ(rec.id(), ids[3 - i]);
+    EXPECT_EQ(rec.function(), "hello");
+    EXPECT_EQ(rec.version(), "0.0.1");
+    EXPECT_EQ(rec.trigger(), "http");
+    EXPECT_EQ(rec.status(), 200);
+    EXPECT_EQ(rec.error_code(), "");
+    EXPECT_EQ(rec.cold(), i == 3) << "only the first call loads the function";
+    EXPECT_GT(rec.duration_ms(), 0.0);
+    EXPECT_FALSE(rec.started_at().empty());
+  }
+  api::InvocationList segv = WaitForInvocations(*controller_, "?function=segv", 1);
+  ASSERT_EQ(segv.invocations_size(), 1);
+  EXPECT_EQ(segv.invocations(0).status(), 502);
+  EXPECT_EQ(segv.invocations(0).error_code(), "worker_crashed");
+  EXPECT_NE(segv.invocations(0).error().find("SIGSEGV"), std::string::npos)
+      << segv.invocations(0).error();
+
+  api::InvocationList all = WaitForInvocations(*controller_, "?limit=2", 2);
+  ASSERT_EQ(all.invocations_size(), 2) << "limit=2 gave " << all.invocations_size();
+  EXPECT_EQ(all.invocations(0).function(), "segv") << "the newest record comes first";
+}
+
+TEST_F(RecordsTest, WorkerOutputIsKeptPerFunctionWithTheInvocationId) {
+  DeployOk(TestFunctionPath("chatty"), "chatty");
+  runtime::HttpClientResponse first = controller_->Call("POST", "/fn/chatty", "alpha");
+  ASSERT_EQ(first.status, 200) << first.body;
+  api::LogLines lines = WaitForLogs(*controller_, "chatty", "", 2);
+  ASSERT_EQ(lines.lines_size(), 2) << lines.ShortDebugString();
+  std::vector<std::string> texts;
+  for (const api::LogLine& l : lines.lines()) {
+    texts.push_back(l.line());
+    EXPECT_EQ(l.invocation(), InvocationIdOf(first)) << "line '" << l.line() << "'";
+  }
+  std::sort(texts.begin(), texts.end());
+  EXPECT_EQ(texts, (std::vector<std::string>{"err: alpha", "out: alpha"}));
+
+  // Following: after the last seq seen, only newer lines.
+  const int64_t last = lines.lines(1).seq();
+  ASSERT_EQ(controller_->Call("POST", "/fn/chatty", "beta").status, 200);
+  api::LogLines newer = WaitForLogs(*controller_, "chatty", "?after=" + std::to_string(last), 2);
+  ASSERT_EQ(newer.lines_size(), 2) << newer.ShortDebugString();
+  for (const api::LogLine& l : newer.lines()) {
+    EXPECT_GT(l.seq(), last);
+    EXPECT_NE(l.line().find("beta"), std::string::npos) << l.line();
+  }
+  api::LogLines tail = WaitForLogs(*controller_, "chatty", "?limit=1", 1);
+  ASSERT_EQ(tail.lines_size(), 1);
+  EXPECT_EQ(tail.lines(0).seq(), newer.lines(1).seq()) << "limit alone gives the newest lines";
+}
+
+TEST_F(RecordsTest, RefusesBadQueriesUnknownFunctionsAndMissingTokens) {
+  DeployOk(ExamplePath("hello"), "hello");
+  struct Case {
+    std::string method, target;
+    int status;
+    std::string code;
+  } cases[] = {
+      {"GET", "/v1/invocations?limit=0", 400, "invalid_argument"},
+      {"GET", "/v1/invocations?limit=1001", 400, "invalid_argument"},
+      {"GET", "/v1/invocations?limit=x", 400, "invalid_argument"},
+      {"GET", "/v1/invocations?colour=red", 400, "invalid_argument"},
+      {"GET", "/v1/invocations?function=Bad%20Name", 400, "invalid_name"},
+      {"POST", "/v1/invocations", 405, "method_not_allowed"},
+      {"GET", "/v1/functions/nothing/logs", 404, "function_not_found"},
+      {"GET", "/v1/functions/hello/logs?after=-3", 400, "invalid_argument"},
+      {"POST", "/v1/functions/hello/logs", 405, "method_not_allowed"},
+      {"GET", "/v1/functions/hello/invoke", 405, "method_not_allowed"},
+      {"POST", "/v1/functions/nothing/invoke", 404, "function_not_found"},
+      {"POST", "/v1/functions/hello/frobnicate", 404, "not_found"},
+  };
+  for (const Case& c : cases) {
+    runtime::HttpClientResponse r = controller_->Call(c.method, c.target);
+    EXPECT_EQ(r.status, c.status) << c.method << " " << c.target << ": " << r.body;
+    EXPECT_NE(r.body.find("\"" + c.code + "\""), std::string::npos)
+        << c.method << " " << c.target << ": expected code " << c.code << ", got " << r.body;
+  }
+  for (const char* target : {"/v1/invocations", "/v1/functions/hello/logs"}) {
+    runtime::HttpClientResponse r = WithoutToken(controller_->port(), "GET", target);
+    EXPECT_EQ(r.status, 401) << target << " without a token: " << r.body;
+  }
+  runtime::HttpClientResponse r =
+      WithoutToken(controller_->port(), "POST", "/v1/functions/hello/invoke");
+  EXPECT_EQ(r.status, 401) << "invoke without a token: " << r.body;
+}
+
+TEST(RecordsRestartTest, RecordsAndLogsSurviveARestart) {
+  TempDir dir;
+  std::string id;
+  {
+    Controller first(dir.path());
+    std::string error;
+    ASSERT_TRUE(first.Start(&error)) << error;
+    ASSERT_EQ(first.Deploy(TestFunctionPath("chatty"), "chatty").exit_code, 0);
+    runtime::HttpClientResponse r = first.Call("POST", "/fn/chatty", "kept");
+    ASSERT_EQ(r.status, 200) << r.body;
+    id = InvocationIdOf(r);
+    ASSERT_EQ(WaitForLogs(first, "chatty", "", 2).lines_size(), 2);
+    ASSERT_EQ(WaitForInvocations(first, "", 1).invocations_size(), 1);
+    first.Stop();
+  }
+  Controller second(dir.path());
+  std::string error;
+  ASSERT_TRUE(second.Start(&error)) << error;
+  api::InvocationList list = WaitForInvocations(second, "?function=chatty", 1);
+  ASSERT_EQ(list.invocations_size(), 1) << "the record did not survive the restart";
+  EXPECT_EQ(list.invocations(0).id(), id);
+  api::LogLines lines = WaitForLogs(second, "chatty", "", 2);
+  ASSERT_EQ(lines.lines_size(), 2) << "the log did not survive the restart";
+  EXPECT_EQ(lines.lines(0).invocation(), id);
+}
+
+}  // namespace
+}  // namespace wisp::testing

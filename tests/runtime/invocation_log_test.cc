@@ -1,0 +1,299 @@
+#include "runtime/invocation_log.h"
+
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+
+#include <chrono>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "runtime/function_store.h"
+
+namespace wisp::runtime {
+namespace {
+
+int64_t NowUs() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+InvocationRecord Record(const std::string& function, int i, int64_t started_at_us = NowUs()) {
+  InvocationRecord r;
+  r.id = "inv-" + function + "-" + std::to_string(i);
+  r.function = function;
+  r.version = "1.0." + std::to_string(i);
+  r.trigger = i % 2 == 0 ? "http" : "event";
+  r.started_at_us = started_at_us;
+  r.duration_us = 1000 + i;
+  r.cold = i % 3 == 0;
+  r.status = i % 5 == 0 ? 504 : 200;
+  if (r.status != 200) {
+    r.error_code = "timeout";
+    r.error = "it took \"too\" long\n(" + std::to_string(i) + ")";
+  }
+  return r;
+}
+
+LogLine Line(const std::string& function, int i, int64_t at_us = NowUs()) {
+  return LogLine{0, function, "inv-" + std::to_string(i), at_us, "line " + std::to_string(i)};
+}
+
+// Every field but seq, so a failure shows what was expected and what came.
+std::string Describe(const InvocationRecord& r) {
+  return r.id + " fn=" + r.function + " v=" + r.version + " trigger=" + r.trigger +
+         " started=" + std::to_string(r.started_at_us) + " dur=" + std::to_string(r.duration_us) +
+         " cold=" + std::to_string(r.cold) + " status=" + std::to_string(r.status) +
+         " code=" + r.error_code + " error=" + r.error;
+}
+
+std::vector<std::string> Ids(const std::vector<InvocationRecord>& records) {
+  std::vector<std::string> ids;
+  for (const InvocationRecord& r : records) ids.push_back(r.id);
+  return ids;
+}
+
+std::vector<std::string> Texts(const std::vector<LogLine>& lines) {
+  std::vector<std::string> texts;
+  for (const LogLine& l : lines) texts.push_back(l.line);
+  return texts;
+}
+
+class InvocationLogTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/wisp-invlog-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    path_ = dir_ + "/wisp.db";
+    Status s = store_.Open(path_);
+    ASSERT_TRUE(s.ok()) << s.ToString();
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  std::unique_ptr<InvocationLog> OpenLog(RetentionOptions retention = {}) {
+    auto log = std::make_unique<InvocationLog>();
+    Status s = log->Open(path_, retention);
+    EXPECT_TRUE(s.ok()) << "Open(" << path_ << "): " << s.ToString();
+    return log;
+  }
+
+  int64_t CountRows(const char* table) {
+    sqlite3* db = nullptr;
+    EXPECT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
+    sqlite3_stmt* st = nullptr;
+    const std::string sql = std::string("SELECT count(*) FROM ") + table;
+    EXPECT_EQ(sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr), SQLITE_OK)
+        << sqlite3_errmsg(db);
+    int64_t n = -1;
+    if (sqlite3_step(st) == SQLITE_ROW) n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return n;
+  }
+
+  std::string dir_;
+  std::string path_;
+  FunctionStore store_;
+};
+
+TEST_F(InvocationLogTest, ReadsBackNewestFirstWithEveryField) {
+  auto log = OpenLog();
+  std::vector<InvocationRecord> added;
+  for (int i = 0; i < 6; ++i) added.push_back(Record(i % 2 == 0 ? "even" : "odd", i));
+  for (const InvocationRecord& r : added) log->Add(r);
+  Status flushed = log->Flush();
+  ASSERT_TRUE(flushed.ok()) << flushed.ToString();
+  EXPECT_EQ(log->written(), 6u);
+
+  auto all = log->Invocations("", 100);
+  ASSERT_TRUE(all.ok()) << all.status().ToString();
+  ASSERT_EQ(all->size(), 6u) << "expected all 6 records back";
+  for (size_t i = 0; i < 6; ++i) {
+    EXPECT_EQ(Describe((*all)[i]), Describe(added[5 - i])) << "position " << i << " (newest first)";
+    if (i > 0) {
+      EXPECT_LT((*all)[i].seq, (*all)[i - 1].seq) << "seqs must fall, newest first";
+    }
+  }
+
+  auto odd = log->Invocations("odd", 100);
+  ASSERT_TRUE(odd.ok()) << odd.status().ToString();
+  EXPECT_EQ(Ids(*odd), (std::vector<std::string>{"inv-odd-5", "inv-odd-3", "inv-odd-1"}));
+
+  auto two = log->Invocations("", 2);
+  ASSERT_TRUE(two.ok()) << two.status().ToString();
+  EXPECT_EQ(Ids(*two), (std::vector<std::string>{"inv-odd-5", "inv-even-4"}));
+
+  auto clamped = log->Invocations("even", 0);
+  ASSERT_TRUE(clamped.ok()) << clamped.status().ToString();
+  EXPECT_EQ(Ids(*clamped), (std::vector<std::string>{"inv-even-4"})) << "limit 0 means 1";
+
+  auto none = log->Invocations("missing", 10);
+  ASSERT_TRUE(none.ok()) << none.status().ToString();
+  EXPECT_TRUE(none->empty()) << "got " << none->size() << " records of a function never added";
+}
+
+TEST_F(InvocationLogTest, LogsTailThenFollow) {
+  auto log = OpenLog();
+  for (int i = 0; i < 10; ++i) log->AddLog(Line("f", i));
+  log->AddLog(Line("other", 99));
+  ASSERT_TRUE(log->Flush().ok());
+
+  auto tail = log->Logs("f", -1, 3);
+  ASSERT_TRUE(tail.ok()) << tail.status().ToString();
+  EXPECT_EQ(Texts(*tail), (std::vector<std::string>{"line 7", "line 8", "line 9"}))
+      << "a tail is the newest lines, oldest first";
+  ASSERT_EQ(tail->size(), 3u);
+  EXPECT_EQ(tail->back().invocation, "inv-9");
+  EXPECT_EQ(tail->back().function, "f");
+  const int64_t last_seen = tail->back().seq;
+
+  auto nothing_new = log->Logs("f", last_seen, 100);
+  ASSERT_TRUE(nothing_new.ok()) << nothing_new.status().ToString();
+  EXPECT_TRUE(nothing_new->empty()) << "got " << nothing_new->size() << " lines, none added";
+
+  for (int i = 10; i < 13; ++i) log->AddLog(Line("f", i));
+  ASSERT_TRUE(log->Flush().ok());
+  auto follow = log->Logs("f", last_seen, 100);
+  ASSERT_TRUE(follow.ok()) << follow.status().ToString();
+  EXPECT_EQ(Texts(*follow), (std::vector<std::string>{"line 10", "line 11", "line 12"}))
+      << "following returns only the lines after the last seq seen";
+
+  auto first_page = log->Logs("f", 0, 4);
+  ASSERT_TRUE(first_page.ok()) << first_page.status().ToString();
+  EXPECT_EQ(Texts(*first_page), (std::vector<std::string>{"line 0", "line 1", "line 2", "line 3"}));
+}
+
+TEST_F(InvocationLogTest, ReopenKeepsWhatWasCommitted) {
+  {
+    auto log = OpenLog();
+    log->Add(Record("f", 1));
+    log->AddLog(Line("f", 1));
+    log->Close();  // commits what waits
+    EXPECT_EQ(log->written(), 2u);
+    log->Add(Record("f", 2));  // after Close: dropped
+    EXPECT_EQ(log->dropped(), 1u);
+  }
+  FunctionStore store;
+  ASSERT_TRUE(store.Open(path_).ok());
+  auto log = OpenLog();
+  auto records = log->Invocations("f", 10);
+  ASSERT_TRUE(records.ok()) << records.status().ToString();
+  EXPECT_EQ(Ids(*records), (std::vector<std::string>{"inv-f-1"}));
+  auto lines = log->Logs("f", -1, 10);
+  ASSERT_TRUE(lines.ok()) << lines.status().ToString();
+  EXPECT_EQ(Texts(*lines), (std::vector<std::string>{"line 1"}));
+}
+
+TEST_F(InvocationLogTest, RetentionByCountTrimsTheOldest) {
+  RetentionOptions retention;
+  retention.max_invocations = 4;
+  retention.max_log_lines = 3;
+  auto log = OpenLog(retention);
+  for (int i = 0; i < 10; ++i) log->Add(Record(i < 5 ? "a" : "b", i));
+  for (int i = 0; i < 7; ++i) log->AddLog(Line("a", i));
+  ASSERT_TRUE(log->Flush().ok());
+  Status s = log->ApplyRetention();
+  ASSERT_TRUE(s.ok()) << s.ToString();
+
+  auto records = log->Invocations("", 100);
+  ASSERT_TRUE(records.ok()) << records.status().ToString();
+  EXPECT_EQ(Ids(*records), (std::vector<std::string>{"inv-b-9", "inv-b-8", "inv-b-7", "inv-b-6"}));
+  auto lines = log->Logs("a", -1, 100);
+  ASSERT_TRUE(lines.ok()) << lines.status().ToString();
+  EXPECT_EQ(Texts(*lines), (std::vector<std::string>{"line 4", "line 5", "line 6"}));
+}
+
+TEST_F(InvocationLogTest, RetentionByAgeDeletesOnlyOldRows) {
+  RetentionOptions retention;
+  retention.max_age_s = 3600;
+  auto log = OpenLog(retention);
+  const int64_t old_us = NowUs() - int64_t{2} * 3600 * 1000000;  // two hours ago
+  const int64_t fresh_us = NowUs() - int64_t{600} * 1000000;     // ten minutes ago
+  for (int i = 0; i < 8; ++i) {
+    const bool old = i % 2 == 0;  // interleaved, the newest row fresh
+    log->Add(Record("f", i, old ? old_us : fresh_us));
+    log->AddLog(Line("f", i, old ? old_us : fresh_us));
+  }
+  ASSERT_TRUE(log->Flush().ok());
+  Status s = log->ApplyRetention();
+  ASSERT_TRUE(s.ok()) << s.ToString();
+
+  auto records = log->Invocations("f", 100);
+  ASSERT_TRUE(records.ok()) << records.status().ToString();
+  EXPECT_EQ(Ids(*records), (std::vector<std::string>{"inv-f-7", "inv-f-5", "inv-f-3", "inv-f-1"}))
+      << "only the records started within max_age_s stay";
+  auto lines = log->Logs("f", -1, 100);
+  ASSERT_TRUE(lines.ok()) << lines.status().ToString();
+  EXPECT_EQ(Texts(*lines), (std::vector<std::string>{"line 1", "line 3", "line 5", "line 7"}));
+}
+
+TEST_F(InvocationLogTest, RetentionKeepsTheNewestRowSoSeqsNeverRepeat) {
+  RetentionOptions retention;
+  retention.max_age_s = 60;
+  auto log = OpenLog(retention);
+  const int64_t old_us = NowUs() - int64_t{3600} * 1000000;
+  for (int i = 0; i < 3; ++i) log->AddLog(Line("f", i, old_us));
+  ASSERT_TRUE(log->Flush().ok());
+  ASSERT_TRUE(log->ApplyRetention().ok());
+  auto lines = log->Logs("f", -1, 100);
+  ASSERT_TRUE(lines.ok()) << lines.status().ToString();
+  ASSERT_EQ(Texts(*lines), (std::vector<std::string>{"line 2"}));
+  const int64_t last_seen = lines->back().seq;
+  log->AddLog(Line("f", 3));
+  ASSERT_TRUE(log->Flush().ok());
+  auto follow = log->Logs("f", last_seen, 100);
+  ASSERT_TRUE(follow.ok()) << follow.status().ToString();
+  EXPECT_EQ(Texts(*follow), (std::vector<std::string>{"line 3"}));
+}
+
+TEST_F(InvocationLogTest, FourThreadsAddTwentyThousandRecords) {
+  auto log = OpenLog();
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&log, t] {
+      for (int i = 0; i < 5000; ++i) log->Add(Record("t" + std::to_string(t), i));
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  Status s = log->Flush();
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(log->dropped(), 0u);
+  EXPECT_EQ(log->written(), 20000u);
+  EXPECT_EQ(CountRows("invocations"), 20000) << "rows in the invocations table";
+}
+
+TEST_F(InvocationLogTest, DropsWhenTooManyWaitAndBeforeOpen) {
+  InvocationLog log(/*max_pending=*/0);
+  log.Add(Record("f", 0));  // not open yet
+  EXPECT_EQ(log.dropped(), 1u);
+  ASSERT_TRUE(log.Open(path_, {}).ok());
+  for (int i = 0; i < 10; ++i) log.AddLog(Line("f", i));
+  ASSERT_TRUE(log.Flush().ok());
+  EXPECT_EQ(log.dropped(), 11u);
+  EXPECT_EQ(log.written(), 0u);
+  EXPECT_EQ(CountRows("logs"), 0);
+}
+
+TEST_F(InvocationLogTest, OpenFailsWithoutTheSchema) {
+  InvocationLog log;
+  Status s = log.Open(dir_ + "/empty.db", {});
+  EXPECT_FALSE(s.ok()) << "a missing database must not open";
+  const std::string path = dir_ + "/bare.db";
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  sqlite3_close(db);
+  InvocationLog bare;
+  s = bare.Open(path, {});
+  EXPECT_EQ(s.code(), Status::Code::kIOError) << s.ToString();
+  EXPECT_NE(s.message().find("invocations"), std::string::npos) << s.ToString();
+  auto read = bare.Invocations("", 1);
+  EXPECT_EQ(read.status().code(), Status::Code::kUnavailable) << read.status().ToString();
+}
+
+}  // namespace
+}  // namespace wisp::runtime
