@@ -475,7 +475,19 @@ void Controller::HandleDeploy(triggers::ReplyToken token, const std::string& nam
   record.deployed_at = NowRfc3339();
   auto existing = functions_.find(name);
   if (record.version.empty()) {
-    record.version = existing == functions_.end() ? "0.0.1" : NextPatch(existing->second->record.version);
+    // The patch after the newest deploy (not after the current version: after
+    // a rollback that one's successor exists already), skipping taken ones.
+    StatusOr<std::vector<FunctionRecord>> versions = store_.Versions(name);
+    if (!versions.ok()) {
+      RemoveArtifactIfUnused(record.sha256);
+      return ReplyError(token, 500, "storage_error", versions.status().message());
+    }
+    record.version = versions->empty() ? "0.0.1" : NextPatch(versions->back().version);
+    auto taken = [&versions](const std::string& v) {
+      return std::any_of(versions->begin(), versions->end(),
+                         [&v](const FunctionRecord& r) { return r.version == v; });
+    };
+    for (int i = 0; taken(record.version) && i < 1000; ++i) record.version = NextPatch(record.version);
   }
   s = store_.Put(record);
   if (!s.ok()) {
@@ -514,6 +526,7 @@ void Controller::HandleRollback(triggers::ReplyToken token, const std::string& n
       return ReplyError(token, 400, "invalid_argument",
                         "unknown rollback parameter '" + key + "' (known: to)");
     }
+    if (!to.empty()) return ReplyError(token, 400, "invalid_argument", "to is given twice");
     if (!IsSemver(value)) {
       return ReplyError(token, 400, "invalid_version",
                         "to must be a semver version, got '" + value + "'");

@@ -7,6 +7,8 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "runtime/signal_names.h"
@@ -23,6 +25,33 @@ Zygote::Zygote(uv_loop_t* loop, std::string worker_path, uint64_t worker_spin_us
     : loop_(loop), worker_path_(std::move(worker_path)), spin_arg_(std::to_string(worker_spin_us)) {}
 
 Zygote::~Zygote() = default;
+
+namespace {
+
+// What of the controller's environment reaches the zygote and so every
+// function: only what a process needs to run (the search path, locale, time
+// zone, temporary dir) and sanitizer settings. Nothing else leaks through:
+// no WISP_TOKEN, no credentials the controller was started with. A function
+// gets its own config map on top (worker.proto's Load.env).
+std::vector<std::string> WorkerEnvironment() {
+  static constexpr std::string_view kKept[] = {"PATH",  "HOME",         "LANG",        "LC_ALL",
+                                               "TZ",    "TMPDIR",       "ASAN_OPTIONS", "UBSAN_OPTIONS",
+                                               "LSAN_OPTIONS"};
+  std::vector<std::string> env;
+  for (char** e = environ; *e != nullptr; ++e) {
+    const std::string_view entry(*e);
+    const std::string_view name = entry.substr(0, entry.find('='));
+    for (std::string_view kept : kKept) {
+      if (name == kept || (name.starts_with("LC_") && kept == "LC_ALL")) {
+        env.emplace_back(entry);
+        break;
+      }
+    }
+  }
+  return env;
+}
+
+}  // namespace
 
 Status Zygote::Start() {
   int fds[2];
@@ -50,6 +79,11 @@ Status Zygote::Start() {
   uv_process_options_t options{};
   options.file = worker_path_.c_str();
   options.args = args.data();
+  std::vector<std::string> env = WorkerEnvironment();
+  std::vector<char*> envp;
+  for (std::string& e : env) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  options.env = envp.data();
   options.stdio = stdio;
   options.stdio_count = 4;
   options.exit_cb = [](uv_process_t* p, int64_t status, int signal) {

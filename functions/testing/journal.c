@@ -1,5 +1,5 @@
 /* journal: appends the body and a newline to the file named by the query
- * string (for events, which have none: by $WISP_TEST_JOURNAL), then replies
+ * string (for events, which have none: by JOURNAL from its config map), then replies
  * with the body; a body of "crash" segfaults after appending. Lets a test
  * count how often each invocation really ran. */
 #include <fcntl.h>
@@ -12,7 +12,7 @@ WISP_DEFINE_ABI_VERSION()
 
 WISP_EXPORT int wisp_handle(void* state, wisp_ctx* ctx, const wisp_request* req) {
   (void)state;
-  const char* path = req->query.len > 0 ? req->query.data : getenv("WISP_TEST_JOURNAL");
+  const char* path = req->query.len > 0 ? req->query.data : getenv("JOURNAL");
   if (path == NULL) return 2;
   int fd = open(path, O_WRONLY | O_CREAT | O_APPEND, 0644);
   if (fd < 0) return 2;

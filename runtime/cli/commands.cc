@@ -1,15 +1,19 @@
-// The client subcommands: they talk to the controller's HTTP API.
+// The client subcommands on functions: deploy, ls, invoke, rm, describe and
+// rollback. They talk to the controller's HTTP API.
 #include "runtime/cli/commands.h"
 
 #include <google/protobuf/util/json_util.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <iterator>
+#include <map>
 #include <sstream>
 
 #include "api.pb.h"
@@ -26,6 +30,19 @@ std::string StemOf(const std::string& path) {
   std::string base = path.substr(path.rfind('/') == std::string::npos ? 0 : path.rfind('/') + 1);
   if (base.size() > 3 && base.compare(base.size() - 3, 3, ".so") == 0) base.resize(base.size() - 3);
   return base;
+}
+
+// Whether pair has the KEY=VALUE shape of the config map: KEY like a shell
+// variable ([A-Za-z_][A-Za-z0-9_]*). The controller enforces the rest (the
+// reserved WISP_* keys, the limits).
+bool IsEnvPair(const std::string& pair) {
+  const size_t eq = pair.find('=');
+  if (eq == std::string::npos || eq == 0) return false;
+  for (size_t i = 0; i < eq; ++i) {
+    const unsigned char c = static_cast<unsigned char>(pair[i]);
+    if (!(std::isalpha(c) || c == '_' || (i > 0 && std::isdigit(c)))) return false;
+  }
+  return true;
 }
 
 }  // namespace
@@ -78,6 +95,13 @@ int RunDeploy(const DeployArgs& args) {
   for (const std::string& subject : args.subscribe) add("subscribe", triggers::PercentEncode(subject));
   if (!args.version.empty()) add("version", triggers::PercentEncode(args.version));
   if (args.is_private) add("private", "true");
+  for (const std::string& pair : args.env) {
+    if (!IsEnvPair(pair)) {
+      return Fail(kExitUsage, "env wants KEY=VALUE with a KEY of letters, digits and _ "
+                              "(not starting with a digit), got '" + pair + "'");
+    }
+    add("env", triggers::PercentEncode(pair));
+  }
   std::string bytes;
   std::string error;
   if (!ReadFile(args.path, &bytes, &error)) return Fail(kExitUsage, error);
@@ -163,6 +187,104 @@ int RunRemove(const std::string& server, const std::string& name) {
   if (!Call(server, "DELETE", "/v1/functions/" + name, {}, &response, &code)) return code;
   if (response.status != 200) return Fail(kExitFailed, "rm failed: " + ErrorMessage(response));
   std::printf("removed %s\n", name.c_str());
+  return kExitOk;
+}
+
+namespace {
+
+void PrintConfig(const api::FunctionConfig& c) {
+  std::printf("%-13s%s\n", "timeout", runtime::FormatDurationMs(c.timeout_ms()).c_str());
+  std::printf("%-13s%s\n", "idle", runtime::FormatDurationMs(c.idle_ms()).c_str());
+  std::printf("%-13s%u\n", "max workers", c.max_workers());
+  std::string subjects;
+  for (const std::string& subject : c.subjects()) {
+    subjects += (subjects.empty() ? "" : ", ") + subject;
+  }
+  std::printf("%-13s%s\n", "subjects", subjects.empty() ? "-" : subjects.c_str());
+  std::printf("%-13s%s\n", "private", c.private_() ? "yes" : "no");
+  // Sorted, one per line: the proto map has no order.
+  std::map<std::string, std::string> env(c.env().begin(), c.env().end());
+  if (env.empty()) std::printf("%-13s-\n", "env");
+  const char* label = "env";
+  for (const auto& [key, value] : env) {
+    std::printf("%-13s%s=%s\n", label, key.c_str(), value.c_str());
+    label = "";
+  }
+}
+
+void PrintStatus(const api::FunctionStatus& st) {
+  std::string pids;
+  for (int pid : st.worker_pids()) pids += (pids.empty() ? "" : ", ") + std::to_string(pid);
+  std::printf("%-13s%s\n", "loaded", st.loaded() ? ("yes (workers " + pids + ")").c_str() : "no");
+  std::printf("%-13s%llu\n", "loads", static_cast<unsigned long long>(st.loads()));
+  std::printf("%-13s%llu\n", "invocations", static_cast<unsigned long long>(st.invocations()));
+  std::printf("%-13s%llu\n", "errors", static_cast<unsigned long long>(st.errors()));
+  std::printf("%-13s%u\n", "queue depth", st.queue_depth());
+}
+
+void PrintVersions(const api::Function& fn) {
+  int width = 7;  // VERSION
+  for (const api::FunctionVersion& v : fn.versions()) {
+    width = std::max(width, static_cast<int>(v.version().size()));
+  }
+  std::printf("%-*s  %-20s  %-12s  %10s  %s\n", width, "VERSION", "DEPLOYED", "SHA256", "SIZE",
+              "CURRENT");
+  for (const api::FunctionVersion& v : fn.versions()) {
+    std::printf("%-*s  %-20s  %-12.12s  %10llu%s\n", width, v.version().c_str(),
+                v.deployed_at().c_str(), v.sha256().c_str(),
+                static_cast<unsigned long long>(v.size_bytes()), v.current() ? "  *" : "");
+  }
+}
+
+}  // namespace
+
+int RunDescribe(const std::string& server, const std::string& name, bool json) {
+  if (!triggers::IsValidFunctionName(name)) {
+    return Fail(kExitUsage, "invalid function name '" + name + "'");
+  }
+  runtime::HttpClientResponse response;
+  int code = 0;
+  if (!Call(server, "GET", "/v1/functions/" + name, {}, &response, &code)) return code;
+  if (response.status != 200) {
+    return Fail(kExitFailed, "describe failed: " + ErrorMessage(response));
+  }
+  if (json) {
+    std::fwrite(response.body.data(), 1, response.body.size(), stdout);
+    return kExitOk;
+  }
+  api::Function fn;
+  if (!ParseJson(response.body, &fn)) {
+    return Fail(kExitFailed, "unreadable reply: " + response.body);
+  }
+  std::printf("%-13s%s\n", "name", fn.name().c_str());
+  std::printf("%-13s%s\n", "version", fn.version().c_str());
+  std::printf("%-13s%s\n", "sha256", fn.sha256().c_str());
+  std::printf("%-13s%llu bytes\n", "size", static_cast<unsigned long long>(fn.size_bytes()));
+  std::printf("%-13s%s\n", "deployed", fn.deployed_at().c_str());
+  PrintConfig(fn.config());
+  PrintStatus(fn.status());
+  std::printf("\n");
+  PrintVersions(fn);
+  return kExitOk;
+}
+
+int RunRollback(const std::string& server, const std::string& name, const std::string& to) {
+  if (!triggers::IsValidFunctionName(name)) {
+    return Fail(kExitUsage, "invalid function name '" + name + "'");
+  }
+  std::string target = "/v1/functions/" + name + "/rollback";
+  if (!to.empty()) target += "?to=" + triggers::PercentEncode(to);
+  runtime::HttpClientResponse response;
+  int code = 0;
+  if (!Call(server, "POST", target, {}, &response, &code)) return code;
+  if (response.status != 200) {
+    return Fail(kExitFailed, "rollback failed: " + ErrorMessage(response));
+  }
+  api::Function fn;
+  if (!ParseJson(response.body, &fn)) {
+    return Fail(kExitFailed, "unreadable reply: " + response.body);
+  }
+  std::printf("rolled back %s to %s\n", name.c_str(), fn.version().c_str());
   return kExitOk;
 }
 

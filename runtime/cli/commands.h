@@ -44,6 +44,7 @@ struct DeployArgs {
   std::vector<std::string> subscribe;  // event subjects
   std::string version;                 // semver; empty: the next patch
   bool is_private = false;             // /fn/ calls need the token
+  std::vector<std::string> env;        // "KEY=VALUE", the config map
 };
 
 struct PublishArgs {
@@ -69,6 +70,12 @@ int RunDeploy(const DeployArgs& args);
 int RunList(const std::string& server, bool json);
 int RunInvoke(const InvokeArgs& args);
 int RunRemove(const std::string& server, const std::string& name);
+// wisp describe NAME: the function's config, status and versions; json
+// prints the controller's reply as is.
+int RunDescribe(const std::string& server, const std::string& name, bool json);
+// wisp rollback NAME [--to VERSION]: makes VERSION (default: the one
+// deployed before the current one) serve new invocations.
+int RunRollback(const std::string& server, const std::string& name, const std::string& to);
 // wisp publish / wisp request.
 int RunPublish(const PublishArgs& args);
 // wisp new NAME: a function folder under parent (default: here) with

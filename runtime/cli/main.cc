@@ -1,4 +1,10 @@
-// wisp: the command line. CLI11 parses; each subcommand lives in commands.cc.
+// wisp: the command line. CLI11 parses here; the subcommands live in
+//   up_command.cc        up
+//   commands.cc          deploy, ls, invoke, rm, describe, rollback
+//   event_commands.cc    publish, request, services
+//   manifest_commands.cc apply -f, delete -f
+//   new_command.cc       new
+// Exit codes: see commands.h.
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
@@ -58,6 +64,8 @@ int main(int argc, char** argv) {
   deploy_cmd->add_option("--version", deploy.version, "semver (default: the next patch)");
   deploy_cmd->add_flag("--private", deploy.is_private,
                        "calls on /fn/<name> need the control API token too");
+  deploy_cmd->add_option("--env", deploy.env,
+                         "KEY=VALUE in the function's environment (repeatable; the config map)");
   deploy_cmd->add_option("--server", server, "controller URL");
   deploy_cmd->add_option("--token", token, "control API token");
 
@@ -81,6 +89,24 @@ int main(int argc, char** argv) {
   rm_cmd->add_option("name", rm_name, "function name")->required();
   rm_cmd->add_option("--server", server, "controller URL");
   rm_cmd->add_option("--token", token, "control API token");
+
+  std::string describe_name;
+  bool describe_json = false;
+  CLI::App* describe_cmd =
+      app.add_subcommand("describe", "show a function's config, status and versions");
+  describe_cmd->add_option("name", describe_name, "function name")->required();
+  describe_cmd->add_flag("--json", describe_json, "print the controller's JSON");
+  describe_cmd->add_option("--server", server, "controller URL");
+  describe_cmd->add_option("--token", token, "control API token");
+
+  std::string rollback_name;
+  std::string rollback_to;
+  CLI::App* rollback_cmd = app.add_subcommand(
+      "rollback", "make another version current (default: the one before)");
+  rollback_cmd->add_option("name", rollback_name, "function name")->required();
+  rollback_cmd->add_option("--to", rollback_to, "the version to make current, e.g. 0.0.2");
+  rollback_cmd->add_option("--server", server, "controller URL");
+  rollback_cmd->add_option("--token", token, "control API token");
 
   PublishArgs publish;
   CLI::App* publish_cmd = app.add_subcommand("publish", "publish an event");
@@ -145,6 +171,8 @@ int main(int argc, char** argv) {
     return RunInvoke(invoke);
   }
   if (*rm_cmd) return RunRemove(url, rm_name);
+  if (*describe_cmd) return RunDescribe(url, describe_name, describe_json);
+  if (*rollback_cmd) return RunRollback(url, rollback_name, rollback_to);
   if (*publish_cmd || *request_cmd) {
     publish.server = url;
     publish.request = static_cast<bool>(*request_cmd);

@@ -1,7 +1,11 @@
 // wisp apply -f / wisp delete -f: a manifest's functions deployed or removed
-// in one step. apply is idempotent: a function whose artifact and settings
-// already match is left alone (and keeps its version).
+// in one step. apply is idempotent: a function whose artifact, settings and
+// env already match is left alone and keeps its version; any difference
+// deploys a new version.
 #include <cstdio>
+#include <map>
+#include <string>
+#include <vector>
 
 #include "api.pb.h"
 #include "loader/artifact_store.h"
@@ -31,6 +35,7 @@ bool Matches(const runtime::ManifestFunction& f, const std::string& sha256, cons
   if (f.max_workers != 0 && f.max_workers != c.max_workers()) return false;
   if (!f.version.empty() && f.version != fn.version()) return false;
   if (f.is_private.value_or(false) != c.private_()) return false;
+  if (std::map<std::string, std::string>(c.env().begin(), c.env().end()) != f.env) return false;
   return std::vector<std::string>(c.subjects().begin(), c.subjects().end()) == f.subscribe;
 }
 
@@ -70,6 +75,7 @@ int RunApply(const std::string& server, const std::string& file) {
     args.subscribe = f.subscribe;
     args.version = f.version;
     args.is_private = f.is_private.value_or(false);
+    for (const auto& [key, value] : f.env) args.env.push_back(key + "=" + value);
     if (int rc = RunDeploy(args); rc != kExitOk) return rc;
     ++deployed;
   }

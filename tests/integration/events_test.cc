@@ -111,7 +111,6 @@ class EventsTest : public ::testing::TestWithParam<BrokerKind> {
     }
     journal_ = dir_.path() + "/journal";
     controller_ = std::make_unique<Controller>(dir_.path(), args);
-    controller_->SetEnv("WISP_TEST_JOURNAL", journal_);
     std::string error;
     ASSERT_TRUE(controller_->Start(&error)) << error;
     if (GetParam() == BrokerKind::kNats) {
@@ -169,7 +168,8 @@ class EventsTest : public ::testing::TestWithParam<BrokerKind> {
 
 TEST_P(EventsTest, PublishedEventRunsTheFunctionAndWhatItEmitsRunsTheNext) {
   DeployOk(TestFunctionPath("relay"), "relay", {"--subscribe", "orders.*"});
-  DeployOk(TestFunctionPath("journal"), "audit", {"--subscribe", "audit.>"});
+  DeployOk(TestFunctionPath("journal"), "audit",
+           {"--subscribe", "audit.>", "--env", "JOURNAL=" + journal_});
   natsSubscription* outside = nullptr;
   if (nats()) {
     ASSERT_EQ(natsConnection_SubscribeSync(&outside, client_.nc(), "audit.>"), NATS_OK);
@@ -230,7 +230,8 @@ TEST_P(EventsTest, TheFunctionSeesTheSubjectAndCloudEventsAttributes) {
 
 TEST_P(EventsTest, WildcardsMatchWholeTokens) {
   DeployOk(TestFunctionPath("journal"), "tally",
-           {"--subscribe", "w.*.end", "--subscribe", "deep.>", "--max-workers", "1"});
+           {"--subscribe", "w.*.end", "--subscribe", "deep.>", "--max-workers", "1", "--env",
+            "JOURNAL=" + journal_});
   PublishOk("w.a.end", "1");
   PublishOk("w.a.b.end", "2");
   PublishOk("deep.x.y.z", "3");
@@ -366,7 +367,8 @@ TEST_P(EventsTest, ServiceApiAnswersWhileLoadedAndNotAfterUnload) {
 }
 
 TEST_P(EventsTest, MalformedEventsGetClearErrorsAndTheStreamGoesOn) {
-  DeployOk(TestFunctionPath("journal"), "tally", {"--subscribe", "in.*", "--max-workers", "1"});
+  DeployOk(TestFunctionPath("journal"), "tally",
+           {"--subscribe", "in.*", "--max-workers", "1", "--env", "JOURNAL=" + journal_});
   CliResult r = RunCli({"publish", "--server", controller_->url(), "in.x", "bad-version",
                         "--header", "ce-specversion=2.0"});
   EXPECT_NE(r.exit_code, 0) << "a CloudEvent of specversion 2.0 was accepted";
@@ -403,7 +405,8 @@ TEST_P(EventsTest, MalformedEventsGetClearErrorsAndTheStreamGoesOn) {
 
 TEST_P(EventsTest, EventsOfAFailedInvocationAreNeverPublished) {
   DeployOk(TestFunctionPath("relay"), "relay");
-  DeployOk(TestFunctionPath("journal"), "audit", {"--subscribe", "audit.>", "--max-workers", "1"});
+  DeployOk(TestFunctionPath("journal"), "audit",
+           {"--subscribe", "audit.>", "--max-workers", "1", "--env", "JOURNAL=" + journal_});
   runtime::HttpClientResponse r = Request("wisp.fn.relay", "emit audit.a first\nfail");
   EXPECT_EQ(r.status, 500) << r.body;
   r = Request("wisp.fn.relay", "emit audit.b second\nstatus 503");
@@ -426,11 +429,11 @@ TEST_P(EventsTest, BackPressureRefusesRequestsAndKeepsEvents) {
   std::vector<std::string> args = {"--max-queue", "2", "--pipeline-depth", "1"};
   if (nats()) args.insert(args.end(), {"--nats", nats_.url()});
   controller_ = std::make_unique<Controller>(dir_.path(), args);
-  controller_->SetEnv("WISP_TEST_JOURNAL", journal_);
   std::string error;
   ASSERT_TRUE(controller_->Start(&error)) << error;
   DeployOk(TestFunctionPath("sleep"), "slow", {"--max-workers", "1"});
-  DeployOk(TestFunctionPath("journal"), "tally", {"--subscribe", "many.*", "--max-workers", "1"});
+  DeployOk(TestFunctionPath("journal"), "tally",
+           {"--subscribe", "many.*", "--max-workers", "1", "--env", "JOURNAL=" + journal_});
 
   // One running, two waiting: the queue is full, the next request is refused.
   std::vector<std::thread> callers;
@@ -477,13 +480,12 @@ TEST(EventsSharedTest, TwoControllersShareTenThousandEventsEachRunOnce) {
   const std::string journal_b = dir_b.path() + "/journal";
   Controller a(dir_a.path(), {"--nats", nats.url()});
   Controller b(dir_b.path(), {"--nats", nats.url()});
-  a.SetEnv("WISP_TEST_JOURNAL", journal_a);
-  b.SetEnv("WISP_TEST_JOURNAL", journal_b);
   std::string error;
   ASSERT_TRUE(a.Start(&error)) << error;
   ASSERT_TRUE(b.Start(&error)) << error;
-  for (Controller* c : {&a, &b}) {
-    CliResult r = c->Deploy(TestFunctionPath("journal"), "tally", {"--subscribe", "load.*"});
+  for (auto [c, journal] : {std::pair{&a, journal_a}, std::pair{&b, journal_b}}) {
+    CliResult r = c->Deploy(TestFunctionPath("journal"), "tally",
+                            {"--subscribe", "load.*", "--env", "JOURNAL=" + journal});
     ASSERT_EQ(r.exit_code, 0) << r.err;
   }
   NatsClient client;
