@@ -32,6 +32,10 @@ struct UpArgs {
   std::string worker;     // empty: $WISP_WORKER, else next to this binary
   uint64_t max_body = 6 * 1024 * 1024;
   std::string nats;       // NATS URLs; empty: the embedded broker
+  bool no_records = false;            // no invocation records or log lines
+  uint64_t keep_invocations = 100000; // records kept, newest first
+  uint64_t keep_log_lines = 100000;   // log lines kept, newest first
+  std::string keep_for = "168h";      // older records and lines are deleted; 0: kept
 };
 
 struct DeployArgs {
@@ -76,6 +80,13 @@ int RunDescribe(const std::string& server, const std::string& name, bool json);
 // wisp rollback NAME [--to VERSION]: makes VERSION (default: the one
 // deployed before the current one) serve new invocations.
 int RunRollback(const std::string& server, const std::string& name, const std::string& to);
+// wisp invocations [--function F] [--limit N]: the newest records as a table.
+int RunInvocations(const std::string& server, const std::string& function, uint32_t limit,
+                   bool json);
+// wisp logs NAME [-f]: the newest limit lines; with follow, then every new
+// line as it is recorded (polled) until interrupted.
+int RunLogs(const std::string& server, const std::string& name, uint32_t limit, bool follow,
+            bool json);
 // wisp publish / wisp request.
 int RunPublish(const PublishArgs& args);
 // wisp new NAME: a function folder under parent (default: here) with

@@ -1,6 +1,7 @@
 // wisp: the command line. CLI11 parses here; the subcommands live in
 //   up_command.cc        up
 //   commands.cc          deploy, ls, invoke, rm, describe, rollback
+//   record_commands.cc   invocations, logs
 //   event_commands.cc    publish, request, services
 //   manifest_commands.cc apply -f, delete -f
 //   new_command.cc       new
@@ -48,6 +49,14 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   up_cmd->add_option("--nats", up.nats,
                      "NATS server URLs, comma-separated (default: the embedded broker)");
+  up_cmd->add_flag("--no-records", up.no_records, "keep no invocation records or function logs");
+  up_cmd->add_option("--keep-invocations", up.keep_invocations, "invocation records kept")
+      ->capture_default_str()->check(CLI::Range(uint64_t{1}, uint64_t{100000000}));
+  up_cmd->add_option("--keep-log-lines", up.keep_log_lines, "function log lines kept")
+      ->capture_default_str()->check(CLI::Range(uint64_t{1}, uint64_t{100000000}));
+  up_cmd->add_option("--keep-for", up.keep_for,
+                     "records and log lines older than this are deleted (0: no age limit)")
+      ->capture_default_str();
 
   DeployArgs deploy;
   CLI::App* deploy_cmd = app.add_subcommand("deploy", "deploy a function .so");
@@ -107,6 +116,30 @@ int main(int argc, char** argv) {
   rollback_cmd->add_option("--to", rollback_to, "the version to make current, e.g. 0.0.2");
   rollback_cmd->add_option("--server", server, "controller URL");
   rollback_cmd->add_option("--token", token, "control API token");
+
+  std::string invocations_function;
+  uint32_t invocations_limit = 20;
+  bool invocations_json = false;
+  CLI::App* invocations_cmd = app.add_subcommand("invocations", "list recent invocations");
+  invocations_cmd->add_option("--function", invocations_function, "only this function's");
+  invocations_cmd->add_option("-n,--limit", invocations_limit, "how many, newest first")
+      ->capture_default_str()->check(CLI::Range(1, 1000));
+  invocations_cmd->add_flag("--json", invocations_json, "print the controller's JSON");
+  invocations_cmd->add_option("--server", server, "controller URL");
+  invocations_cmd->add_option("--token", token, "control API token");
+
+  std::string logs_name;
+  uint32_t logs_limit = 100;
+  bool logs_follow = false;
+  bool logs_json = false;
+  CLI::App* logs_cmd = app.add_subcommand("logs", "print a function's output lines");
+  logs_cmd->add_option("name", logs_name, "function name")->required();
+  logs_cmd->add_option("-n,--limit", logs_limit, "how many of the newest lines")
+      ->capture_default_str()->check(CLI::Range(1, 10000));
+  logs_cmd->add_flag("-f,--follow", logs_follow, "keep printing new lines until interrupted");
+  logs_cmd->add_flag("--json", logs_json, "print the controller's JSON, one reply per line");
+  logs_cmd->add_option("--server", server, "controller URL");
+  logs_cmd->add_option("--token", token, "control API token");
 
   PublishArgs publish;
   CLI::App* publish_cmd = app.add_subcommand("publish", "publish an event");
@@ -173,6 +206,10 @@ int main(int argc, char** argv) {
   if (*rm_cmd) return RunRemove(url, rm_name);
   if (*describe_cmd) return RunDescribe(url, describe_name, describe_json);
   if (*rollback_cmd) return RunRollback(url, rollback_name, rollback_to);
+  if (*invocations_cmd) {
+    return RunInvocations(url, invocations_function, invocations_limit, invocations_json);
+  }
+  if (*logs_cmd) return RunLogs(url, logs_name, logs_limit, logs_follow, logs_json);
   if (*publish_cmd || *request_cmd) {
     publish.server = url;
     publish.request = static_cast<bool>(*request_cmd);

@@ -63,6 +63,8 @@ int RunUp(const UpArgs& args) {
     s = runtime::ParseDurationUs(args.worker_spin, &options.worker_spin_us, 1000 * 1000)
             .WithContext("--worker-spin");
   }
+  uint64_t keep_ms = 0;  // 0: no age limit
+  if (s.ok()) s = runtime::ParseDurationMs(args.keep_for, &keep_ms).WithContext("--keep-for");
   if (!s.ok()) {
     std::fprintf(stderr, "wisp: %s\n", s.message().c_str());
     return kExitUsage;
@@ -79,6 +81,10 @@ int RunUp(const UpArgs& args) {
   options.max_queue = args.max_queue;
   options.max_request_bytes = args.max_body;
   options.nats_urls = args.nats;
+  options.record_invocations = !args.no_records;
+  options.retention.max_invocations = args.keep_invocations;
+  options.retention.max_log_lines = args.keep_log_lines;
+  options.retention.max_age_s = static_cast<int64_t>(keep_ms / 1000);
   if (::access(options.worker_path.c_str(), X_OK) != 0) {
     std::fprintf(stderr, "wisp: worker binary %s is not executable (set --worker or WISP_WORKER)\n",
                  options.worker_path.c_str());

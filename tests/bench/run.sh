@@ -17,6 +17,9 @@
 #      `wisp up --nats` on it: fire-and-forget events/s through relay.so (each
 #      event emits one) against raw nats.c pub -> sub msgs/s, and request-reply
 #      p50 on wisp.fn.hello against a raw nats.c responder, rounds alternated.
+#   6. recording: two controllers, one with invocation records and logs (the
+#      default) and one with --no-records, -c32 on hello alternated in
+#      RECORD_ROUNDS rounds; the ratio of their means (target >= 0.9).
 # Every wisp figure is printed next to the floor's from the same run, as a ratio
 # (DESIGN.md: "A benchmark reports its figure as a ratio to a floor measured in
 # the same run"), and cold start and RSS against the targets.
@@ -27,6 +30,7 @@
 #   COLD_GAP_MS        pause between spaced cold starts, ms (default: 20)
 #   BURST_FUNCTIONS    functions for the back-to-back cold-start run (default: 30)
 #   WARM_POOL          wisp up --warm-pool (default: 2)
+#   RECORD_ROUNDS      alternated records on/off rounds (default: 2)
 #   WISP_BENCH_STRICT  1: exit 1 when a target is missed (default: report only)
 #   WISP_BENCH_FLOOR_ONLY  1: measure only the floor (this machine's figures)
 #   WISP_BENCH_NO_BUILD    1: use the binaries already in WISP_BUILD_DIR
@@ -478,6 +482,41 @@ if ((BURST_FUNCTIONS > 0)); then
   stop_controller
 fi
 
+# ---------------------------------------------------------------- recording
+# Warm throughput with invocation records and logs on (the default) and off
+# (--no-records), two controllers alternating in RECORD_ROUNDS rounds.
+RECORD_ROUNDS="${RECORD_ROUNDS:-2}"
+RECORDS_TARGET=0.9
+start_bench_controller() {  # NAME PORT ARGS...: starts, deploys hello, warms it
+  local name="$1" port="$2"
+  shift 2
+  mkdir -p "$WORK/$name"
+  "$BIN/wisp" up --listen "127.0.0.1:$port" --data "$WORK/$name" --warm-pool "$WARM_POOL" "$@" \
+    >"$WORK/$name.log" 2>&1 &
+  CONTROLLER_CHILDREN+=("$!")
+  wait_http "$!" "http://127.0.0.1:$port/healthz" || { cat "$WORK/$name.log" >&2; die "$name did not start"; }
+  WISP_TOKEN="$(cat "$WORK/$name/token")" "$BIN/wisp" deploy "$HELLO_SO" \
+    --server "http://127.0.0.1:$port" >>"$WORK/deploy.log" 2>&1 || die "deploy on $name failed"
+  curl -fsS --max-time 10 -d world "http://127.0.0.1:$port/fn/hello" >/dev/null || die "hello on $name failed"
+}
+REC_ON_PORT="$(free_port)"; REC_OFF_PORT="$(free_port)"
+start_bench_controller records_on "$REC_ON_PORT"
+REC_ON_PID="${CONTROLLER_CHILDREN[-1]}"
+start_bench_controller records_off "$REC_OFF_PORT" --no-records
+REC_OFF_PID="${CONTROLLER_CHILDREN[-1]}"
+REC_ON_SUM=0; REC_OFF_SUM=0
+for round in $(seq "$RECORD_ROUNDS"); do
+  run_wrk "records_on_$round" -t1 -c32 -d"${DURATION}s" -s "$LUA" "http://127.0.0.1:$REC_ON_PORT/fn/hello"
+  run_wrk "records_off_$round" -t1 -c32 -d"${DURATION}s" -s "$LUA" "http://127.0.0.1:$REC_OFF_PORT/fn/hello"
+  REC_ON_SUM=$((REC_ON_SUM + $(rps "records_on_$round")))
+  REC_OFF_SUM=$((REC_OFF_SUM + $(rps "records_off_$round")))
+done
+REC_ON_RPS=$((REC_ON_SUM / RECORD_ROUNDS)); REC_OFF_RPS=$((REC_OFF_SUM / RECORD_ROUNDS))
+REC_COUNT="$(curl -fsS --max-time 5 -H "Authorization: Bearer $(cat "$WORK/records_on/token")" \
+  "http://127.0.0.1:$REC_ON_PORT/v1/invocations?limit=1" | grep -oE '"id":"[^"]*"' | head -1 || true)"
+[[ -n "$REC_COUNT" ]] || WARNINGS+=("records: no invocation record readable after the runs")
+stop_pid "$REC_ON_PID"; stop_pid "$REC_OFF_PID"
+
 # The floor after the same idle gap, for comparison with warm_spaced.
 FLOOR_PORT="$(free_port)"
 "$BIN/wisp_bench_floor" "$FLOOR_PORT" &
@@ -534,6 +573,12 @@ if ((PINNED)); then
   printf '%-44s %12s %12s %10s\n' "pinned: latency p50 -c1 (us)" "$WP_P50" "$FP_P50" "$(ratio "$WP_P50" "$FP_P50")"
 fi
 printf '%-44s %12s %12s %10s\n' "floor GET: throughput -c32 (req/s)" "" "$(rps floor_get_c32)" ""
+REC_RATIO="$(awk -v a="$REC_ON_RPS" -v b="$REC_OFF_RPS" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }')"
+V_REC=ok
+awk -v r="$REC_RATIO" -v t="$RECORDS_TARGET" 'BEGIN { exit !(r != "-" && r >= t) }' || { V_REC=MISSED; MISSED=$((MISSED + 1)); }
+echo
+printf '%-44s %12s %12s %10s %8s\n' "recording (-c32, mean of $RECORD_ROUNDS rounds)" "on" "off" "ratio" "verdict"
+printf '%-44s %12s %12s %10s %8s\n' "throughput with records on / off (req/s)" "$REC_ON_RPS" "$REC_OFF_RPS" "${REC_RATIO}x" "$V_REC"
 printf '%-44s %12s %12s %10s\n' "floor GET: latency p50 -c1 (us)" "" "$(p50_us floor_get_c1)" ""
 echo
 printf '%-44s %12s %12s %10s\n' "metric" "wisp" "target" "verdict"

@@ -70,7 +70,13 @@ runtime::HttpClientResponse WithoutToken(int port, const std::string& method,
   return std::move(r).value();
 }
 
-class RecordsTest : public ControllerTest {};
+class RecordsTest : public ControllerTest {
+ protected:
+  CliResult Cli(std::vector<std::string> args) {
+    args.insert(args.end(), {"--server", controller_->url()});
+    return RunCli(args);
+  }
+};
 
 TEST_F(RecordsTest, EveryInvocationIsRecordedWithItsIdVersionTriggerAndOutcome) {
   DeployOk(ExamplePath("hello"), "hello");
@@ -202,6 +208,69 @@ TEST(RecordsRestartTest, RecordsAndLogsSurviveARestart) {
   api::LogLines lines = WaitForLogs(second, "chatty", "", 2);
   ASSERT_EQ(lines.lines_size(), 2) << "the log did not survive the restart";
   EXPECT_EQ(lines.lines(0).invocation(), id);
+}
+
+TEST(RecordsRestartTest, RetentionTrimsTheOldestRecordsAndLinesAndNothingElse) {
+  TempDir dir;
+  std::vector<std::string> ids;
+  {
+    Controller first(dir.path());
+    std::string error;
+    ASSERT_TRUE(first.Start(&error)) << error;
+    ASSERT_EQ(first.Deploy(TestFunctionPath("chatty"), "chatty").exit_code, 0);
+    for (int i = 1; i <= 5; ++i) {
+      runtime::HttpClientResponse r = first.Call("POST", "/fn/chatty", "m" + std::to_string(i));
+      ASSERT_EQ(r.status, 200) << r.body;
+      ids.push_back(InvocationIdOf(r));
+    }
+    ASSERT_EQ(WaitForLogs(first, "chatty", "", 10).lines_size(), 10);
+    ASSERT_EQ(WaitForInvocations(first, "", 5).invocations_size(), 5);
+    first.Stop();
+  }
+  Controller second(dir.path(), {"--keep-invocations", "3", "--keep-log-lines", "4"});
+  std::string error;
+  ASSERT_TRUE(second.Start(&error)) << error;
+  api::InvocationList list = WaitForInvocations(second, "", 3);
+  std::vector<std::string> kept;
+  for (const api::Invocation& inv : list.invocations()) kept.push_back(inv.id());
+  EXPECT_EQ(kept, (std::vector<std::string>{ids[4], ids[3], ids[2]}))
+      << "expected the 3 newest records, newest first";
+  api::LogLines lines = WaitForLogs(second, "chatty", "", 4);
+  std::vector<std::string> texts;
+  for (const api::LogLine& l : lines.lines()) texts.push_back(l.line());
+  std::sort(texts.begin(), texts.end());
+  EXPECT_EQ(texts, (std::vector<std::string>{"err: m4", "err: m5", "out: m4", "out: m5"}))
+      << "expected the 4 newest lines";
+  EXPECT_EQ(second.Call("POST", "/fn/chatty", "after").status, 200)
+      << "the function itself must survive retention";
+}
+
+TEST_F(RecordsTest, TheCliPrintsInvocationsAndLogs) {
+  DeployOk(TestFunctionPath("chatty"), "chatty");
+  runtime::HttpClientResponse r = controller_->Call("POST", "/fn/chatty", "from-cli");
+  ASSERT_EQ(r.status, 200) << r.body;
+  ASSERT_EQ(WaitForLogs(*controller_, "chatty", "", 2).lines_size(), 2);
+  ASSERT_EQ(WaitForInvocations(*controller_, "", 1).invocations_size(), 1);
+
+  CliResult inv = Cli({"invocations", "--function", "chatty", "-n", "5"});
+  ASSERT_EQ(inv.exit_code, 0) << inv.err;
+  EXPECT_NE(inv.out.find(InvocationIdOf(r)), std::string::npos) << inv.out;
+  EXPECT_NE(inv.out.find("STATUS"), std::string::npos) << "no table header: " << inv.out;
+  CliResult logs = Cli({"logs", "chatty"});
+  ASSERT_EQ(logs.exit_code, 0) << logs.err;
+  EXPECT_NE(logs.out.find("out: from-cli"), std::string::npos) << logs.out;
+  EXPECT_NE(logs.out.find("err: from-cli"), std::string::npos) << logs.out;
+  CliResult json = Cli({"invocations", "--json"});
+  ASSERT_EQ(json.exit_code, 0) << json.err;
+  EXPECT_NE(json.out.find("\"invocations\""), std::string::npos) << json.out;
+
+  CliResult missing = Cli({"logs", "nothing"});
+  EXPECT_EQ(missing.exit_code, 1) << missing.out;
+  EXPECT_NE(missing.err.find("no function named"), std::string::npos) << missing.err;
+  CliResult bad = Cli({"logs", "Bad Name"});
+  EXPECT_EQ(bad.exit_code, 2) << bad.err;
+  CliResult limit = Cli({"invocations", "-n", "0"});
+  EXPECT_EQ(limit.exit_code, 2) << limit.err;
 }
 
 }  // namespace
