@@ -114,6 +114,7 @@ Status Controller::Start() {
       loop_, http, [this](triggers::ReplyToken token, triggers::HttpRequest request) {
         HandleRequest(token, std::move(request));
       });
+  log_followers_ = std::make_unique<LogFollowers>(loop_, server_.get(), &invocation_log_);
   WISP_RETURN_IF_ERROR(server_->Listen(options_.listen_host, options_.listen_port));
   pool_->Start();
   return Status::OK();
@@ -659,6 +660,13 @@ void Controller::Shutdown(std::function<void()> on_done) {
   // replies (new requests on them get 503) and are closed only after every
   // function has drained, in MaybeFinishShutdown.
   if (server_) server_->StopAccepting();
+  if (log_followers_) {
+    ++shutdown_waits_;
+    log_followers_->Close([this] {
+      --shutdown_waits_;
+      MaybeFinishShutdown();
+    });
+  }
   // Events stop coming here at once; on NATS the queue groups' other
   // members take them from now on.
   if (events_) events_->StopReceiving();

@@ -14,7 +14,8 @@
 //   POST   /v1/functions/<n>/invoke     call it like POST /fn/<n> (token needed)
 //   GET    /v1/functions/<n>/logs       its workers' output lines, oldest first
 //                              (query: limit, default 100; after=SEQ for the
-//                              lines after one already seen)
+//                              lines after one already seen; follow=true
+//                              streams new lines as NDJSON until the client goes)
 //   GET    /v1/invocations     invocation records, newest first (query:
 //                              function, limit up to 1000, default 50)
 //   POST   /v1/events/<subject>   publish the body as an event (202)
@@ -52,6 +53,7 @@
 #include "runtime/event_triggers.h"
 #include "runtime/function_store.h"
 #include "runtime/invocation_log.h"
+#include "runtime/log_followers.h"
 #include "runtime/service_registry.h"
 #include "runtime/worker_pool.h"
 #include "runtime/zygote.h"
@@ -164,6 +166,7 @@ class Controller {
   std::unique_ptr<Zygote> zygote_;
   std::unique_ptr<WorkerPool> pool_;
   std::unique_ptr<triggers::HttpServer> server_;
+  std::unique_ptr<LogFollowers> log_followers_;  // after server_, closed before it
   std::string token_;  // the control API's bearer token
   // Invocation ids: "<prefix>-<hex counter>", the prefix random per start.
   std::string InvocationId(uint64_t n) const;

@@ -1,14 +1,14 @@
 // The controller's records: what each completed invocation leaves in the
 // invocation log, GET /v1/invocations and GET /v1/functions/<name>/logs.
-#include <sys/time.h>
-
 #include <cstdio>
 #include <ctime>
 
 #include "api.pb.h"
 #include "runtime/base/ascii.h"
+#include "runtime/base/time_format.h"
 #include "runtime/controller.h"
 #include "runtime/json_print.h"
+#include "runtime/log_followers.h"
 #include "triggers/query.h"
 #include "wisp/function.h"
 
@@ -17,23 +17,6 @@ namespace {
 
 constexpr size_t kDefaultInvocationLimit = 50;
 constexpr size_t kDefaultLogLimit = 100;
-
-int64_t NowUnixMicros() {
-  timeval tv{};
-  ::gettimeofday(&tv, nullptr);
-  return static_cast<int64_t>(tv.tv_sec) * 1000000 + tv.tv_usec;
-}
-
-// 2026-11-28T01:02:03.456789Z
-std::string FormatUnixMicros(int64_t us) {
-  const std::time_t seconds = static_cast<std::time_t>(us / 1000000);
-  std::tm tm{};
-  gmtime_r(&seconds, &tm);
-  char buf[40];
-  const size_t n = std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
-  std::snprintf(buf + n, sizeof(buf) - n, ".%06lldZ", static_cast<long long>(us % 1000000));
-  return buf;
-}
 
 // Reads limit (1..max, else InvalidArgument) and the keys in *others from
 // query; anything else is refused by name.
@@ -135,8 +118,15 @@ void Controller::HandleLogs(triggers::ReplyToken token, const std::string& name,
                             const triggers::HttpRequest& request) {
   size_t limit = kDefaultLogLimit;
   std::string after_text;
-  Status s = ParseListQuery(request.query, 10000, &limit, {{"after", &after_text}});
+  std::string follow_text;
+  Status s = ParseListQuery(request.query, 10000, &limit,
+                            {{"after", &after_text}, {"follow", &follow_text}});
   if (!s.ok()) return ReplyError(token, 400, "invalid_argument", s.message());
+  if (!follow_text.empty() && follow_text != "true" && follow_text != "false") {
+    return ReplyError(token, 400, "invalid_argument",
+                      "follow must be true or false, got '" + follow_text + "'");
+  }
+  const bool follow = follow_text == "true";
   int64_t after = -1;  // the newest lines
   if (!after_text.empty()) {
     uint64_t n = 0;
@@ -155,15 +145,14 @@ void Controller::HandleLogs(triggers::ReplyToken token, const std::string& name,
   if (lines->empty() && functions_.find(name) == functions_.end()) {
     return ReplyError(token, 404, "function_not_found", "no function named '" + name + "' is deployed");
   }
+  if (follow) {
+    s = log_followers_->Follow(token, name, *lines, after < 0 ? 0 : after);
+    if (!s.ok()) return ReplyError(token, 503, "too_many_streams", s.message());
+    return;
+  }
   api::LogLines out;
   out.set_function(name);
-  for (const LogLine& line : *lines) {
-    api::LogLine* l = out.add_lines();
-    l->set_seq(line.seq);
-    l->set_at(FormatUnixMicros(line.at_us));
-    l->set_invocation(line.invocation);
-    l->set_line(line.line);
-  }
+  for (const LogLine& line : *lines) ToApi(line, out.add_lines());
   ReplyJson(token, 200, ToJson(out));
 }
 

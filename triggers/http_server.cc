@@ -31,7 +31,8 @@ struct HttpServer::Impl {
   // A request awaiting its reply, in request order.
   struct PendingReply {
     ResponseFraming framing;
-    bool ready = false;  // wire holds the serialized reply
+    bool ready = false;      // wire holds the serialized reply
+    bool streaming = false;  // a started stream: wire holds what is not yet out
     std::string wire;
   };
 
@@ -380,10 +381,65 @@ struct HttpServer::Impl {
     Drain(conn);
   }
 
-  // Moves ready replies at the head of the queue to the output buffer.
+  // The unanswered slot of token, or nullptr (connection gone, answered).
+  PendingReply* FindSlot(ReplyToken token, Connection** conn_out) {
+    auto it = connections.find(token.connection_id);
+    if (it == connections.end() || it->second->closing) return nullptr;
+    Connection* conn = it->second;
+    if (token.sequence < conn->first_pending_sequence) return nullptr;
+    const size_t index = token.sequence - conn->first_pending_sequence;
+    if (index >= conn->pending.size() || conn->pending[index].ready) return nullptr;
+    *conn_out = conn;
+    return &conn->pending[index];
+  }
+
+  bool StreamStart(ReplyToken token, const HttpResponse& head) {
+    Connection* conn = nullptr;
+    PendingReply* slot = FindSlot(token, &conn);
+    if (slot == nullptr || slot->streaming) return false;
+    slot->streaming = true;
+    AppendStreamHead(head, slot->framing, &slot->wire);
+    if (slot->framing.http10) slot->framing.keep_alive = false;
+    conn->last_activity_ms = uv_now(loop);
+    Drain(conn);
+    return true;
+  }
+
+  bool StreamWrite(ReplyToken token, std::string_view data) {
+    Connection* conn = nullptr;
+    PendingReply* slot = FindSlot(token, &conn);
+    if (slot == nullptr || !slot->streaming) return false;
+    if (conn->out.size() + slot->wire.size() > kMaxStreamBacklogBytes) {
+      CloseConnection(conn);  // the peer does not read what it asked for
+      return false;
+    }
+    AppendStreamChunk(data, slot->framing, &slot->wire);
+    conn->last_activity_ms = uv_now(loop);
+    Drain(conn);
+    return true;
+  }
+
+  void StreamEnd(ReplyToken token) {
+    Connection* conn = nullptr;
+    PendingReply* slot = FindSlot(token, &conn);
+    if (slot == nullptr || !slot->streaming) return;
+    AppendStreamEnd(slot->framing, &slot->wire);
+    slot->streaming = false;
+    slot->ready = true;
+    Drain(conn);
+  }
+
+  // Moves ready replies at the head of the queue to the output buffer, and
+  // what a stream at the head has so far.
   void Drain(Connection* conn) {
-    while (!conn->pending.empty() && conn->pending.front().ready) {
+    while (!conn->pending.empty()) {
       PendingReply& slot = conn->pending.front();
+      if (slot.streaming) {
+        conn->out.append(slot.wire);
+        slot.wire.clear();
+        break;
+      }
+      if (!slot.ready) break;
       if (conn->out.empty()) {
         conn->out.swap(slot.wire);
       } else {
@@ -488,6 +544,16 @@ HttpServer::~HttpServer() { WISP_CHECK(impl_->open_handles == 0); }
 Status HttpServer::Listen(const std::string& host, int port) { return impl_->Listen(host, port); }
 
 int HttpServer::port() const { return impl_->bound_port; }
+
+bool HttpServer::StreamStart(ReplyToken token, HttpResponse head) {
+  return impl_->StreamStart(token, head);
+}
+
+bool HttpServer::StreamWrite(ReplyToken token, std::string_view data) {
+  return impl_->StreamWrite(token, data);
+}
+
+void HttpServer::StreamEnd(ReplyToken token) { impl_->StreamEnd(token); }
 
 void HttpServer::Reply(ReplyToken token, HttpResponse response) {
   impl_->Reply(token, std::move(response));

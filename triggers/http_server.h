@@ -99,6 +99,19 @@ class HttpServer {
   // Sends the reply for token. A token whose connection closed is ignored.
   void Reply(ReplyToken token, HttpResponse response);
 
+  // A streamed reply for token (server-sent logs, ...): StreamStart sends
+  // head's status and headers, each StreamWrite one chunk of the body
+  // (Transfer-Encoding: chunked; for an HTTP/1.0 peer the body ends with the
+  // connection), StreamEnd the end of the body. Replies to later pipelined
+  // requests wait until the stream ends. StreamStart and StreamWrite return
+  // false when the connection is gone or the token was answered: the caller
+  // should stop. StreamWrite also returns false, and closes the connection,
+  // when the peer has left more than kMaxStreamBacklogBytes unread.
+  bool StreamStart(ReplyToken token, HttpResponse head);
+  bool StreamWrite(ReplyToken token, std::string_view data);
+  void StreamEnd(ReplyToken token);
+  static constexpr size_t kMaxStreamBacklogBytes = 4 * 1024 * 1024;
+
   // Stops accepting new connections; open ones are served on (until Close).
   void StopAccepting();
 

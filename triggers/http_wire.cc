@@ -67,11 +67,8 @@ size_t Utf8SequenceLength(std::string_view text, size_t i) {
   return length;
 }
 
-}  // namespace
-
-void AppendResponse(const HttpResponse& response, const ResponseFraming& framing,
-                    std::string* out) {
-  out->reserve(out->size() + 128 + response.body.size());
+// The status line and the handler's headers, Content-Type defaulted.
+void AppendHead(const HttpResponse& response, std::string* out) {
   AppendStatusLine(response.status, out);
   bool has_content_type = false;
   for (const auto& [name, value] : response.headers) {
@@ -83,6 +80,14 @@ void AppendResponse(const HttpResponse& response, const ResponseFraming& framing
     out->append("\r\n");
   }
   if (!has_content_type) out->append("Content-Type: text/plain; charset=utf-8\r\n");
+}
+
+}  // namespace
+
+void AppendResponse(const HttpResponse& response, const ResponseFraming& framing,
+                    std::string* out) {
+  out->reserve(out->size() + 128 + response.body.size());
+  AppendHead(response, out);
   out->append("Content-Length: ");
   AppendNumber(response.body.size(), out);
   out->append("\r\n");
@@ -93,6 +98,35 @@ void AppendResponse(const HttpResponse& response, const ResponseFraming& framing
   }
   out->append("\r\n");
   if (!framing.head) out->append(response.body);
+}
+
+void AppendStreamHead(const HttpResponse& head, const ResponseFraming& framing, std::string* out) {
+  AppendHead(head, out);
+  if (framing.http10) {
+    out->append("Connection: close\r\n\r\n");  // the body ends with the connection
+    return;
+  }
+  out->append("Transfer-Encoding: chunked\r\n");
+  if (!framing.keep_alive) out->append("Connection: close\r\n");
+  out->append("\r\n");
+}
+
+void AppendStreamChunk(std::string_view data, const ResponseFraming& framing, std::string* out) {
+  if (data.empty()) return;
+  if (framing.http10) {
+    out->append(data);
+    return;
+  }
+  char size[20];
+  auto result = std::to_chars(size, size + sizeof(size), data.size(), 16);
+  out->append(size, result.ptr);
+  out->append("\r\n");
+  out->append(data);
+  out->append("\r\n");
+}
+
+void AppendStreamEnd(const ResponseFraming& framing, std::string* out) {
+  if (!framing.http10) out->append("0\r\n\r\n");
 }
 
 std::string SanitizeUtf8(std::string_view text) {

@@ -573,13 +573,13 @@ if ((PINNED)); then
   printf '%-44s %12s %12s %10s\n' "pinned: latency p50 -c1 (us)" "$WP_P50" "$FP_P50" "$(ratio "$WP_P50" "$FP_P50")"
 fi
 printf '%-44s %12s %12s %10s\n' "floor GET: throughput -c32 (req/s)" "" "$(rps floor_get_c32)" ""
+printf '%-44s %12s %12s %10s\n' "floor GET: latency p50 -c1 (us)" "" "$(p50_us floor_get_c1)" ""
 REC_RATIO="$(awk -v a="$REC_ON_RPS" -v b="$REC_OFF_RPS" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }')"
 V_REC=ok
 awk -v r="$REC_RATIO" -v t="$RECORDS_TARGET" 'BEGIN { exit !(r != "-" && r >= t) }' || { V_REC=MISSED; MISSED=$((MISSED + 1)); }
 echo
 printf '%-44s %12s %12s %10s %8s\n' "recording (-c32, mean of $RECORD_ROUNDS rounds)" "on" "off" "ratio" "verdict"
 printf '%-44s %12s %12s %10s %8s\n' "throughput with records on / off (req/s)" "$REC_ON_RPS" "$REC_OFF_RPS" "${REC_RATIO}x" "$V_REC"
-printf '%-44s %12s %12s %10s\n' "floor GET: latency p50 -c1 (us)" "" "$(p50_us floor_get_c1)" ""
 echo
 printf '%-44s %12s %12s %10s\n' "metric" "wisp" "target" "verdict"
 printf '%-44s %12s %12s %10s\n' "--------------------------------------------" "------------" "------------" "----------"

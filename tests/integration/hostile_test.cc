@@ -36,6 +36,12 @@ class HostileTest : public ControllerTest {
     });
   }
   void StopHealthyCaller() {
+    // Enough healthy calls to mean something, however fast the hostile part went.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (healthy_ok_.load() <= 5 && healthy_bad_.load() == 0 &&
+           std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
     stop_ = true;
     healthy_.join();
     EXPECT_EQ(healthy_bad_.load(), 0) << "hello failed beside the hostile function: " << first_bad_;

@@ -12,6 +12,7 @@
 
 #include "api.pb.h"
 #include "tests/integration/controller_fixture.h"
+#include "tests/triggers/http_test_util.h"
 
 namespace wisp::testing {
 namespace {
@@ -149,6 +150,45 @@ TEST_F(RecordsTest, WorkerOutputIsKeptPerFunctionWithTheInvocationId) {
   EXPECT_EQ(tail.lines(0).seq(), newer.lines(1).seq()) << "limit alone gives the newest lines";
 }
 
+TEST_F(RecordsTest, FollowStreamsNewLinesUntilTheControllerStops) {
+  DeployOk(TestFunctionPath("chatty"), "chatty");
+  ASSERT_EQ(controller_->Call("POST", "/fn/chatty", "before").status, 200);
+  ASSERT_EQ(WaitForLogs(*controller_, "chatty", "", 2).lines_size(), 2);
+
+  triggers::testing::RawClient stream(controller_->port());
+  ASSERT_TRUE(stream.connected());
+  ASSERT_TRUE(stream.Send("GET /v1/functions/chatty/logs?follow=true&limit=1 HTTP/1.1\r\n"
+                          "Host: t\r\nAuthorization: Bearer " + controller_->token() + "\r\n\r\n"));
+  const std::string head = stream.ReadHead();
+  ASSERT_NE(head.find("200 OK"), std::string::npos) << head;
+  ASSERT_NE(head.find("Transfer-Encoding: chunked"), std::string::npos) << head;
+  std::string received;
+  std::string chunk;
+  ASSERT_TRUE(stream.ReadChunk(&chunk)) << "no tail line came";
+  received += chunk;
+  EXPECT_NE(chunk.find("err: before"), std::string::npos) << "limit=1: the newest line first, got " << chunk;
+
+  runtime::HttpClientResponse r = controller_->Call("POST", "/fn/chatty", "streamed");
+  ASSERT_EQ(r.status, 200) << r.body;
+  while (received.find("err: streamed") == std::string::npos) {
+    ASSERT_TRUE(stream.ReadChunk(&chunk)) << "the stream ended before the new lines; got " << received;
+    received += chunk;
+  }
+  EXPECT_NE(received.find("out: streamed"), std::string::npos) << received;
+  EXPECT_NE(received.find(InvocationIdOf(r)), std::string::npos) << received;
+  EXPECT_EQ(received.find("out: before"), std::string::npos) << "a line older than the tail came: " << received;
+
+  controller_->Stop();
+  bool ended = false;
+  while (stream.ReadChunk(&chunk)) {
+    if (chunk.empty()) {
+      ended = true;
+      break;
+    }
+  }
+  EXPECT_TRUE(ended) << "the stream did not end with its last chunk at shutdown";
+}
+
 TEST_F(RecordsTest, RefusesBadQueriesUnknownFunctionsAndMissingTokens) {
   DeployOk(ExamplePath("hello"), "hello");
   struct Case {
@@ -164,6 +204,8 @@ TEST_F(RecordsTest, RefusesBadQueriesUnknownFunctionsAndMissingTokens) {
       {"POST", "/v1/invocations", 405, "method_not_allowed"},
       {"GET", "/v1/functions/nothing/logs", 404, "function_not_found"},
       {"GET", "/v1/functions/hello/logs?after=-3", 400, "invalid_argument"},
+      {"GET", "/v1/functions/hello/logs?follow=maybe", 400, "invalid_argument"},
+      {"GET", "/v1/functions/nothing/logs?follow=true", 404, "function_not_found"},
       {"POST", "/v1/functions/hello/logs", 405, "method_not_allowed"},
       {"GET", "/v1/functions/hello/invoke", 405, "method_not_allowed"},
       {"POST", "/v1/functions/nothing/invoke", 404, "function_not_found"},

@@ -78,6 +78,75 @@ std::string HeaderOf(const std::string& response, const std::string& name) {
   return response.substr(start, response.find("\r\n", start) - start);
 }
 
+// /stream answers with a stream: "first" at once, then "second" and the end
+// 20 ms later (from a timer); anything else is echoed.
+struct StreamTimer {
+  uv_timer_t timer;
+  HttpServer* server;
+  ReplyToken token;
+};
+
+TestHandler StreamingHandler() {
+  return [](HttpServer* server, uv_loop_t* loop, ReplyToken token, HttpRequest request) {
+    if (request.path != "/stream") {
+      server->Reply(token, EchoResponse(token, request));
+      return;
+    }
+    HttpResponse head;
+    head.headers.emplace_back("Content-Type", "application/x-ndjson");
+    EXPECT_TRUE(server->StreamStart(token, head));
+    EXPECT_TRUE(server->StreamWrite(token, "first\n"));
+    EXPECT_TRUE(server->StreamWrite(token, ""));  // sends nothing, ends nothing
+    auto* t = new StreamTimer{{}, server, token};
+    uv_timer_init(loop, &t->timer);
+    t->timer.data = t;
+    uv_timer_start(
+        &t->timer,
+        [](uv_timer_t* timer) {
+          auto* st = static_cast<StreamTimer*>(timer->data);
+          EXPECT_TRUE(st->server->StreamWrite(st->token, "second\n"));
+          st->server->StreamEnd(st->token);
+          EXPECT_FALSE(st->server->StreamWrite(st->token, "late")) << "a stream went on after its end";
+          uv_close(reinterpret_cast<uv_handle_t*>(timer),
+                   [](uv_handle_t* handle) { delete static_cast<StreamTimer*>(handle->data); });
+        },
+        20, 0);
+  };
+}
+
+TEST(HttpServerTest, StreamedReplyIsChunkedAndPipelinedRepliesWaitForItsEnd) {
+  ServerThread server(StreamingHandler());
+  RawClient client(server.port());
+  ASSERT_TRUE(client.Send("GET /stream HTTP/1.1\r\nHost: a\r\n\r\n"
+                          "GET /after HTTP/1.1\r\nHost: a\r\n\r\n"));
+  std::string head = client.ReadHead();
+  EXPECT_EQ("HTTP/1.1 200 OK", StatusLineOf(head));
+  EXPECT_EQ("chunked", HeaderOf(head, "Transfer-Encoding"));
+  EXPECT_EQ("", HeaderOf(head, "Content-Length"));
+  std::vector<std::string> chunks;
+  std::string chunk;
+  do {
+    ASSERT_TRUE(client.ReadChunk(&chunk)) << "the stream broke off after " << chunks.size() << " chunks";
+    chunks.push_back(chunk);
+  } while (!chunk.empty());
+  EXPECT_EQ(chunks, (std::vector<std::string>{"first\n", "second\n", ""}));
+  std::string after = client.ReadResponse();
+  EXPECT_EQ("HTTP/1.1 200 OK", StatusLineOf(after));
+  EXPECT_EQ(Expected("GET", "/after", "", "host", ""), BodyOf(after))
+      << "the pipelined reply must follow the stream's end";
+}
+
+TEST(HttpServerTest, StreamedReplyToHttp10EndsWithTheConnection) {
+  ServerThread server(StreamingHandler());
+  RawClient client(server.port());
+  ASSERT_TRUE(client.Send("GET /stream HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"));
+  std::string all = client.ReadToEof();
+  EXPECT_EQ("HTTP/1.1 200 OK", StatusLineOf(all));
+  EXPECT_EQ("close", HeaderOf(all, "Connection"));
+  EXPECT_EQ("", HeaderOf(all, "Transfer-Encoding"));
+  EXPECT_EQ("first\nsecond\n", BodyOf(all));
+}
+
 TEST(HttpServerTest, SimpleGet) {
   ServerThread server(EchoHandler());
   RawClient client(server.port());

@@ -154,6 +154,35 @@ class RawClient {
     return head + Take(length);
   }
 
+  // One chunk of a chunked body into *data ("" for the last chunk); false
+  // when the connection ends or times out first, or the framing is broken.
+  bool ReadChunk(std::string* data) {
+    size_t end;
+    while ((end = buffer_.find("\r\n")) == std::string::npos) {
+      if (!Fill()) return false;
+    }
+    size_t size = 0;
+    try {
+      size = std::stoul(buffer_.substr(0, end), nullptr, 16);
+    } catch (...) {
+      return false;
+    }
+    while (buffer_.size() < end + 2 + size + 2) {
+      if (!Fill()) return false;
+    }
+    *data = buffer_.substr(end + 2, size);
+    if (buffer_.compare(end + 2 + size, 2, "\r\n") != 0) return false;
+    buffer_.erase(0, end + 2 + size + 2);
+    return true;
+  }
+
+  // Everything until the server closes the connection.
+  std::string ReadToEof() {
+    while (Fill()) {
+    }
+    return TakeAll();
+  }
+
   // True when the server closes the connection (and sends nothing more).
   bool ReadsEof() {
     char byte;
