@@ -14,7 +14,7 @@
 #include "runtime/deploy_params.h"
 #include "runtime/json_print.h"
 #include "triggers/embedded_broker.h"
-#include "triggers/nats_broker.h"
+#include "triggers/nats_module.h"
 #include "triggers/query.h"
 #include "wisp/function.h"
 
@@ -133,8 +133,8 @@ Status Controller::StartBroker() {
   if (options_.nats_urls.empty()) {
     broker_ = std::make_unique<triggers::EmbeddedBroker>(loop_);
   } else {
-    StatusOr<std::unique_ptr<triggers::NatsBroker>> nats =
-        triggers::NatsBroker::Connect(loop_, options_.nats_urls, triggers::NatsBrokerOptions{});
+    StatusOr<std::unique_ptr<triggers::Broker>> nats =
+        triggers::LoadNatsBroker(options_.nats_module_path, loop_, options_.nats_urls);
     if (!nats.ok()) return nats.status().WithContext("connect to NATS at " + options_.nats_urls);
     broker_ = std::move(nats).value();
   }

@@ -84,6 +84,7 @@ struct ControllerOptions {
   size_t max_request_bytes = 6 * 1024 * 1024;   // bodies sent to /fn/
   size_t max_upload_bytes = 64 * 1024 * 1024;   // .so uploads
   std::string nats_urls;  // comma-separated; empty: the embedded broker
+  std::string nats_module_path;  // wisp-nats.so, loaded only with nats_urls
   bool record_invocations = true;  // invocation records and log lines in sqlite
   RetentionOptions retention;
 };

@@ -31,6 +31,7 @@ struct UpArgs {
   std::string worker_spin = "150us";
   std::string worker;     // empty: $WISP_WORKER, else next to this binary
   uint64_t max_body = 6 * 1024 * 1024;
+  uint64_t max_upload = 64 * 1024 * 1024;  // largest .so a deploy may upload
   std::string nats;       // NATS URLs; empty: the embedded broker
   bool no_records = false;            // no invocation records or log lines
   uint64_t keep_invocations = 100000; // records kept, newest first

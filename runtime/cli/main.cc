@@ -44,6 +44,8 @@ int main(int argc, char** argv) {
   up_cmd->add_option("--worker-spin", up.worker_spin,
                      "how long a busy worker polls for the next call before sleeping (0: never)")
       ->capture_default_str();
+  up_cmd->add_option("--max-upload", up.max_upload, "largest .so a deploy may upload, bytes")
+      ->capture_default_str()->check(CLI::Range(uint64_t{1024}, uint64_t{1} << 32));
   up_cmd->add_option("--worker", up.worker, "path of wisp-worker (default next to wisp)");
   up_cmd->add_option("--max-body", up.max_body, "largest request body for /fn/, bytes")
       ->capture_default_str();

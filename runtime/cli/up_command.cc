@@ -75,11 +75,15 @@ int RunUp(const UpArgs& args) {
   const std::string warmup =
       options.worker_path.substr(0, options.worker_path.rfind('/') + 1) + "wisp-warmup.so";
   if (::access(warmup.c_str(), R_OK) == 0) options.warmup_path = warmup;
+  // So is the NATS module, loaded only with --nats.
+  options.nats_module_path =
+      options.worker_path.substr(0, options.worker_path.rfind('/') + 1) + "wisp-nats.so";
   options.default_max_workers = args.max_workers;
   options.warm_pool_size = args.warm_pool;
   options.pipeline_depth = args.pipeline_depth;
   options.max_queue = args.max_queue;
   options.max_request_bytes = args.max_body;
+  options.max_upload_bytes = args.max_upload;
   options.nats_urls = args.nats;
   options.record_invocations = !args.no_records;
   options.retention.max_invocations = args.keep_invocations;

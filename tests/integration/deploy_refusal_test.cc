@@ -100,5 +100,27 @@ TEST_F(DeployRefusalTest, SameBytesUnderTwoNamesAreStoredOnce) {
   EXPECT_EQ(artifacts, 1);
 }
 
+// An upload over --max-upload is refused with 413 before it is read, and the
+// version already deployed keeps serving.
+class UploadLimitTest : public DeployRefusalTest {
+ protected:
+  std::vector<std::string> ControllerArgs() const override { return {"--max-upload", "8192"}; }
+};
+
+TEST_F(UploadLimitTest, AnOversizedUploadIsRefusedAndNothingChanges) {
+  const std::string small = WriteFile("tiny.so", std::string(100, 'x'));
+  CliResult refused_small = controller_->Deploy(small, "tiny");
+  EXPECT_THAT(refused_small.err, HasSubstr("not an ELF file")) << "under the limit, checked as usual";
+  CliResult r = controller_->Deploy(ExamplePath("hello"), "hello");  // about 15 KB
+  EXPECT_EQ(r.exit_code, 1) << r.out;
+  EXPECT_THAT(r.err, HasSubstr("payload_too_large"));
+  runtime::HttpClientResponse api =
+      controller_->Call("PUT", "/v1/functions/hello", std::string(9000, 'x'));
+  EXPECT_EQ(api.status, 413) << api.body;
+  EXPECT_THAT(api.body, HasSubstr("\"code\":\"payload_too_large\""));
+  ExpectNothingDeployed();
+  EXPECT_EQ(controller_->Call("GET", "/healthz").status, 200);
+}
+
 }  // namespace
 }  // namespace wisp::testing
