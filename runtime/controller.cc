@@ -11,6 +11,7 @@
 #include "runtime/auth_token.h"
 #include "runtime/base/ascii.h"
 #include "runtime/base/random.h"
+#include "runtime/base/uv_timer.h"
 #include "runtime/deploy_params.h"
 #include "runtime/json_print.h"
 #include "triggers/embedded_broker.h"
@@ -117,6 +118,7 @@ Status Controller::Start() {
   log_followers_ = std::make_unique<LogFollowers>(loop_, server_.get(), &invocation_log_);
   WISP_RETURN_IF_ERROR(server_->Listen(options_.listen_host, options_.listen_port));
   pool_->Start();
+  StartLoopLagTimer();
   return Status::OK();
 }
 
@@ -209,11 +211,16 @@ void Controller::Install(FunctionRecord record) {
   slot->dispatcher = std::make_unique<Dispatcher>(loop_, pool_.get(), spec, slot->counters.get());
   slot->dispatcher->set_load_observer(
       [this, name = record.name](bool loaded) { OnLoadChanged(name, loaded); });
+  slot->dispatcher->set_completion_observer(
+      [this, name = record.name, fm = metrics_.For(record.name)](
+          const proto::Invoke& invoke, const InvocationOutcome& outcome) {
+        static const std::string kNoError;
+        fm->Observe(OutcomeStatus(outcome), outcome.has_result ? kNoError : outcome.error_code,
+                    outcome.cold, static_cast<double>(outcome.duration_ns) / 1e9);
+        metrics_.CountTrigger(invoke.trigger() == WISP_TRIGGER_EVENT);
+        if (options_.record_invocations) Record(name, invoke, outcome);
+      });
   if (options_.record_invocations) {
-    slot->dispatcher->set_completion_observer(
-        [this, name = record.name](const proto::Invoke& invoke, const InvocationOutcome& outcome) {
-          Record(name, invoke, outcome);
-        });
     slot->dispatcher->set_log_observer(
         [this, name = record.name](const std::string& invocation, const std::string& text) {
           RecordLog(name, invocation, text);
@@ -327,6 +334,11 @@ void Controller::HandleRequest(triggers::ReplyToken token, triggers::HttpRequest
     case triggers::Route::Kind::kFunction:
       HandleInvoke(token, route.name, std::move(route.rest), std::move(request));
       return;
+    case triggers::Route::Kind::kMetrics:
+      if (method != "GET") {
+        return ReplyError(token, 405, "method_not_allowed", method + " is not allowed on /metrics");
+      }
+      return HandleMetrics(token);
     case triggers::Route::Kind::kApiFunctions:
       if (method == "GET") return HandleList(token);
       return ReplyError(token, 405, "method_not_allowed", method + " is not allowed on /v1/functions");
@@ -442,7 +454,7 @@ void Controller::HandleInvoke(triggers::ReplyToken token, const std::string& nam
         }
         proto::Result& result = outcome.result;
         triggers::HttpResponse response;
-        response.status = result.status() == 0 ? 200 : result.status();
+        response.status = OutcomeStatus(outcome);
         response.headers.reserve(static_cast<size_t>(result.headers_size()) + 1);
         response.headers.emplace_back("X-Wisp-Invocation-Id", InvocationId(invocation));
         for (proto::Header& h : *result.mutable_headers()) {
@@ -585,6 +597,7 @@ void Controller::HandleRemove(triggers::ReplyToken token, const std::string& nam
   std::unique_ptr<Deployed> deployed = std::move(it->second);
   functions_.erase(it);
   events_->Unbind(name);
+  metrics_.Forget(name);
   const std::string json = DescribeJson(*deployed, false);
   Retire(name, std::move(deployed->dispatcher), deployed->counters, deployed->record.sha256);
   std::fprintf(stderr, "wisp: removed %s\n", name.c_str());
@@ -660,6 +673,14 @@ void Controller::Shutdown(std::function<void()> on_done) {
   // replies (new requests on them get 503) and are closed only after every
   // function has drained, in MaybeFinishShutdown.
   if (server_) server_->StopAccepting();
+  if (lag_timer_ != nullptr) {
+    ++shutdown_waits_;
+    CloseOwnedTimer(lag_timer_, [this] {
+      --shutdown_waits_;
+      MaybeFinishShutdown();
+    });
+    lag_timer_ = nullptr;
+  }
   if (log_followers_) {
     ++shutdown_waits_;
     log_followers_->Close([this] {

@@ -16,6 +16,7 @@
 //                              (query: limit, default 100; after=SEQ for the
 //                              lines after one already seen; follow=true
 //                              streams new lines as NDJSON until the client goes)
+//   GET    /metrics            Prometheus text format (token needed)
 //   GET    /v1/invocations     invocation records, newest first (query:
 //                              function, limit up to 1000, default 50)
 //   POST   /v1/events/<subject>   publish the body as an event (202)
@@ -54,6 +55,7 @@
 #include "runtime/function_store.h"
 #include "runtime/invocation_log.h"
 #include "runtime/log_followers.h"
+#include "runtime/metrics.h"
 #include "runtime/service_registry.h"
 #include "runtime/worker_pool.h"
 #include "runtime/zygote.h"
@@ -129,6 +131,8 @@ class Controller {
   void HandleRollback(triggers::ReplyToken token, const std::string& name,
                       const triggers::HttpRequest& request);
   void HandleInvocations(triggers::ReplyToken token, const triggers::HttpRequest& request);
+  void HandleMetrics(triggers::ReplyToken token);
+  void StartLoopLagTimer();
   void HandleLogs(triggers::ReplyToken token, const std::string& name,
                   const triggers::HttpRequest& request);
   void Record(const std::string& name, const proto::Invoke& invoke,
@@ -163,6 +167,9 @@ class Controller {
   LoopThread loop_thread_;
   FunctionStore store_;
   InvocationLog invocation_log_;
+  Metrics metrics_;
+  uv_timer_t* lag_timer_ = nullptr;  // owned; freed in its close callback
+  uint64_t lag_expected_ns_ = 0;     // when the lag timer should fire next
   std::unique_ptr<loader::ArtifactStore> artifacts_;
   std::unique_ptr<Zygote> zygote_;
   std::unique_ptr<WorkerPool> pool_;

@@ -63,10 +63,8 @@ void Controller::Record(const std::string& name, const proto::Invoke& invoke,
   record.duration_us = static_cast<int64_t>(outcome.duration_ns / 1000);
   record.started_at_us = NowUnixMicros() - record.duration_us;
   record.cold = outcome.cold;
-  if (outcome.has_result) {
-    record.status = outcome.result.status() == 0 ? 200 : static_cast<int>(outcome.result.status());
-  } else {
-    record.status = outcome.http_status;
+  record.status = OutcomeStatus(outcome);
+  if (!outcome.has_result) {
     record.error_code = outcome.error_code;
     record.error = outcome.error_message;
   }

@@ -127,11 +127,13 @@ bool Dispatcher::StartWorker() {
   WorkerProcess* worker = slot->worker;
   worker->set_log_sink([this, worker](const std::string& line) {
     if (!log_observer_) return;
+    // The invocation in progress; with none, the one it just answered (its
+    // output can be read after its result).
     Slot* s = FindSlot(worker);
     static const std::string kNone;
-    const std::string& id = s != nullptr && !s->inflight.empty()
-                                ? s->inflight.front()->frame.invoke().invocation_id()
-                                : kNone;
+    const std::string& id = s == nullptr              ? kNone
+                            : !s->inflight.empty()    ? s->inflight.front()->frame.invoke().invocation_id()
+                                                      : s->last_invocation;
     log_observer_(id, line);
   });
   proto::Frame load;
@@ -238,6 +240,7 @@ void Dispatcher::OnResult(Slot* slot, proto::Result& result) {
   }
   std::unique_ptr<Job> job = std::move(slot->inflight.front());
   slot->inflight.pop_front();
+  if (log_observer_) slot->last_invocation = job->frame.invoke().invocation_id();
   if (result.function_error() != 0) {
     std::string message = "function " + spec_.name + " failed: wisp_handle returned " +
                           std::to_string(result.function_error());

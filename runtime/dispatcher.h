@@ -70,6 +70,13 @@ struct InvocationOutcome {
   uint64_t duration_ns = 0;   // from Submit to completion
 };
 
+// The HTTP status the caller of an invocation gets: the function's (200 when
+// it set none) or the error's.
+inline int OutcomeStatus(const InvocationOutcome& outcome) {
+  if (!outcome.has_result) return outcome.http_status;
+  return outcome.result.status() == 0 ? 200 : static_cast<int>(outcome.result.status());
+}
+
 using InvocationDone = std::function<void(InvocationOutcome outcome)>;
 
 class Dispatcher : public WorkerListener {
@@ -136,6 +143,7 @@ class Dispatcher : public WorkerListener {
     std::deque<std::unique_ptr<Job>> inflight;
     uint64_t idle_since_ms = 0;
     bool loaded = false;  // reported Loaded
+    std::string last_invocation;  // id of the last invocation it answered
   };
 
   void Dispatch();

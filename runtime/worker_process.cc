@@ -231,7 +231,9 @@ void WorkerProcess::OnRead(ssize_t nread, const uv_buf_t* buf) {
     // The worker writes an invocation's output before its result: taking
     // what waits on the log first credits each line to the invocation that
     // wrote it, not to the next one.
-    if (log_sink_) DrainLog();
+    // Only for a worker that writes output at all: a silent one (most)
+    // costs no extra read per batch.
+    if (log_sink_ && log_seen_) DrainLog();
     decoder_.Feed(buf->base, static_cast<size_t>(nread));
     DeliverFrames();
     return;
@@ -275,6 +277,7 @@ void WorkerProcess::OnLogRead(ssize_t nread, const uv_buf_t* buf) {
     if (!log_line_.empty()) EmitLogLine();
     return;
   }
+  if (nread > 0) log_seen_ = true;
   for (ssize_t i = 0; i < nread; ++i) {
     const char c = buf->base[i];
     if (c == '\n' || log_line_.size() >= kMaxLogLineBytes) {

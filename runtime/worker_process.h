@@ -147,6 +147,7 @@ class WorkerProcess {
   std::string read_buf_;
   std::string log_line_;
   std::function<void(const std::string& line)> log_sink_;
+  bool log_seen_ = false;  // the worker has written to its log
 
   bool exited_ = false;
   bool eof_grace_ = false;

@@ -71,6 +71,11 @@ Route RoutePath(std::string_view path) {
     route.kind = Route::Kind::kHealth;
     return route;
   }
+  if (path == "/metrics") {
+    Route route;
+    route.kind = Route::Kind::kMetrics;
+    return route;
+  }
   if (path.starts_with(kFunctionPrefix)) return RouteFunction(path.substr(kFunctionPrefix.size()));
   if (path.starts_with(kApiFunctionsPath)) return RouteApi(path.substr(kApiFunctionsPath.size()));
   if (path.starts_with(kApiEventsPrefix)) {

@@ -12,6 +12,7 @@ struct Route {
   enum class Kind {
     kNotFound,     // no endpoint
     kHealth,       // /healthz
+    kMetrics,      // /metrics
     kFunction,     // /fn/<name> and /fn/<name>/<rest>
     kApiFunctions, // /v1/functions
     kApiFunction,  // /v1/functions/<name>

@@ -189,7 +189,9 @@ runtime::HttpClientResponse Controller::Call(const std::string& method, const st
                                              const triggers::HeaderList& headers) {
   runtime::HttpClient client("127.0.0.1", port_, 30000);
   triggers::HeaderList all = headers;
-  if (target.rfind("/v1/", 0) == 0) all.emplace_back("Authorization", "Bearer " + token_);
+  if (target.rfind("/v1/", 0) == 0 || target.rfind("/metrics", 0) == 0) {
+    all.emplace_back("Authorization", "Bearer " + token_);
+  }
   StatusOr<runtime::HttpClientResponse> got = client.Request(method, target, all, body);
   if (!got.ok()) {
     runtime::HttpClientResponse failed;

@@ -68,7 +68,7 @@ class Controller {
   std::string url() const;
   std::string Log() const;
 
-  // One request on a fresh connection, with the token for /v1/ targets;
+  // One request on a fresh connection, with the token for /v1/ and /metrics;
   // failures are reported as status 0 with the reason in the body.
   runtime::HttpClientResponse Call(const std::string& method, const std::string& target,
                                    const std::string& body = "",

@@ -13,6 +13,8 @@ const char* KindName(Route::Kind kind) {
       return "kNotFound";
     case Route::Kind::kHealth:
       return "kHealth";
+    case Route::Kind::kMetrics:
+      return "kMetrics";
     case Route::Kind::kFunction:
       return "kFunction";
     case Route::Kind::kApiFunctions:
@@ -45,6 +47,8 @@ TEST(RouteTest, RoutePathTable) {
   const RouteCase cases[] = {
       {"/healthz", K::kHealth, "", ""},
       {"/healthz/", K::kNotFound, "", ""},
+      {"/metrics", K::kMetrics, "", ""},
+      {"/metrics/x", K::kNotFound, "", ""},
       {"/fn/hello", K::kFunction, "hello", "/"},
       {"/fn/hello/", K::kFunction, "hello", "/"},
       {"/fn/hello/a/b", K::kFunction, "hello", "/a/b"},
