@@ -11,11 +11,13 @@
 namespace wisp::runtime {
 namespace {
 
-constexpr size_t kBatchSize = 512;
+// A batch commits kBatchWait after its first record, or as soon as kBatchSize
+// wait: one transaction per batch, never an fsync per record.
+constexpr size_t kBatchSize = 2048;
 // Batch vectors swap between the callers and the writer and keep their
 // capacity; one grown by a burst beyond this is freed instead.
 constexpr size_t kKeepCapacity = 8 * kBatchSize;
-constexpr auto kBatchWait = std::chrono::milliseconds(5);
+constexpr auto kBatchWait = std::chrono::milliseconds(10);
 constexpr auto kRetentionEvery = std::chrono::seconds(10);
 constexpr size_t kMaxInvocationsLimit = 1000;
 constexpr size_t kMaxLogsLimit = 10000;

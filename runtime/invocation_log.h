@@ -2,7 +2,7 @@
 // sqlite database (<data dir>/wisp.db, tables `invocations` and `logs`, whose
 // schema FunctionStore::Open creates) without slowing the hot path: Add and
 // AddLog only append to an in-memory batch; one writer thread commits the
-// batches, one transaction each (every ~5 ms or when 512 wait), and applies
+// batches, one transaction each (every ~10 ms or when 2048 wait), and applies
 // retention at Open and about every 10 s.
 //
 // Ownership: the log owns its two sqlite connections (the writer's and a
