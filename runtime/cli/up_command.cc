@@ -1,6 +1,7 @@
 // wisp up: runs the controller on the default libuv loop until SIGINT/SIGTERM.
 #include <limits.h>
 #include <signal.h>
+#include <sqlite3.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -53,6 +54,9 @@ void OnSignal(uv_signal_t* handle, int signum) {
 
 int RunUp(const UpArgs& args) {
   ::signal(SIGPIPE, SIG_IGN);
+  // sqlite's memory statistics take a global mutex on every allocation; the
+  // controller does not read them. Must precede any other sqlite call.
+  (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
   runtime::ControllerOptions options;
   Status s = runtime::ParseListenAddress(args.listen, &options.listen_host, &options.listen_port);
   if (s.ok()) s = runtime::ParseDurationMs(args.idle, &options.default_idle_ms).WithContext("--idle");
