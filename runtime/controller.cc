@@ -14,6 +14,7 @@
 #include "runtime/base/uv_timer.h"
 #include "runtime/deploy_params.h"
 #include "runtime/json_print.h"
+#include "runtime/trace_context.h"
 #include "triggers/embedded_broker.h"
 #include "triggers/nats_module.h"
 #include "triggers/query.h"
@@ -434,6 +435,7 @@ void Controller::HandleInvoke(triggers::ReplyToken token, const std::string& nam
     h->set_name(std::move(header_name));
     h->set_value(std::move(value));
   }
+  StartInvocationSpan(&invoke);
   triggers::HttpServer* server = server_.get();
   EventTriggers* events = events_.get();
   it->second->dispatcher->Submit(

@@ -9,6 +9,7 @@
 #include "runtime/controller.h"
 #include "runtime/json_print.h"
 #include "runtime/log_followers.h"
+#include "runtime/trace_context.h"
 #include "triggers/query.h"
 #include "wisp/function.h"
 
@@ -63,6 +64,7 @@ void Controller::Record(const std::string& name, const proto::Invoke& invoke,
   record.duration_us = static_cast<int64_t>(outcome.duration_ns / 1000);
   record.started_at_us = NowUnixMicros() - record.duration_us;
   record.cold = outcome.cold;
+  record.trace_id = invoke.trace_id();
   record.status = OutcomeStatus(outcome);
   if (!outcome.has_result) {
     record.error_code = outcome.error_code;
@@ -85,15 +87,20 @@ void Controller::HandleInvocations(triggers::ReplyToken token,
                                    const triggers::HttpRequest& request) {
   size_t limit = kDefaultInvocationLimit;
   std::string function;
-  Status s = ParseListQuery(request.query, 1000, &limit, {{"function", &function}});
+  std::string trace;
+  Status s = ParseListQuery(request.query, 1000, &limit, {{"function", &function}, {"trace", &trace}});
   if (!s.ok()) return ReplyError(token, 400, "invalid_argument", s.message());
+  if (!trace.empty() && !IsTraceId(trace)) {
+    return ReplyError(token, 400, "invalid_argument",
+                      "trace must be a W3C trace id (32 lower-case hex digits), got '" + trace + "'");
+  }
   if (!function.empty() && !triggers::IsValidFunctionName(function)) {
     return ReplyError(token, 400, "invalid_name", "function names match ^[a-z0-9][a-z0-9_-]{0,62}$");
   }
   if (!options_.record_invocations) {
     return ReplyError(token, 404, "not_recorded", "this controller runs without invocation records");
   }
-  StatusOr<std::vector<InvocationRecord>> records = invocation_log_.Invocations(function, limit);
+  StatusOr<std::vector<InvocationRecord>> records = invocation_log_.Invocations(function, limit, trace);
   if (!records.ok()) return ReplyError(token, 500, "storage_error", records.status().message());
   api::InvocationList list;
   for (const InvocationRecord& r : *records) {
@@ -108,6 +115,7 @@ void Controller::HandleInvocations(triggers::ReplyToken token,
     out->set_status(r.status);
     out->set_error_code(r.error_code);
     out->set_error(r.error);
+    out->set_trace_id(r.trace_id);
   }
   ReplyJson(token, 200, ToJson(list));
 }

@@ -163,6 +163,8 @@ void Dispatcher::Complete(std::unique_ptr<Job> job, InvocationOutcome outcome) {
   outcome.cold = job->cold;
   outcome.version = spec_.version;
   outcome.duration_ns = uv_hrtime() - job->submitted_ns;
+  outcome.trace_id = job->frame.invoke().trace_id();
+  outcome.span_id = job->frame.invoke().span_id();
   if (completion_observer_) completion_observer_(job->frame.invoke(), outcome);
   InvocationDone done = std::move(job->done);
   done(std::move(outcome));

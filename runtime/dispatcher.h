@@ -68,6 +68,8 @@ struct InvocationOutcome {
   bool cold = false;          // it waited for its worker to load the function
   std::string version;        // the version of the function that ran it
   uint64_t duration_ns = 0;   // from Submit to completion
+  std::string trace_id;       // the invocation's span (trace_context.h), for
+  std::string span_id;        // the events it emitted
 };
 
 // The HTTP status the caller of an invocation gets: the function's (200 when

@@ -6,6 +6,7 @@
 
 #include "api.pb.h"
 #include "runtime/base/uv_timer.h"
+#include "runtime/trace_context.h"
 #include "triggers/cloudevents.h"
 #include "triggers/http_server.h"
 #include "wisp/function.h"
@@ -203,6 +204,7 @@ void EventTriggers::Submit(Binding* binding, size_t endpoint, triggers::BrokerMe
     h->set_name(std::move(name));
     h->set_value(std::move(value));
   }
+  StartInvocationSpan(&invoke);
   std::string label = message.reply.empty() ? EventLabel(message) : std::string();
   const size_t event_bytes = message.reply.empty() ? message.data.size() : 0;
   binding->inflight_bytes += event_bytes;
@@ -380,6 +382,12 @@ void EventTriggers::PublishEmitted(const std::string& name, InvocationOutcome* o
     const std::string* type = triggers::FindHeader(message.headers, "content-type");
     if (type != nullptr && type->rfind("application/cloudevents", 0) == 0) {
       return refuse(which + ": emitted events are binary mode (ce-* headers), not " + *type);
+    }
+    // The trace goes on, the emitting invocation's span its parent.
+    if (!outcome->trace_id.empty() &&
+        triggers::FindHeader(message.headers, "traceparent") == nullptr) {
+      message.headers.emplace_back(
+          "traceparent", FormatTraceparent({outcome->trace_id, outcome->span_id, "01"}));
     }
     Status bad = triggers::ValidatePublishSubject(message.subject);
     if (bad.ok()) bad = triggers::NormalizeCloudEvent(&message, defaults);

@@ -10,8 +10,12 @@ namespace {
 // 1: functions. 2: functions.version and function_subjects, the subjects a
 // function subscribes to. 3: functions.private. 4: immutable versions (their
 // config a serialized api.FunctionConfig), the current version of each
-// function, invocation records and log lines.
-constexpr int kSchemaVersion = 4;
+// function, invocation records and log lines. 5: invocations.trace_id.
+constexpr int kSchemaVersion = 5;
+
+constexpr const char* kSchema5Step =
+    "ALTER TABLE invocations ADD COLUMN trace_id TEXT NOT NULL DEFAULT '';"
+    "PRAGMA user_version = 5;";
 
 constexpr const char* kSchema4Tables =
     "CREATE TABLE versions ("
@@ -146,8 +150,8 @@ Status FunctionStore::Open(const std::string& path) {
                                    std::to_string(kSchemaVersion) + "); refusing to touch it");
   }
   if (found == 0) {
-    WISP_RETURN_IF_ERROR(Exec((std::string("BEGIN;") + kSchema4Tables +
-                               "PRAGMA user_version = 4; COMMIT;").c_str()));
+    WISP_RETURN_IF_ERROR(Exec(
+        (std::string("BEGIN;") + kSchema4Tables + kSchema5Step + "COMMIT;").c_str()));
     return Exec("PRAGMA foreign_keys = ON;");
   }
   // Older databases, step by step (a schema 1 one was made by wisp 0.1).
@@ -171,6 +175,9 @@ Status FunctionStore::Open(const std::string& path) {
         "COMMIT;"));
   }
   if (found < 4) WISP_RETURN_IF_ERROR(MigrateTo4());
+  if (found < 5) {
+    WISP_RETURN_IF_ERROR(Exec((std::string("BEGIN;") + kSchema5Step + "COMMIT;").c_str()));
+  }
   return Exec("PRAGMA foreign_keys = ON;");
 }
 

@@ -27,7 +27,7 @@ constexpr size_t kMaxLogsLimit = 10000;
 
 constexpr const char* kInsertInvocation =
     "INSERT INTO invocations (id, function, version, trigger, started_at_us, duration_us, cold,"
-    " status, error_code, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    " status, error_code, error, trace_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 constexpr const char* kInsertLog =
     "INSERT INTO logs (function, invocation, at_us, line) VALUES (?, ?, ?, ?)";
 // Bound: 1 = how many newest rows to keep (>= 1), 2 = the age cut-off (rows
@@ -42,7 +42,7 @@ constexpr const char* kRetention[] = {
 };
 constexpr const char* kSelectInvocations =
     "SELECT seq, id, function, version, trigger, started_at_us, duration_us, cold, status,"
-    " error_code, error FROM invocations";
+    " error_code, error, trace_id FROM invocations";
 
 int64_t NowUs() {
   return std::chrono::duration_cast<std::chrono::microseconds>(
@@ -264,6 +264,7 @@ bool InvocationLog::WriteBatch(const std::vector<InvocationRecord>& records,
     sqlite3_bind_int(st, 8, r.status);
     BindText(st, 9, r.error_code);
     BindText(st, 10, r.error);
+    BindText(st, 11, r.trace_id);
     if (!StepDone(st)) return fail("insert invocation");
   }
   for (const LogLine& l : lines) {
@@ -310,12 +311,14 @@ Status InvocationLog::RetentionLocked() {
 }
 
 StatusOr<std::vector<InvocationRecord>> InvocationLog::Invocations(const std::string& function,
-                                                                   size_t limit) {
+                                                                   size_t limit,
+                                                                   const std::string& trace_id) {
   std::lock_guard<std::mutex> lock(read_mu_);
   if (read_db_ == nullptr) return Status::Unavailable("invocation log is not open");
-  const std::string sql = std::string(kSelectInvocations) +
-                          (function.empty() ? "" : " WHERE function = ?2") +
-                          " ORDER BY seq DESC LIMIT ?1";
+  std::string where;
+  if (!function.empty()) where = " WHERE function = ?2";
+  if (!trace_id.empty()) where += (where.empty() ? " WHERE" : " AND") + std::string(" trace_id = ?3");
+  const std::string sql = std::string(kSelectInvocations) + where + " ORDER BY seq DESC LIMIT ?1";
   sqlite3_stmt* st = nullptr;
   if (sqlite3_prepare_v2(read_db_, sql.c_str(), -1, &st, nullptr) != SQLITE_OK) {
     return SqliteError(read_db_, "read invocations");
@@ -323,6 +326,7 @@ StatusOr<std::vector<InvocationRecord>> InvocationLog::Invocations(const std::st
   limit = std::clamp<size_t>(limit, 1, kMaxInvocationsLimit);
   sqlite3_bind_int64(st, 1, static_cast<int64_t>(limit));
   if (!function.empty()) BindText(st, 2, function);
+  if (!trace_id.empty()) BindText(st, 3, trace_id);
   std::vector<InvocationRecord> out;
   int rc;
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -338,6 +342,7 @@ StatusOr<std::vector<InvocationRecord>> InvocationLog::Invocations(const std::st
     r.status = sqlite3_column_int(st, 8);
     r.error_code = Text(st, 9);
     r.error = Text(st, 10);
+    r.trace_id = Text(st, 11);
   }
   Status s = rc == SQLITE_DONE ? Status::OK() : SqliteError(read_db_, "read invocations");
   sqlite3_finalize(st);

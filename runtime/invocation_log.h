@@ -46,6 +46,7 @@ struct InvocationRecord {
   bool cold = false;
   int status = 0;                 // HTTP status given to the caller
   std::string error_code, error;  // empty on success
+  std::string trace_id;           // W3C trace id (trace_context.h)
 };
 
 struct LogLine {
@@ -96,7 +97,9 @@ class InvocationLog {
   // Committed records, newest first; function empty = all functions. limit
   // is clamped to [1, 1000]. Uses the read connection on the caller's
   // thread. Unavailable if the log is not open; IOError on a sqlite error.
-  StatusOr<std::vector<InvocationRecord>> Invocations(const std::string& function, size_t limit);
+  // trace_id non-empty: only that trace's records (a scan, not an index).
+  StatusOr<std::vector<InvocationRecord>> Invocations(const std::string& function, size_t limit,
+                                                      const std::string& trace_id = "");
   // Committed lines of one function with seq > after_seq, oldest first, at
   // most limit (clamped to [1, 10000]). A negative after_seq (-1) asks for
   // the newest limit lines instead, still oldest first (a tail). Errors as

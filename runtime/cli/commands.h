@@ -81,9 +81,10 @@ int RunDescribe(const std::string& server, const std::string& name, bool json);
 // wisp rollback NAME [--to VERSION]: makes VERSION (default: the one
 // deployed before the current one) serve new invocations.
 int RunRollback(const std::string& server, const std::string& name, const std::string& to);
-// wisp invocations [--function F] [--limit N]: the newest records as a table.
-int RunInvocations(const std::string& server, const std::string& function, uint32_t limit,
-                   bool json);
+// wisp invocations [--function F] [--trace ID] [--limit N]: the newest
+// records as a table (--trace: one trace's, e.g. a pipeline run).
+int RunInvocations(const std::string& server, const std::string& function,
+                   const std::string& trace, uint32_t limit, bool json);
 // wisp logs NAME [-f]: the newest limit lines; with follow, then every new
 // line as it is recorded (polled) until interrupted.
 int RunLogs(const std::string& server, const std::string& name, uint32_t limit, bool follow,

@@ -124,6 +124,9 @@ int main(int argc, char** argv) {
   bool invocations_json = false;
   CLI::App* invocations_cmd = app.add_subcommand("invocations", "list recent invocations");
   invocations_cmd->add_option("--function", invocations_function, "only this function's");
+  std::string invocations_trace;
+  invocations_cmd->add_option("--trace", invocations_trace,
+                              "only this W3C trace's (a pipeline run followed end to end)");
   invocations_cmd->add_option("-n,--limit", invocations_limit, "how many, newest first")
       ->capture_default_str()->check(CLI::Range(1, 1000));
   invocations_cmd->add_flag("--json", invocations_json, "print the controller's JSON");
@@ -209,7 +212,8 @@ int main(int argc, char** argv) {
   if (*describe_cmd) return RunDescribe(url, describe_name, describe_json);
   if (*rollback_cmd) return RunRollback(url, rollback_name, rollback_to);
   if (*invocations_cmd) {
-    return RunInvocations(url, invocations_function, invocations_limit, invocations_json);
+    return RunInvocations(url, invocations_function, invocations_trace, invocations_limit,
+                          invocations_json);
   }
   if (*logs_cmd) return RunLogs(url, logs_name, logs_limit, logs_follow, logs_json);
   if (*publish_cmd || *request_cmd) {

@@ -10,6 +10,7 @@
 #include "runtime/cli/api_call.h"
 #include "runtime/cli/commands.h"
 #include "runtime/http_client.h"
+#include "triggers/query.h"
 #include "triggers/route.h"
 
 namespace wisp::cli {
@@ -29,13 +30,14 @@ void PrintLines(const api::LogLines& lines) {
 
 }  // namespace
 
-int RunInvocations(const std::string& server, const std::string& function, uint32_t limit,
-                   bool json) {
+int RunInvocations(const std::string& server, const std::string& function,
+                   const std::string& trace, uint32_t limit, bool json) {
   if (!function.empty() && !triggers::IsValidFunctionName(function)) {
     return Fail(kExitUsage, "invalid function name '" + function + "'");
   }
   std::string target = "/v1/invocations?limit=" + std::to_string(limit);
   if (!function.empty()) target += "&function=" + function;
+  if (!trace.empty()) target += "&trace=" + triggers::PercentEncode(trace);
   runtime::HttpClientResponse response;
   int code = 0;
   if (!Call(server, "GET", target, {}, &response, &code)) return code;

@@ -122,6 +122,22 @@ TEST_F(RecordsTest, EveryInvocationIsRecordedWithItsIdVersionTriggerAndOutcome) 
   EXPECT_EQ(all.invocations(0).function(), "segv") << "the newest record comes first";
 }
 
+TEST_F(RecordsTest, AnHttpTraceparentReachesTheFunctionAndTheRecord) {
+  DeployOk(TestFunctionPath("dump_headers"), "headers");
+  const std::string trace = "0af7651916cd43dd8448eb211c80319c";
+  runtime::HttpClientResponse r =
+      controller_->Call("POST", "/fn/headers", "", {{"traceparent", "00-" + trace + "-b7ad6b7169203331-01"}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  const size_t at = r.body.find("traceparent: 00-" + trace + "-");
+  ASSERT_NE(at, std::string::npos) << "the function did not see the trace: " << r.body;
+  EXPECT_EQ(r.body.find("b7ad6b7169203331"), std::string::npos)
+      << "the function should see its own span, not the caller's: " << r.body;
+  EXPECT_EQ(r.body.find("traceparent", at + 1), std::string::npos) << "two traceparents: " << r.body;
+  api::InvocationList list = WaitForInvocations(*controller_, "?trace=" + trace, 1);
+  ASSERT_EQ(list.invocations_size(), 1);
+  EXPECT_EQ(list.invocations(0).id(), InvocationIdOf(r));
+}
+
 TEST_F(RecordsTest, WorkerOutputIsKeptPerFunctionWithTheInvocationId) {
   DeployOk(TestFunctionPath("chatty"), "chatty");
   runtime::HttpClientResponse first = controller_->Call("POST", "/fn/chatty", "alpha");
