@@ -15,6 +15,7 @@
 #include "runtime/deploy_params.h"
 #include "runtime/json_print.h"
 #include "runtime/trace_context.h"
+#include "dashboard_html.h"
 #include "triggers/embedded_broker.h"
 #include "triggers/nats_module.h"
 #include "triggers/query.h"
@@ -293,7 +294,10 @@ void Controller::HandleRequest(triggers::ReplyToken token, triggers::HttpRequest
   }
   triggers::Route route = triggers::RoutePath(request.path);
   const std::string& method = request.method;
+  // The dashboard page holds no data: every figure it shows comes from /v1/
+  // calls made with the token its user gives it.
   bool needs_token = route.kind != triggers::Route::Kind::kHealth &&
+                     route.kind != triggers::Route::Kind::kDashboard &&
                      route.kind != triggers::Route::Kind::kFunction;
   if (route.kind == triggers::Route::Kind::kFunction) {
     auto it = functions_.find(route.name);
@@ -335,6 +339,22 @@ void Controller::HandleRequest(triggers::ReplyToken token, triggers::HttpRequest
     case triggers::Route::Kind::kFunction:
       HandleInvoke(token, route.name, std::move(route.rest), std::move(request));
       return;
+    case triggers::Route::Kind::kDashboard: {
+      if (method != "GET" && method != "HEAD") {
+        return ReplyError(token, 405, "method_not_allowed", method + " is not allowed on /ui");
+      }
+      triggers::HttpResponse page;
+      page.headers.emplace_back("Content-Type", "text/html; charset=utf-8");
+      page.headers.emplace_back("Cache-Control", "no-store");
+      page.headers.emplace_back("X-Content-Type-Options", "nosniff");
+      page.headers.emplace_back("Referrer-Policy", "no-referrer");
+      page.headers.emplace_back("Content-Security-Policy",
+                                "default-src 'self'; script-src 'unsafe-inline'; "
+                                "style-src 'unsafe-inline'; frame-ancestors 'none'");
+      page.body = std::string(kDashboardHtml);
+      server_->Reply(token, std::move(page));
+      return;
+    }
     case triggers::Route::Kind::kMetrics:
       if (method != "GET") {
         return ReplyError(token, 405, "method_not_allowed", method + " is not allowed on /metrics");

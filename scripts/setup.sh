@@ -4,6 +4,8 @@
 # rebuilds only what changed.
 #   WISP_BUILD_DIR   build directory (default: build)
 #   WISP_BUILD_TYPE  CMake build type (default: RelWithDebInfo)
+#   WISP_TEST_PACKAGES  1: also what only the tests need (chromium, headless,
+#                    for the dashboard's browser test); scripts/test.sh sets it
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -19,6 +21,9 @@ PACKAGES=(
   libhttp-parser-dev libcli11-dev libssl-dev libyaml-cpp-dev libbenchmark-dev
   wrk curl procps
 )
+if [[ "${WISP_TEST_PACKAGES:-0}" == "1" ]]; then
+  PACKAGES+=(chromium fonts-dejavu-core)
+fi
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 

@@ -10,7 +10,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD_DIR="${WISP_BUILD_DIR:-build}"
 cd "$ROOT"
 
-bash scripts/setup.sh
+WISP_TEST_PACKAGES=1 bash scripts/setup.sh
 
 # Integration tests pick free ports and temp dirs, so two run side by side.
 set +e

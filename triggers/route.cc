@@ -71,6 +71,11 @@ Route RoutePath(std::string_view path) {
     route.kind = Route::Kind::kHealth;
     return route;
   }
+  if (path == "/ui" || path == "/ui/") {
+    Route route;
+    route.kind = Route::Kind::kDashboard;
+    return route;
+  }
   if (path == "/metrics") {
     Route route;
     route.kind = Route::Kind::kMetrics;

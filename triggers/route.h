@@ -13,6 +13,7 @@ struct Route {
     kNotFound,     // no endpoint
     kHealth,       // /healthz
     kMetrics,      // /metrics
+    kDashboard,    // /ui
     kFunction,     // /fn/<name> and /fn/<name>/<rest>
     kApiFunctions, // /v1/functions
     kApiFunction,  // /v1/functions/<name>

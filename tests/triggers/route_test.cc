@@ -15,6 +15,8 @@ const char* KindName(Route::Kind kind) {
       return "kHealth";
     case Route::Kind::kMetrics:
       return "kMetrics";
+    case Route::Kind::kDashboard:
+      return "kDashboard";
     case Route::Kind::kFunction:
       return "kFunction";
     case Route::Kind::kApiFunctions:
@@ -48,6 +50,9 @@ TEST(RouteTest, RoutePathTable) {
       {"/healthz", K::kHealth, "", ""},
       {"/healthz/", K::kNotFound, "", ""},
       {"/metrics", K::kMetrics, "", ""},
+      {"/ui", K::kDashboard, "", ""},
+      {"/ui/", K::kDashboard, "", ""},
+      {"/ui/x", K::kNotFound, "", ""},
       {"/metrics/x", K::kNotFound, "", ""},
       {"/fn/hello", K::kFunction, "hello", "/"},
       {"/fn/hello/", K::kFunction, "hello", "/"},
