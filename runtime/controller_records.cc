@@ -64,7 +64,7 @@ void Controller::Record(const std::string& name, const proto::Invoke& invoke,
   record.duration_us = static_cast<int64_t>(outcome.duration_ns / 1000);
   record.started_at_us = NowUnixMicros() - record.duration_us;
   record.cold = outcome.cold;
-  record.trace_id = invoke.trace_id();
+  record.trace_id.assign(invoke.trace_id());
   record.status = OutcomeStatus(outcome);
   if (!outcome.has_result) {
     record.error_code = outcome.error_code;
@@ -115,7 +115,7 @@ void Controller::HandleInvocations(triggers::ReplyToken token,
     out->set_status(r.status);
     out->set_error_code(r.error_code);
     out->set_error(r.error);
-    out->set_trace_id(r.trace_id);
+    out->set_trace_id(std::string(r.trace_id.view()));
   }
   ReplyJson(token, 200, ToJson(list));
 }

@@ -264,7 +264,7 @@ bool InvocationLog::WriteBatch(const std::vector<InvocationRecord>& records,
     sqlite3_bind_int(st, 8, r.status);
     BindText(st, 9, r.error_code);
     BindText(st, 10, r.error);
-    BindText(st, 11, r.trace_id);
+    sqlite3_bind_text(st, 11, r.trace_id.hex, r.trace_id.size, SQLITE_STATIC);
     if (!StepDone(st)) return fail("insert invocation");
   }
   for (const LogLine& l : lines) {
@@ -342,7 +342,7 @@ StatusOr<std::vector<InvocationRecord>> InvocationLog::Invocations(const std::st
     r.status = sqlite3_column_int(st, 8);
     r.error_code = Text(st, 9);
     r.error = Text(st, 10);
-    r.trace_id = Text(st, 11);
+    r.trace_id.assign(Text(st, 11));
   }
   Status s = rc == SQLITE_DONE ? Status::OK() : SqliteError(read_db_, "read invocations");
   sqlite3_finalize(st);

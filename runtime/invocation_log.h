@@ -23,7 +23,10 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstddef>
+#include <algorithm>
 #include <cstdint>
+#include <cstring>
+#include <string_view>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -46,7 +49,17 @@ struct InvocationRecord {
   bool cold = false;
   int status = 0;                 // HTTP status given to the caller
   std::string error_code, error;  // empty on success
-  std::string trace_id;           // W3C trace id (trace_context.h)
+  // W3C trace id (trace_context.h), inline: a record made on the loop thread
+  // and freed on the writer's holds no heap memory in the common case.
+  struct TraceId {
+    char hex[32] = {};
+    uint8_t size = 0;
+    void assign(std::string_view text) {
+      size = static_cast<uint8_t>(std::min(text.size(), sizeof(hex)));
+      std::memcpy(hex, text.data(), size);
+    }
+    std::string_view view() const { return {hex, size}; }
+  } trace_id;
 };
 
 struct LogLine {
