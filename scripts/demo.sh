@@ -81,6 +81,9 @@ wisp is running on $URL (data in $DATA_DIR). Try:
   $WISP publish greet.ann ann --server $URL          # an event on the embedded broker
   $WISP request greet.bob bob --server $URL          # request-reply: "hello, bob"
   $WISP services --server $URL                       # loaded functions as NATS services
+  $WISP invocations --server $URL                    # the calls just made: version, cold or warm, ms
+
+Dashboard: $URL/ui#token=$(cat "$DATA_DIR/token")
 
 MSG
 
