@@ -182,11 +182,14 @@ struct ResponseReader {
   bool keep_alive = false;
 };
 
-Status SendAll(int fd, std::string_view data, Clock::time_point deadline) {
+Status SendAll(int fd, std::string_view data, Clock::time_point deadline,
+               const std::function<void(size_t, size_t)>& progress) {
+  const size_t total = data.size();
   while (!data.empty()) {
     ssize_t n = send(fd, data.data(), data.size(), MSG_NOSIGNAL);
     if (n >= 0) {
       data.remove_prefix(static_cast<size_t>(n));
+      if (progress) progress(total - data.size(), total);
     } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
       WISP_RETURN_IF_ERROR(WaitFor(fd, POLLOUT, deadline));
     } else if (errno == EPIPE || errno == ECONNRESET) {
@@ -313,7 +316,7 @@ StatusOr<HttpClientResponse> HttpClient::Request(std::string_view method, std::s
     if (!reused) WISP_RETURN_IF_ERROR(Connect());
     ResponseReader reader(head);
     bool got_bytes = false;
-    Status status = SendAll(fd_, wire, deadline);
+    Status status = SendAll(fd_, wire, deadline, progress_);
     if (status.ok()) status = ReadResponse(fd_, &reader, deadline, &got_bytes);
     if (status.ok()) {
       if (!reader.keep_alive) Close();

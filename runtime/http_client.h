@@ -5,6 +5,7 @@
 #ifndef WISP_RUNTIME_HTTP_CLIENT_H_
 #define WISP_RUNTIME_HTTP_CLIENT_H_
 
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -43,12 +44,19 @@ class HttpClient {
 
   void Close();
 
+  // progress(sent, total) runs as a request's bytes leave (from Request's
+  // thread); empty: none.
+  void set_progress(std::function<void(size_t sent, size_t total)> progress) {
+    progress_ = std::move(progress);
+  }
+
  private:
   Status Connect();
   std::string host_;
   int port_;
   int timeout_ms_;
   int fd_ = -1;
+  std::function<void(size_t sent, size_t total)> progress_;
 };
 
 }  // namespace wisp::runtime

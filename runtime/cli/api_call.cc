@@ -1,6 +1,10 @@
 #include "runtime/cli/api_call.h"
 
+#include <unistd.h>
+
 #include <cerrno>
+#include <chrono>
+#include <thread>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -20,9 +24,46 @@ std::string& Token() {
   return token;
 }
 
+std::string& TokenFlag() {
+  static std::string flag;
+  return flag;
+}
+
+uint64_t& WaitMs() {
+  static uint64_t ms = 0;
+  return ms;
+}
+
+constexpr size_t kProgressFrom = 1024 * 1024;
+
+// Polls GET /healthz until the controller answers or wait_ms pass.
+bool AwaitController(const std::string& server, const std::string& host, int port,
+                     uint64_t wait_ms) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(wait_ms);
+  bool said = false;
+  while (true) {
+    runtime::HttpClient probe(host, port, 1000);
+    StatusOr<runtime::HttpClientResponse> r = probe.Request("GET", "/healthz");
+    if (r.ok() && r->status == 200) {
+      if (said) std::fprintf(stderr, "wisp: the controller is up\n");
+      return true;
+    }
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    if (!said) {
+      std::fprintf(stderr, "wisp: waiting for the controller at %s (up to %llu ms)\n",
+                   server.c_str(), static_cast<unsigned long long>(wait_ms));
+      said = true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+}
+
 }  // namespace
 
+void WaitForController(uint64_t wait_ms) { WaitMs() = wait_ms; }
+
 void UseToken(const std::string& flag) {
+  TokenFlag() = flag;
   if (!flag.empty()) {
     Token() = flag;
     return;
@@ -90,7 +131,26 @@ bool Call(const std::string& server, std::string_view method, const std::string&
     *exit_code = Fail(kExitUsage, "bad server URL: " + s.message());
     return false;
   }
+  if (WaitMs() > 0) {
+    const uint64_t wait_ms = WaitMs();
+    WaitMs() = 0;  // once per command
+    if (!AwaitController(server, host, port, wait_ms)) {
+      *exit_code = Fail(kExitUnreachable, "the controller at " + server + " did not come up within " +
+                                              std::to_string(wait_ms) + " ms");
+      return false;
+    }
+    if (Token().empty()) UseToken(TokenFlag());
+  }
   runtime::HttpClient client(host, port);
+  if (body.size() > kProgressFrom && ::isatty(STDERR_FILENO)) {
+    client.set_progress([last = -1](size_t sent, size_t total) mutable {
+      const int percent = static_cast<int>(sent * 100 / total);
+      if (percent == last) return;
+      last = percent;
+      std::fprintf(stderr, "\rwisp: sending %.1f of %.1f MiB (%d%%)%s", sent / 1048576.0,
+                   total / 1048576.0, percent, sent == total ? "\n" : "");
+    });
+  }
   std::vector<std::pair<std::string, std::string>> all = headers;
   // Also to /fn/ (a private function needs it): the controller strips its own
   // token before a request reaches function code.

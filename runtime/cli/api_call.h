@@ -19,6 +19,11 @@ namespace wisp::cli {
 // when none is found (the controller then answers 401).
 void UseToken(const std::string& flag);
 
+// With wait_ms > 0, the first Call waits up to that long for the controller
+// to answer /healthz (saying so once on stderr) before it sends anything, and
+// looks for the token again afterwards (a controller's first start creates it).
+void WaitForController(uint64_t wait_ms);
+
 // Prints "wisp: <message>" on stderr and returns code.
 int Fail(int code, const std::string& message);
 
@@ -33,7 +38,8 @@ bool ReadData(const std::string& arg, std::string* out, std::string* error);
 std::string ErrorMessage(const runtime::HttpClientResponse& response);
 
 // Sends one request; on transport failure prints why and sets *exit_code
-// (kExitUsage for a bad URL, kExitUnreachable when nothing answers).
+// (kExitUsage for a bad URL, kExitUnreachable when nothing answers). A body
+// over 1 MiB shows its upload progress on stderr when that is a terminal.
 bool Call(const std::string& server, std::string_view method, const std::string& target,
           std::string_view body, runtime::HttpClientResponse* response, int* exit_code,
           const std::vector<std::pair<std::string, std::string>>& headers = {});

@@ -12,17 +12,22 @@
 
 #include "runtime/cli/api_call.h"
 #include "runtime/cli/commands.h"
+#include "runtime/duration.h"
 #include "wisp/function.h"
 
 int main(int argc, char** argv) {
   using namespace wisp::cli;
   CLI::App app{"wisp: a serverless runtime for native functions"};
   app.require_subcommand(1);
+  app.fallthrough();  // --wait (and the other global options) after the subcommand too
   std::string server;
   app.add_option("--server", server, "controller URL (default $WISP_URL or http://127.0.0.1:8080)");
   std::string token;
   app.add_option("--token", token,
                  "control API token (default $WISP_TOKEN, else the data dir's token file)");
+  std::string wait;
+  app.add_option("--wait", wait,
+                 "wait this long for the controller to come up before giving up, e.g. 10s");
 
   UpArgs up;
   CLI::App* up_cmd = app.add_subcommand("up", "run the controller in the foreground");
@@ -198,6 +203,12 @@ int main(int argc, char** argv) {
 
   const std::string url = ResolveServer(server);
   UseToken(token);
+  if (!wait.empty()) {
+    uint64_t wait_ms = 0;
+    wisp::Status s = wisp::runtime::ParseDurationMs(wait, &wait_ms);
+    if (!s.ok()) return Fail(kExitUsage, "--wait: " + s.message());
+    WaitForController(wait_ms);
+  }
   if (*up_cmd) return RunUp(up);
   if (*deploy_cmd) {
     deploy.server = url;

@@ -46,7 +46,11 @@ int RunApply(const std::string& server, const std::string& file) {
   if (int rc = LoadManifest(file, &manifest); rc != kExitOk) return rc;
   int deployed = 0;
   int unchanged = 0;
+  const size_t total = manifest.functions.size();
+  size_t done = 0;
   for (const runtime::ManifestFunction& f : manifest.functions) {
+    std::printf("[%zu/%zu] %s\n", ++done, total, f.name.c_str());
+    std::fflush(stdout);
     std::string bytes;
     std::string error;
     if (!ReadFile(f.path, &bytes, &error)) {
