@@ -151,7 +151,55 @@ Status Controller::StartBroker() {
       options_.max_request_bytes);
   services_ = std::make_unique<ServiceRegistry>(broker_.get(), events_.get());
   requests_ = std::make_unique<BrokerRequests>(loop_, broker_.get());
-  return requests_->Start();
+  WISP_RETURN_IF_ERROR(requests_->Start());
+  if (!options_.nats_urls.empty()) return Status::OK();
+  // Durable triggers: the embedded broker's events are stored in sqlite.
+  event_queue_ = std::make_unique<EventQueue>(loop_);
+  WISP_RETURN_IF_ERROR(event_queue_->Open(options_.data_dir + "/events.db"));
+  durable_ = std::make_unique<DurableDelivery>(
+      loop_, event_queue_.get(), events_.get(),
+      [this](const std::string& name) -> Dispatcher* {
+        auto it = functions_.find(name);
+        return it == functions_.end() ? nullptr : it->second->dispatcher.get();
+      },
+      [this](const std::string& name) -> size_t {
+        auto it = functions_.find(name);
+        return it == functions_.end()
+                   ? 0
+                   : size_t{it->second->record.max_workers} * options_.pipeline_depth;
+      });
+  events_->set_capture([durable = durable_.get()](const triggers::BrokerMessage& message) {
+    size_t stored = 0;
+    return durable->Capture(message, &stored);
+  });
+  if (event_queue_->redelivered() > 0) {
+    std::fprintf(stderr, "wisp: %llu durable events were in flight when wisp last stopped; "
+                 "they run again\n", static_cast<unsigned long long>(event_queue_->redelivered()));
+  }
+  return Status::OK();
+}
+
+void Controller::BindTriggers(const FunctionRecord& record) {
+  const bool durable = record.durable && durable_ != nullptr;
+  if (record.durable && durable_ == nullptr) {
+    std::fprintf(stderr,
+                 "wisp: %s: durable triggers need the embedded broker (JetStream is not supported "
+                 "yet); its subjects are plain subscriptions here\n",
+                 record.name.c_str());
+  }
+  Status bound = events_->Bind(record.name, durable ? std::vector<std::string>{} : record.subjects);
+  if (!bound.ok()) {
+    std::fprintf(stderr, "wisp: %s gets no events: %s\n", record.name.c_str(),
+                 bound.ToString().c_str());
+  }
+  if (durable_ == nullptr) return;
+  DeliveryPolicy policy;
+  policy.max_attempts = record.max_attempts;
+  policy.backoff_ms = record.backoff_ms;
+  policy.max_backoff_ms = record.max_backoff_ms;
+  policy.dead_letter_subject = record.dead_letter;
+  durable_->Bind(record.name, durable ? record.subjects : std::vector<std::string>{},
+                 std::move(policy));
 }
 
 void Controller::OnLoadChanged(const std::string& name, bool loaded) {
@@ -228,11 +276,7 @@ void Controller::Install(FunctionRecord record) {
           RecordLog(name, invocation, text);
         });
   }
-  Status bound = events_->Bind(record.name, record.subjects);
-  if (!bound.ok()) {
-    std::fprintf(stderr, "wisp: %s gets no events: %s\n", record.name.c_str(),
-                 bound.ToString().c_str());
-  }
+  BindTriggers(record);
   slot->record = std::move(record);
   if (old) {
     // Its waiting invocations move to the new version (Drain's successor).
@@ -332,6 +376,16 @@ void Controller::HandleRequest(triggers::ReplyToken token, triggers::HttpRequest
         e->set_emitted(c.emitted);
         e->set_emit_refused(c.emit_refused);
         e->set_slow_consumer_dropped(broker_->stats().slow_consumer_dropped);
+        if (durable_ != nullptr) {
+          const DurableCounters& d = durable_->counters();
+          e->set_durable_stored(d.stored);
+          e->set_durable_duplicates(d.duplicates);
+          e->set_durable_retried(d.retried);
+          e->set_durable_dead_lettered(d.dead_lettered);
+          e->set_durable_redelivered(d.redelivered);
+          StatusOr<size_t> waiting = event_queue_->Depth("");
+          if (waiting.ok()) e->set_durable_waiting(*waiting);
+        }
       }
       ReplyJson(token, 200, ToJson(health));
       return;
@@ -390,6 +444,18 @@ void Controller::HandleRequest(triggers::ReplyToken token, triggers::HttpRequest
         }
         return HandleInvoke(token, route.name, "/", std::move(request));
       }
+      if (route.rest == "dead-letters") {
+        if (method != "GET") {
+          return ReplyError(token, 405, "method_not_allowed", method + " is not allowed here; use GET");
+        }
+        return HandleDeadLetters(token, route.name, request);
+      }
+      if (route.rest == "replay") {
+        if (method != "POST") {
+          return ReplyError(token, 405, "method_not_allowed", method + " is not allowed here; use POST");
+        }
+        return HandleReplay(token, route.name, request);
+      }
       if (route.rest == "logs") {
         if (method != "GET") {
           return ReplyError(token, 405, "method_not_allowed", method + " is not allowed here; use GET");
@@ -397,7 +463,8 @@ void Controller::HandleRequest(triggers::ReplyToken token, triggers::HttpRequest
         return HandleLogs(token, route.name, request);
       }
       return ReplyError(token, 404, "not_found",
-                        "no endpoint at " + request.path + " (actions: rollback, invoke, logs)");
+                        "no endpoint at " + request.path +
+                            " (actions: rollback, invoke, logs, dead-letters, replay)");
     case triggers::Route::Kind::kApiEvent:
     case triggers::Route::Kind::kApiRequest: {
       if (method != "POST" && method != "PUT") {
@@ -456,35 +523,54 @@ void Controller::HandleInvoke(triggers::ReplyToken token, const std::string& nam
     h->set_value(std::move(value));
   }
   StartInvocationSpan(&invoke);
-  triggers::HttpServer* server = server_.get();
   EventTriggers* events = events_.get();
   it->second->dispatcher->Submit(
       std::move(invoke),
-      [this, server, events, token, name, invocation](InvocationOutcome outcome) {
+      [this, events, token, name, invocation](InvocationOutcome outcome) {
         if (outcome.has_result && outcome.result.events_size() > 0) {
           events->PublishEmitted(name, &outcome);
-        }
-        if (!outcome.has_result) {
-          triggers::HttpResponse response = triggers::JsonErrorResponse(
-              outcome.http_status, outcome.error_code, outcome.error_message);
-          if (outcome.retry_after_s > 0) {
-            response.headers.emplace_back("Retry-After", std::to_string(outcome.retry_after_s));
+          if (event_queue_ != nullptr) {
+            // Reply once the events it emitted for durable functions are stored.
+            return event_queue_->AfterCommit(
+                [this, token, name, invocation,
+                 outcome = std::move(outcome)](Status stored) mutable {
+                  if (!stored.ok()) {
+                    outcome = InvocationOutcome{};
+                    outcome.http_status = 503;
+                    outcome.error_code = "event_store_failed";
+                    outcome.error_message = "the events " + name +
+                                            " emitted could not be stored: " + stored.message();
+                  }
+                  ReplyOutcome(token, invocation, std::move(outcome));
+                });
           }
-          response.headers.emplace_back("X-Wisp-Invocation-Id", InvocationId(invocation));
-          server->Reply(token, std::move(response));
-          return;
         }
-        proto::Result& result = outcome.result;
-        triggers::HttpResponse response;
-        response.status = OutcomeStatus(outcome);
-        response.headers.reserve(static_cast<size_t>(result.headers_size()) + 1);
-        response.headers.emplace_back("X-Wisp-Invocation-Id", InvocationId(invocation));
-        for (proto::Header& h : *result.mutable_headers()) {
-          response.headers.emplace_back(std::move(*h.mutable_name()), std::move(*h.mutable_value()));
-        }
-        response.body = std::move(*result.mutable_body());
-        server->Reply(token, std::move(response));
+        ReplyOutcome(token, invocation, std::move(outcome));
       });
+}
+
+void Controller::ReplyOutcome(triggers::ReplyToken token, uint64_t invocation,
+                              InvocationOutcome outcome) {
+  if (!outcome.has_result) {
+    triggers::HttpResponse response = triggers::JsonErrorResponse(
+        outcome.http_status, outcome.error_code, outcome.error_message);
+    if (outcome.retry_after_s > 0) {
+      response.headers.emplace_back("Retry-After", std::to_string(outcome.retry_after_s));
+    }
+    response.headers.emplace_back("X-Wisp-Invocation-Id", InvocationId(invocation));
+    server_->Reply(token, std::move(response));
+    return;
+  }
+  proto::Result& result = outcome.result;
+  triggers::HttpResponse response;
+  response.status = OutcomeStatus(outcome);
+  response.headers.reserve(static_cast<size_t>(result.headers_size()) + 1);
+  response.headers.emplace_back("X-Wisp-Invocation-Id", InvocationId(invocation));
+  for (proto::Header& h : *result.mutable_headers()) {
+    response.headers.emplace_back(std::move(*h.mutable_name()), std::move(*h.mutable_value()));
+  }
+  response.body = std::move(*result.mutable_body());
+  server_->Reply(token, std::move(response));
 }
 
 void Controller::HandleDeploy(triggers::ReplyToken token, const std::string& name,
@@ -497,6 +583,11 @@ void Controller::HandleDeploy(triggers::ReplyToken token, const std::string& nam
   record.version.clear();
   Status s = ApplyDeployQuery(request.query, &record);
   if (!s.ok()) return ReplyError(token, 400, "invalid_argument", s.message());
+  if (record.durable && durable_ == nullptr) {
+    return ReplyError(token, 501, "durable_unavailable",
+                      "durable triggers need the embedded broker: on NATS they need JetStream, "
+                      "which this wisp does not support yet");
+  }
   if (request.body.empty()) {
     return ReplyError(token, 400, "invalid_function", "the request body must be the function's .so file");
   }
@@ -619,6 +710,7 @@ void Controller::HandleRemove(triggers::ReplyToken token, const std::string& nam
   std::unique_ptr<Deployed> deployed = std::move(it->second);
   functions_.erase(it);
   events_->Unbind(name);
+  if (durable_) durable_->Remove(name);
   metrics_.Forget(name);
   const std::string json = DescribeJson(*deployed, false);
   Retire(name, std::move(deployed->dispatcher), deployed->counters, deployed->record.sha256);
@@ -641,6 +733,12 @@ void Controller::Describe(const Deployed& deployed, bool with_status, api::Funct
     st->set_invocations(deployed.counters->invocations);
     st->set_errors(deployed.counters->errors);
     st->set_queue_depth(static_cast<uint32_t>(deployed.dispatcher->queue_depth()));
+    if (event_queue_ != nullptr) {
+      StatusOr<size_t> waiting = event_queue_->Depth(deployed.record.name);
+      StatusOr<size_t> dead = event_queue_->DeadLetterCount(deployed.record.name);
+      if (waiting.ok()) st->set_waiting_events(*waiting);
+      if (dead.ok()) st->set_dead_letters(*dead);
+    }
   }
 }
 
@@ -651,6 +749,14 @@ void Controller::DescribeConfig(const FunctionRecord& record, api::FunctionConfi
   config->set_idle_ms(static_cast<uint32_t>(record.idle_ms));
   config->set_max_workers(record.max_workers);
   for (const auto& [key, value] : record.env) (*config->mutable_env())[key] = value;
+  if (record.durable) {
+    config->set_durable(true);
+    config->set_max_attempts(record.max_attempts);
+    config->set_backoff_ms(static_cast<uint32_t>(record.backoff_ms));
+    config->set_max_backoff_ms(static_cast<uint32_t>(record.max_backoff_ms));
+    config->set_dead_letter(record.dead_letter.empty() ? "wisp.dlq." + record.name
+                                                       : record.dead_letter);
+  }
 }
 
 std::string Controller::DescribeJson(const Deployed& deployed, bool with_status) const {
@@ -713,6 +819,14 @@ void Controller::Shutdown(std::function<void()> on_done) {
   // Events stop coming here at once; on NATS the queue groups' other
   // members take them from now on.
   if (events_) events_->StopReceiving();
+  if (durable_) {
+    // Nothing new goes out; outcomes still arriving are acknowledged.
+    ++shutdown_waits_;
+    durable_->Close([this] {
+      --shutdown_waits_;
+      MaybeFinishShutdown();
+    });
+  }
   std::map<std::string, std::unique_ptr<Deployed>> functions = std::move(functions_);
   functions_.clear();  // nothing is handed to a successor any more
   for (auto& [name, deployed] : functions) {
@@ -733,6 +847,7 @@ void Controller::MaybeFinishShutdown() {
   if (broker_ && !broker_closing_) {
     // Every function has drained, so no more events will be emitted.
     broker_closing_ = true;
+    if (event_queue_) event_queue_->Close();  // commits the last acknowledgements
     services_->UnregisterAll();
     shutdown_waits_ += 3;
     auto one_closed = [this] {

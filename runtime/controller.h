@@ -22,6 +22,10 @@
 //   POST   /v1/events/<subject>   publish the body as an event (202)
 //   POST   /v1/requests/<subject> publish as a request, answer with the reply
 //                                 (query: timeout, default 5s)
+//   GET    /v1/functions/<n>/dead-letters   durable events that failed every
+//                              attempt (query: limit, default 100)
+//   POST   /v1/functions/<n>/replay  puts them back in its queue (query: id,
+//                              only that one)
 //   GET    /v1/services        the NATS services ($SRV.INFO) that answer
 //                              within the wait (query: wait, default 250ms)
 // Deploy's query also takes version (semver; 409 if it exists), subscribe
@@ -51,6 +55,8 @@
 #include "runtime/base/status.h"
 #include "runtime/broker_requests.h"
 #include "runtime/dispatcher.h"
+#include "runtime/durable_delivery.h"
+#include "runtime/event_queue.h"
 #include "runtime/event_triggers.h"
 #include "runtime/function_store.h"
 #include "runtime/invocation_log.h"
@@ -125,6 +131,8 @@ class Controller {
   void HandleRequest(triggers::ReplyToken token, triggers::HttpRequest request);
   void HandleInvoke(triggers::ReplyToken token, const std::string& name, std::string rest,
                     triggers::HttpRequest request);
+  // Replies to a /fn/ call with its outcome, as X-Wisp-Invocation-Id invocation.
+  void ReplyOutcome(triggers::ReplyToken token, uint64_t invocation, InvocationOutcome outcome);
   void HandleDeploy(triggers::ReplyToken token, const std::string& name,
                     triggers::HttpRequest& request);
   void HandleRemove(triggers::ReplyToken token, const std::string& name);
@@ -143,6 +151,12 @@ class Controller {
   void HandlePublish(triggers::ReplyToken token, const std::string& subject,
                      triggers::HttpRequest& request, bool wait_for_reply);
   void HandleServices(triggers::ReplyToken token, const triggers::HttpRequest& request);
+  void HandleDeadLetters(triggers::ReplyToken token, const std::string& name,
+                         const triggers::HttpRequest& request);
+  void HandleReplay(triggers::ReplyToken token, const std::string& name,
+                    const triggers::HttpRequest& request);
+  // Binds name's triggers: durable ones to the queue, the others to the broker.
+  void BindTriggers(const FunctionRecord& record);
   void OnLoadChanged(const std::string& name, bool loaded);
   Status StartBroker();
   void CloseBroker();
@@ -182,6 +196,9 @@ class Controller {
   uint64_t invocations_started_ = 0;
   std::unique_ptr<triggers::Broker> broker_;
   std::unique_ptr<EventTriggers> events_;
+  // Durable triggers (embedded broker only): <data dir>/events.db.
+  std::unique_ptr<EventQueue> event_queue_;
+  std::unique_ptr<DurableDelivery> durable_;
   std::unique_ptr<ServiceRegistry> services_;
   std::unique_ptr<BrokerRequests> requests_;
   std::map<std::string, int> loaded_versions_;  // loaded dispatchers per name

@@ -99,9 +99,18 @@ void Controller::HandlePublish(triggers::ReplyToken token, const std::string& su
     if (const std::string* id = triggers::FindHeader(message.headers, "ce-id")) {
       published.set_id(*id);
     }
-    s = broker_->Publish(std::move(message));
+    // Captured for durable functions first: the 202 waits until it is stored.
+    s = events_->PublishEvent(std::move(message));
     if (!s.ok()) return ReplyError(token, 503, "broker_unavailable", s.message());
-    return ReplyJson(token, 202, ToJson(published));
+    const std::string json = ToJson(published);
+    if (event_queue_ == nullptr) return ReplyJson(token, 202, json);
+    return event_queue_->AfterCommit([this, token, json](Status stored) {
+      if (!stored.ok()) {
+        return ReplyError(token, 503, "event_store_failed",
+                          "the event could not be stored: " + stored.message());
+      }
+      ReplyJson(token, 202, json);
+    });
   }
   triggers::HttpServer* server = server_.get();
   requests_->Request(

@@ -52,6 +52,20 @@ void Controller::HandleMetrics(triggers::ReplyToken token) {
         "Messages the broker dropped because wisp could not keep up.",
         broker_->stats().slow_consumer_dropped};
   }
+  if (durable_ != nullptr) {
+    const DurableCounters& d = durable_->counters();
+    counters["wisp_durable_stored_total"] = {"Events stored for durable functions.", d.stored};
+    counters["wisp_durable_duplicates_total"] = {
+        "Publishes dropped as duplicates of a ce-id seen within the dedup window.", d.duplicates};
+    counters["wisp_durable_acked_total"] = {"Durable events done.", d.acked};
+    counters["wisp_durable_retried_total"] = {"Failed attempts scheduled again.", d.retried};
+    counters["wisp_durable_dead_lettered_total"] = {"Durable events that failed every attempt.",
+                                                    d.dead_lettered};
+    counters["wisp_durable_redelivered_total"] = {
+        "Durable events in flight when the controller last stopped, run again.", d.redelivered};
+    counters["wisp_durable_store_failed_total"] = {"Writes the event database refused.",
+                                                   d.store_failed};
+  }
   counters["wisp_invocation_records_dropped_total"] = {
       "Invocation records and log lines lost because the writer fell behind.",
       invocation_log_.dropped()};

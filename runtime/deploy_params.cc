@@ -99,6 +99,7 @@ std::string NextPatch(const std::string& previous) {
 Status ApplyDeployQuery(std::string_view query, FunctionRecord* record) {
   triggers::QueryParams params;
   WISP_RETURN_IF_ERROR(triggers::ParseQuery(query, &params));
+  std::string retry_given;  // a retry parameter, which needs durable
   for (const auto& [key, value] : params) {
     if (key == "timeout") {
       WISP_RETURN_IF_ERROR(ParseDurationMs(value, &record->timeout_ms).WithContext("timeout"));
@@ -133,11 +134,49 @@ Status ApplyDeployQuery(std::string_view query, FunctionRecord* record) {
       record->version = value;
     } else if (key == "env") {
       WISP_RETURN_IF_ERROR(AddEnv(value, record));
+    } else if (key == "durable") {
+      if (value != "true" && value != "false" && !value.empty()) {
+        return Status::InvalidArgument("durable must be true or false, got '" + value + "'");
+      }
+      record->durable = value != "false";
+    } else if (key == "max_attempts") {
+      uint64_t n = 0;
+      if (!ParseUint(value, &n) || n == 0 || n > kMaxAttemptsLimit) {
+        return Status::InvalidArgument("max_attempts must be a number from 1 to " +
+                                       std::to_string(kMaxAttemptsLimit) + ", got '" + value + "'");
+      }
+      record->max_attempts = static_cast<uint32_t>(n);
+      retry_given = key;
+    } else if (key == "backoff" || key == "max_backoff") {
+      uint64_t ms = 0;
+      WISP_RETURN_IF_ERROR(ParseDurationMs(value, &ms).WithContext(key));
+      if (ms == 0 || ms > kMaxBackoffMs) {
+        return Status::InvalidArgument(key + " must be above 0 and at most 24h, got '" + value + "'");
+      }
+      (key == "backoff" ? record->backoff_ms : record->max_backoff_ms) = ms;
+      retry_given = key;
+    } else if (key == "dead_letter") {
+      WISP_RETURN_IF_ERROR(triggers::ValidatePublishSubject(value).WithContext("dead_letter"));
+      record->dead_letter = value;
+      retry_given = key;
     } else {
       return Status::InvalidArgument(
           "unknown deploy parameter '" + key +
-          "' (known: timeout, idle, max_workers, subscribe, version, private, env)");
+          "' (known: timeout, idle, max_workers, subscribe, version, private, env, durable, "
+          "max_attempts, backoff, max_backoff, dead_letter)");
     }
+  }
+  if (!retry_given.empty() && !record->durable) {
+    return Status::InvalidArgument(retry_given +
+                                   " applies to durable triggers: add durable=true (--durable)");
+  }
+  if (record->durable && record->subjects.empty()) {
+    return Status::InvalidArgument("durable=true needs at least one subscribe subject");
+  }
+  if (record->backoff_ms > record->max_backoff_ms) {
+    return Status::InvalidArgument("backoff (" + std::to_string(record->backoff_ms) +
+                                   " ms) is longer than max_backoff (" +
+                                   std::to_string(record->max_backoff_ms) + " ms)");
   }
   return Status::OK();
 }

@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "api.pb.h"
+#include "loader/artifact_store.h"
 #include "runtime/base/uv_timer.h"
 #include "runtime/trace_context.h"
 #include "triggers/cloudevents.h"
@@ -342,7 +343,13 @@ void EventTriggers::Respond(const std::string& reply_subject, InvocationOutcome&
   if (!s.ok()) LogRateLimited("cannot send a reply: " + s.ToString());
 }
 
-void EventTriggers::PublishEmitted(const std::string& name, InvocationOutcome* outcome) {
+Status EventTriggers::PublishEvent(triggers::BrokerMessage message) {
+  if (capture_) WISP_RETURN_IF_ERROR(capture_(message));
+  return broker_->Publish(std::move(message));
+}
+
+void EventTriggers::PublishEmitted(const std::string& name, InvocationOutcome* outcome,
+                                   const std::string& cause_id) {
   if (!outcome->has_result || outcome->result.events_size() == 0) return;
   proto::Result& result = outcome->result;
   if (result.status() >= 500) return;  // the invocation failed: its events go nowhere
@@ -389,6 +396,11 @@ void EventTriggers::PublishEmitted(const std::string& name, InvocationOutcome* o
       message.headers.emplace_back(
           "traceparent", FormatTraceparent({outcome->trace_id, outcome->span_id, "01"}));
     }
+    if (!cause_id.empty() && triggers::FindHeader(message.headers, "ce-id") == nullptr) {
+      message.headers.emplace_back(
+          "ce-id", loader::Sha256Hex(cause_id + "\n" + name + "\n" + std::to_string(index))
+                       .substr(0, 32));
+    }
     Status bad = triggers::ValidatePublishSubject(message.subject);
     if (bad.ok()) bad = triggers::NormalizeCloudEvent(&message, defaults);
     if (!bad.ok()) return refuse(which + ": " + bad.message());
@@ -397,7 +409,7 @@ void EventTriggers::PublishEmitted(const std::string& name, InvocationOutcome* o
   result.clear_events();
   size_t published = 0;
   for (triggers::BrokerMessage& message : messages) {
-    Status s = broker_->Publish(std::move(message));
+    Status s = PublishEvent(std::move(message));
     if (!s.ok()) {
       // Those before it are out: the invocation did not do all it meant to.
       ++counters_.emit_refused;

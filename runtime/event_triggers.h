@@ -97,8 +97,25 @@ class EventTriggers {
   // Zeroes name's endpoint figures (a service instance starts from zero).
   void ResetStats(const std::string& name);
 
-  // See "Emitted events" above. outcome is changed in place.
-  void PublishEmitted(const std::string& name, InvocationOutcome* outcome);
+  // See "Emitted events" above. outcome is changed in place. cause_id: the
+  // ce-id of the event that ran the invocation, if any; an emitted event
+  // without a ce-id then gets one derived from it, the function and its
+  // index, so a rerun of the same event emits the same ids (deduplicated
+  // downstream).
+  void PublishEmitted(const std::string& name, InvocationOutcome* outcome,
+                      const std::string& cause_id = "");
+
+  // Publishes one valid event (subject checked, CloudEvent attributes set):
+  // captured for durable functions first (see set_capture), then on the
+  // broker. The first error is returned.
+  [[nodiscard]] Status PublishEvent(triggers::BrokerMessage message);
+
+  // Called with each event published through PublishEmitted or
+  // PublishEvent before the broker gets it (durable capture); an error
+  // fails the publish.
+  void set_capture(std::function<Status(const triggers::BrokerMessage&)> capture) {
+    capture_ = std::move(capture);
+  }
 
   // Replies to a request message (reply subject set) with outcome.
   void Respond(const std::string& reply_subject, InvocationOutcome& outcome);
@@ -150,6 +167,7 @@ class EventTriggers {
   uv_loop_t* loop_;
   triggers::Broker* broker_;
   DispatcherLookup lookup_;
+  std::function<Status(const triggers::BrokerMessage&)> capture_;
   size_t max_payload_bytes_;
   LoopThread loop_thread_;
   std::map<std::string, std::unique_ptr<Binding>> bindings_;

@@ -3,6 +3,7 @@
 #include <sqlite3.h>
 
 #include "api.pb.h"
+#include "runtime/base/sqlite_statement.h"
 
 namespace wisp::runtime {
 namespace {
@@ -59,6 +60,11 @@ std::string EncodeConfig(const FunctionRecord& r) {
   config.set_private_(r.is_private);
   for (const std::string& subject : r.subjects) config.add_subjects(subject);
   for (const auto& [key, value] : r.env) (*config.mutable_env())[key] = value;
+  config.set_durable(r.durable);
+  config.set_max_attempts(r.max_attempts);
+  config.set_backoff_ms(static_cast<uint32_t>(r.backoff_ms));
+  config.set_max_backoff_ms(static_cast<uint32_t>(r.max_backoff_ms));
+  config.set_dead_letter(r.dead_letter);
   return config.SerializeAsString();
 }
 
@@ -72,41 +78,16 @@ bool DecodeConfig(const std::string& blob, FunctionRecord* r) {
   r->subjects.assign(config.subjects().begin(), config.subjects().end());
   r->env.clear();
   for (const auto& [key, value] : config.env()) r->env.emplace(key, value);
+  // Versions stored before durable triggers existed keep the defaults.
+  r->durable = config.durable();
+  if (config.max_attempts() > 0) r->max_attempts = config.max_attempts();
+  if (config.backoff_ms() > 0) r->backoff_ms = config.backoff_ms();
+  if (config.max_backoff_ms() > 0) r->max_backoff_ms = config.max_backoff_ms();
+  r->dead_letter = config.dead_letter();
   return true;
 }
 
-// Finalizes a statement on scope exit.
-class Statement {
- public:
-  Statement(sqlite3* db, const char* sql) { rc_ = sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr); }
-  ~Statement() { sqlite3_finalize(stmt_); }
-  Statement(const Statement&) = delete;
-  Statement& operator=(const Statement&) = delete;
-  bool ok() const { return rc_ == SQLITE_OK; }
-  sqlite3_stmt* get() { return stmt_; }
-  void BindText(int i, const std::string& s) {
-    sqlite3_bind_text(stmt_, i, s.data(), static_cast<int>(s.size()), SQLITE_TRANSIENT);
-  }
-  void BindInt(int i, int64_t v) { sqlite3_bind_int64(stmt_, i, v); }
-  void BindBlob(int i, const std::string& s) {
-    sqlite3_bind_blob(stmt_, i, s.data(), static_cast<int>(s.size()), SQLITE_TRANSIENT);
-  }
-  std::string Blob(int i) {
-    const void* p = sqlite3_column_blob(stmt_, i);
-    return p == nullptr ? std::string()
-                        : std::string(static_cast<const char*>(p),
-                                      static_cast<size_t>(sqlite3_column_bytes(stmt_, i)));
-  }
-  std::string Text(int i) {
-    const unsigned char* p = sqlite3_column_text(stmt_, i);
-    return p == nullptr ? std::string() : std::string(reinterpret_cast<const char*>(p));
-  }
-  int64_t Int(int i) { return sqlite3_column_int64(stmt_, i); }
-
- private:
-  sqlite3_stmt* stmt_ = nullptr;
-  int rc_;
-};
+using Statement = SqliteStatement;
 
 }  // namespace
 

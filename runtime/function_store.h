@@ -34,6 +34,13 @@ struct FunctionRecord {
   bool is_private = false;  // /fn/ calls need the control API token
   std::vector<std::string> subjects;  // event subjects it subscribes to, in order
   std::map<std::string, std::string> env;  // the config map, given as environment
+  // Durable triggers (runtime/durable_delivery.h): the subjects' events are
+  // stored and delivered at least once, retried, then dead-lettered.
+  bool durable = false;
+  uint32_t max_attempts = 3;
+  uint64_t backoff_ms = 1000;
+  uint64_t max_backoff_ms = 5 * 60 * 1000;
+  std::string dead_letter;  // subject; empty: wisp.dlq.<name>
 };
 
 class FunctionStore {

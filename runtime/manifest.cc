@@ -78,6 +78,30 @@ Status ParseFunction(const Manifest& m, const YAML::Node& node, const std::strin
     } else if (key == "path") {
       if (text.empty()) return Bad(m, value, where, "empty");
       f->path = text[0] == '/' ? text : base_dir + text;
+    } else if (key == "durable") {
+      if (text != "true" && text != "false") {
+        return Bad(m, value, where, "expected true or false, got '" + text + "'");
+      }
+      f->durable = text == "true";
+    } else if (key == "max_attempts") {
+      uint32_t n = 0;
+      auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+      if (ec != std::errc() || end != text.data() + text.size() || n == 0 ||
+          n > kMaxAttemptsLimit) {
+        return Bad(m, value, where, "expected a number from 1 to " +
+                                        std::to_string(kMaxAttemptsLimit) + ", got '" + text + "'");
+      }
+      f->max_attempts = n;
+    } else if (key == "backoff" || key == "max_backoff") {
+      uint64_t ms = 0;
+      Status s = ParseDurationMs(text, &ms);
+      if (!s.ok()) return Bad(m, value, where, s.message());
+      if (ms == 0) return Bad(m, value, where, "must be above 0");
+      (key == "backoff" ? f->backoff_ms : f->max_backoff_ms) = ms;
+    } else if (key == "dead_letter") {
+      Status s = triggers::ValidatePublishSubject(text);
+      if (!s.ok()) return Bad(m, value, where, s.message());
+      f->dead_letter = text;
     } else if (key == "timeout" || key == "idle") {
       uint64_t ms = 0;
       Status s = ParseDurationMs(text, &ms);
@@ -102,7 +126,8 @@ Status ParseFunction(const Manifest& m, const YAML::Node& node, const std::strin
     } else {
       return Bad(m, entry.first, where,
                  "unknown field (known: name, path, subscribe, timeout, idle, max_workers, "
-                 "version, private, env)");
+                 "version, private, env, durable, max_attempts, backoff, max_backoff, "
+                 "dead_letter)");
     }
   }
   if (f->path.empty()) return Bad(m, node, field + ".path", "missing: the function's .so file");

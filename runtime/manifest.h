@@ -39,6 +39,11 @@ struct ManifestFunction {
   std::string version;       // empty: not given
   std::optional<bool> is_private;
   std::map<std::string, std::string> env;  // checked by the controller
+  // Durable triggers; the retry fields are checked by the controller.
+  bool durable = false;
+  uint32_t max_attempts = 0;  // 0: not given
+  std::optional<uint64_t> backoff_ms, max_backoff_ms;
+  std::string dead_letter;  // empty: not given
   int line = 0;  // where the entry starts, for messages
 };
 

@@ -84,7 +84,10 @@ int RunDeploy(const DeployArgs& args) {
     query += key + "=" + value;
   };
   for (const auto& [flag, value, key] : {std::tuple{"--timeout", args.timeout, "timeout"},
-                                         std::tuple{"--idle", args.idle, "idle"}}) {
+                                         std::tuple{"--idle", args.idle, "idle"},
+                                         std::tuple{"--backoff", args.backoff, "backoff"},
+                                         std::tuple{"--max-backoff", args.max_backoff,
+                                                    "max_backoff"}}) {
     if (value.empty()) continue;
     uint64_t ms = 0;
     Status s = runtime::ParseDurationMs(value, &ms);
@@ -95,6 +98,9 @@ int RunDeploy(const DeployArgs& args) {
   for (const std::string& subject : args.subscribe) add("subscribe", triggers::PercentEncode(subject));
   if (!args.version.empty()) add("version", triggers::PercentEncode(args.version));
   if (args.is_private) add("private", "true");
+  if (args.durable) add("durable", "true");
+  if (args.max_attempts > 0) add("max_attempts", std::to_string(args.max_attempts));
+  if (!args.dead_letter.empty()) add("dead_letter", triggers::PercentEncode(args.dead_letter));
   for (const std::string& pair : args.env) {
     if (!IsEnvPair(pair)) {
       return Fail(kExitUsage, "env wants KEY=VALUE with a KEY of letters, digits and _ "
@@ -202,6 +208,11 @@ void PrintConfig(const api::FunctionConfig& c) {
   }
   std::printf("%-13s%s\n", "subjects", subjects.empty() ? "-" : subjects.c_str());
   std::printf("%-13s%s\n", "private", c.private_() ? "yes" : "no");
+  if (c.durable()) {
+    std::printf("%-13syes: %u attempts, backoff %s up to %s, dead letters on %s\n", "durable",
+                c.max_attempts(), runtime::FormatDurationMs(c.backoff_ms()).c_str(),
+                runtime::FormatDurationMs(c.max_backoff_ms()).c_str(), c.dead_letter().c_str());
+  }
   // Sorted, one per line: the proto map has no order.
   std::map<std::string, std::string> env(c.env().begin(), c.env().end());
   if (env.empty()) std::printf("%-13s-\n", "env");
@@ -220,6 +231,10 @@ void PrintStatus(const api::FunctionStatus& st) {
   std::printf("%-13s%llu\n", "invocations", static_cast<unsigned long long>(st.invocations()));
   std::printf("%-13s%llu\n", "errors", static_cast<unsigned long long>(st.errors()));
   std::printf("%-13s%u\n", "queue depth", st.queue_depth());
+  if (st.waiting_events() > 0 || st.dead_letters() > 0) {
+    std::printf("%-13s%llu\n", "waiting", static_cast<unsigned long long>(st.waiting_events()));
+    std::printf("%-13s%llu\n", "dead letters", static_cast<unsigned long long>(st.dead_letters()));
+  }
 }
 
 void PrintVersions(const api::Function& fn) {

@@ -50,6 +50,10 @@ struct DeployArgs {
   std::string version;                 // semver; empty: the next patch
   bool is_private = false;             // /fn/ calls need the token
   std::vector<std::string> env;        // "KEY=VALUE", the config map
+  bool durable = false;                // at-least-once delivery of its subjects' events
+  uint32_t max_attempts = 0;           // 0: the default (durable only)
+  std::string backoff, max_backoff;    // durations (durable only)
+  std::string dead_letter;             // subject (durable only)
 };
 
 struct PublishArgs {
@@ -83,6 +87,11 @@ int RunDescribe(const std::string& server, const std::string& name, bool json);
 int RunRollback(const std::string& server, const std::string& name, const std::string& to);
 // wisp invocations [--function F] [--trace ID] [--limit N]: the newest
 // records as a table (--trace: one trace's, e.g. a pipeline run).
+// wisp dlq ls NAME: the dead letters of a durable function, oldest first.
+int RunDeadLetters(const std::string& server, const std::string& name, uint32_t limit, bool json);
+// wisp dlq replay NAME [--id ID]: puts them (or one) back in its queue.
+int RunReplay(const std::string& server, const std::string& name, uint64_t id);
+
 int RunInvocations(const std::string& server, const std::string& function,
                    const std::string& trace, uint32_t limit, bool json);
 // wisp logs NAME [-f]: the newest limit lines; with follow, then every new

@@ -82,6 +82,19 @@ int main(int argc, char** argv) {
                        "calls on /fn/<name> need the control API token too");
   deploy_cmd->add_option("--env", deploy.env,
                          "KEY=VALUE in the function's environment (repeatable; the config map)");
+  deploy_cmd->add_flag("--durable", deploy.durable,
+                       "store its subjects' events and deliver each at least once, with retries");
+  deploy_cmd->add_option("--max-attempts", deploy.max_attempts,
+                         "attempts before an event is dead-lettered (durable; default 3)")
+      ->check(CLI::Range(1, 100));
+  deploy_cmd->add_option("--backoff", deploy.backoff,
+                         "delay after the first failed attempt, doubling each time (durable; "
+                         "default 1s)");
+  deploy_cmd->add_option("--max-backoff", deploy.max_backoff,
+                         "the longest delay between attempts (durable; default 5m)");
+  deploy_cmd->add_option("--dead-letter", deploy.dead_letter,
+                         "subject for events that failed every attempt (durable; default "
+                         "wisp.dlq.<name>)");
   deploy_cmd->add_option("--server", server, "controller URL");
   deploy_cmd->add_option("--token", token, "control API token");
 
@@ -150,6 +163,26 @@ int main(int argc, char** argv) {
   logs_cmd->add_flag("--json", logs_json, "print the controller's JSON, one reply per line");
   logs_cmd->add_option("--server", server, "controller URL");
   logs_cmd->add_option("--token", token, "control API token");
+
+  std::string dlq_name;
+  uint32_t dlq_limit = 100;
+  bool dlq_json = false;
+  uint64_t dlq_id = 0;
+  CLI::App* dlq_cmd = app.add_subcommand("dlq", "a durable function's dead letters");
+  dlq_cmd->require_subcommand(1);
+  CLI::App* dlq_ls_cmd = dlq_cmd->add_subcommand("ls", "list the events that failed every attempt");
+  CLI::App* dlq_replay_cmd =
+      dlq_cmd->add_subcommand("replay", "put the dead letters back in the function's queue");
+  for (CLI::App* cmd : {dlq_ls_cmd, dlq_replay_cmd}) {
+    cmd->add_option("name", dlq_name, "function name")->required();
+    cmd->add_option("--server", server, "controller URL");
+    cmd->add_option("--token", token, "control API token");
+  }
+  dlq_ls_cmd->add_option("-n,--limit", dlq_limit, "how many, oldest first")
+      ->capture_default_str()->check(CLI::Range(1, 1000));
+  dlq_ls_cmd->add_flag("--json", dlq_json, "print the controller's JSON");
+  dlq_replay_cmd->add_option("--id", dlq_id, "only this dead letter (an ID from wisp dlq ls)")
+      ->check(CLI::PositiveNumber);
 
   PublishArgs publish;
   CLI::App* publish_cmd = app.add_subcommand("publish", "publish an event");
@@ -227,6 +260,8 @@ int main(int argc, char** argv) {
                           invocations_json);
   }
   if (*logs_cmd) return RunLogs(url, logs_name, logs_limit, logs_follow, logs_json);
+  if (*dlq_ls_cmd) return RunDeadLetters(url, dlq_name, dlq_limit, dlq_json);
+  if (*dlq_replay_cmd) return RunReplay(url, dlq_name, dlq_id);
   if (*publish_cmd || *request_cmd) {
     publish.server = url;
     publish.request = static_cast<bool>(*request_cmd);

@@ -36,6 +36,13 @@ bool Matches(const runtime::ManifestFunction& f, const std::string& sha256, cons
   if (!f.version.empty() && f.version != fn.version()) return false;
   if (f.is_private.value_or(false) != c.private_()) return false;
   if (std::map<std::string, std::string>(c.env().begin(), c.env().end()) != f.env) return false;
+  if (f.durable != c.durable()) return false;
+  if (f.durable) {
+    if (f.max_attempts != 0 && f.max_attempts != c.max_attempts()) return false;
+    if (f.backoff_ms && *f.backoff_ms != c.backoff_ms()) return false;
+    if (f.max_backoff_ms && *f.max_backoff_ms != c.max_backoff_ms()) return false;
+    if (!f.dead_letter.empty() && f.dead_letter != c.dead_letter()) return false;
+  }
   return std::vector<std::string>(c.subjects().begin(), c.subjects().end()) == f.subscribe;
 }
 
@@ -80,6 +87,11 @@ int RunApply(const std::string& server, const std::string& file) {
     args.version = f.version;
     args.is_private = f.is_private.value_or(false);
     for (const auto& [key, value] : f.env) args.env.push_back(key + "=" + value);
+    args.durable = f.durable;
+    args.max_attempts = f.max_attempts;
+    if (f.backoff_ms) args.backoff = std::to_string(*f.backoff_ms) + "ms";
+    if (f.max_backoff_ms) args.max_backoff = std::to_string(*f.max_backoff_ms) + "ms";
+    args.dead_letter = f.dead_letter;
     if (int rc = RunDeploy(args); rc != kExitOk) return rc;
     ++deployed;
   }
