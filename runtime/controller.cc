@@ -267,8 +267,15 @@ void Controller::Install(FunctionRecord record) {
         static const std::string kNoError;
         fm->Observe(OutcomeStatus(outcome), outcome.has_result ? kNoError : outcome.error_code,
                     outcome.cold, static_cast<double>(outcome.duration_ns) / 1e9);
-        metrics_.CountTrigger(invoke.trigger() == WISP_TRIGGER_EVENT);
+        metrics_.CountTrigger(invoke.trigger() == WISP_TRIGGER_EVENT  ? Metrics::Trigger::kEvent
+                              : invoke.trigger() == WISP_TRIGGER_CALL ? Metrics::Trigger::kCall
+                                                                      : Metrics::Trigger::kHttp);
         if (options_.record_invocations) Record(name, invoke, outcome);
+      });
+  slot->dispatcher->set_call_handler(
+      [this, name = record.name](const proto::Invoke& caller, proto::Call call,
+                                 std::function<void(proto::CallReply)> reply) {
+        HandleCall(name, caller, std::move(call), std::move(reply));
       });
   if (options_.record_invocations) {
     slot->dispatcher->set_log_observer(

@@ -155,6 +155,10 @@ class Controller {
                          const triggers::HttpRequest& request);
   void HandleReplay(triggers::ReplyToken token, const std::string& name,
                     const triggers::HttpRequest& request);
+  // A function's host->call: runs call.function for caller (an invocation
+  // of caller_name) and answers through reply (controller_calls.cc).
+  void HandleCall(const std::string& caller_name, const proto::Invoke& caller, proto::Call call,
+                  std::function<void(proto::CallReply)> reply);
   // Binds name's triggers: durable ones to the queue, the others to the broker.
   void BindTriggers(const FunctionRecord& record);
   void OnLoadChanged(const std::string& name, bool loaded);

@@ -60,7 +60,9 @@ void Controller::Record(const std::string& name, const proto::Invoke& invoke,
                                              : invoke.invocation_id();
   record.function = name;
   record.version = outcome.version;
-  record.trigger = invoke.trigger() == WISP_TRIGGER_EVENT ? "event" : "http";
+  record.trigger = invoke.trigger() == WISP_TRIGGER_EVENT  ? "event"
+                   : invoke.trigger() == WISP_TRIGGER_CALL ? "call"
+                                                           : "http";
   record.duration_us = static_cast<int64_t>(outcome.duration_ns / 1000);
   record.started_at_us = NowUnixMicros() - record.duration_us;
   record.cold = outcome.cold;

@@ -227,10 +227,45 @@ void Dispatcher::OnWorkerFrame(WorkerProcess* worker, proto::Frame& frame) {
     case proto::Frame::kResult:
       OnResult(slot, *frame.mutable_result());
       return;
+    case proto::Frame::kCall:
+      OnCall(slot, *frame.mutable_call());
+      return;
     default:
       worker->Kill("worker sent an unexpected frame");
       return;
   }
+}
+
+void Dispatcher::OnCall(Slot* slot, proto::Call& call) {
+  if (slot->state != Slot::State::kReady || slot->inflight.empty()) {
+    slot->worker->Kill("worker sent a call with no invocation running");
+    return;
+  }
+  const proto::Invoke& caller = slot->inflight.front()->frame.invoke();
+  std::weak_ptr<int> alive = alive_;
+  auto reply = [this, alive, worker = slot->worker, invocation = caller.id(),
+                call_id = call.id()](proto::CallReply answer) {
+    if (alive.expired()) return;
+    Slot* target = FindSlot(worker);
+    // The worker may have died (its slot gone, the pointer reused): only the
+    // same invocation, still running, gets the answer.
+    if (target == nullptr || target->state != Slot::State::kReady || target->inflight.empty() ||
+        target->inflight.front()->frame.invoke().id() != invocation) {
+      return;
+    }
+    answer.set_id(call_id);
+    proto::Frame frame;
+    *frame.mutable_call_reply() = std::move(answer);
+    worker->Send(frame);
+  };
+  if (!call_handler_) {
+    proto::CallReply answer;
+    answer.set_status(501);
+    answer.set_failed(true);
+    answer.set_body(R"({"error":{"code":"not_supported","message":"calls are not offered here"}})");
+    return reply(std::move(answer));
+  }
+  call_handler_(caller, std::move(call), std::move(reply));
 }
 
 void Dispatcher::OnResult(Slot* slot, proto::Result& result) {

@@ -119,6 +119,14 @@ class Dispatcher : public WorkerListener {
   // was running when the line arrived (the oldest in flight; empty if none).
   using LogObserver = std::function<void(const std::string& invocation_id, const std::string& line)>;
   void set_log_observer(LogObserver observer) { log_observer_ = std::move(observer); }
+  // handler(caller, call, reply) runs when the invocation caller, running on
+  // one of this dispatcher's workers, calls another function (host->call);
+  // reply(answer) sends the answer back to that worker if it still runs that
+  // invocation (else it is dropped); it may be called after this dispatcher
+  // is gone. Without a handler a call fails with 501.
+  using CallHandler = std::function<void(const proto::Invoke& caller, proto::Call call,
+                                         std::function<void(proto::CallReply)> reply)>;
+  void set_call_handler(CallHandler handler) { call_handler_ = std::move(handler); }
   // Whether Submit would queue rather than refuse with 503.
   bool has_room() const { return !draining_ && queue_.size() < spec_.max_queue; }
 
@@ -157,6 +165,7 @@ class Dispatcher : public WorkerListener {
                        const std::string& message);
   void RequeueInflight(Slot* slot);
   void OnResult(Slot* slot, proto::Result& result);
+  void OnCall(Slot* slot, proto::Call& call);
   void BecomeIdleOrContinue(Slot* slot);
   void StopWorker(Slot* slot);
   void ArmReaper();
@@ -183,6 +192,10 @@ class Dispatcher : public WorkerListener {
   std::function<void(bool)> load_observer_;
   CompletionObserver completion_observer_;
   LogObserver log_observer_;
+  CallHandler call_handler_;
+  // Outlives nothing: replies to calls hold a weak_ptr to see whether this
+  // dispatcher still exists.
+  std::shared_ptr<int> alive_ = std::make_shared<int>(0);
   bool announced_loaded_ = false;
 };
 

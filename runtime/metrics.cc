@@ -168,6 +168,8 @@ std::string Metrics::Render(const std::map<std::string, FunctionGauges>& gauges,
          static_cast<double>(http_invocations_), &out);
   Sample("wisp_trigger_invocations_total", "trigger=\"event\"",
          static_cast<double>(event_invocations_), &out);
+  Sample("wisp_trigger_invocations_total", "trigger=\"call\"",
+         static_cast<double>(call_invocations_), &out);
   for (const auto& [name, counter] : counters) {
     Head(name, "counter", counter.help, &out);
     Sample(name, "", static_cast<double>(counter.value), &out);

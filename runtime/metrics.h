@@ -64,9 +64,13 @@ class Metrics {
   // Drops a removed function's entry.
   void Forget(const std::string& function);
 
-  // One completed invocation by trigger kind (an event, else HTTP), whatever
-  // the function.
-  void CountTrigger(bool event) { ++(event ? event_invocations_ : http_invocations_); }
+  // One completed invocation by trigger kind, whatever the function.
+  enum class Trigger { kHttp, kEvent, kCall };
+  void CountTrigger(Trigger trigger) {
+    ++(trigger == Trigger::kEvent  ? event_invocations_
+       : trigger == Trigger::kCall ? call_invocations_
+                                   : http_invocations_);
+  }
 
   // Event loop lag: how late the last periodic tick ran, in seconds.
   void set_loop_lag(double seconds) { loop_lag_s_ = seconds; }
@@ -85,6 +89,7 @@ class Metrics {
   std::map<std::string, std::shared_ptr<FunctionMetrics>> functions_;
   uint64_t http_invocations_ = 0;
   uint64_t event_invocations_ = 0;
+  uint64_t call_invocations_ = 0;
   double loop_lag_s_ = 0;
 };
 

@@ -103,9 +103,40 @@ int HostLog(wisp_ctx* ctx, int level, const char* msg, size_t len) {
   return WISP_OK;
 }
 
+// Hands body to the function as *reply, kept alive until the invocation ends.
+void SetReply(wisp_ctx* ctx, std::string body, wisp_str* reply) {
+  ctx->call_replies.push_back(std::move(body));
+  *reply = {ctx->call_replies.back().c_str(), ctx->call_replies.back().size()};
+}
+
+int HostCall(wisp_ctx* ctx, const char* name, const void* data, size_t len, uint32_t timeout_ms,
+             int* status, wisp_str* reply) {
+  if (ctx == nullptr || name == nullptr || (data == nullptr && len > 0) || status == nullptr ||
+      reply == nullptr) {
+    return WISP_E_INVALID;
+  }
+  if (!ctx->call_out) return WISP_E_UNSUPPORTED;
+  if (len > ctx->max_reply_bytes) return WISP_E_LIMIT;
+  proto::Call call;
+  call.set_function(name);
+  call.set_body(static_cast<const char*>(data), len);
+  call.set_timeout_ms(timeout_ms);
+  proto::CallReply answer;
+  if (!ctx->call_out(call, &answer)) {
+    *status = 503;
+    SetReply(ctx,
+             R"({"error":{"code":"controller_gone","message":"the controller closed the channel"}})",
+             reply);
+    return WISP_E_CALL;
+  }
+  *status = answer.status();
+  SetReply(ctx, std::move(*answer.mutable_body()), reply);
+  return answer.failed() ? WISP_E_CALL : WISP_OK;
+}
+
 const wisp_host kHostTable = {
-    sizeof(wisp_host), WISP_ABI_VERSION, HostWrite, HostSetStatus,
-    HostSetHeader,     HostEmit,         HostLog,       HostEmitEvent,
+    sizeof(wisp_host), WISP_ABI_VERSION, HostWrite,     HostSetStatus, HostSetHeader,
+    HostEmit,          HostLog,          HostEmitEvent, HostCall,
 };
 
 }  // namespace

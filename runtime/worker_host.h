@@ -5,6 +5,8 @@
 #define WISP_RUNTIME_WORKER_HOST_H_
 
 #include <cstddef>
+#include <deque>
+#include <functional>
 #include <string>
 
 #include "wisp/function.h"
@@ -17,6 +19,11 @@ struct wisp_ctx {
   size_t max_reply_bytes;  // body, headers and events together
   size_t max_events;
   size_t reply_bytes = 0;  // used so far
+  // Sends a Call (its id filled in) and waits for the reply; false when the
+  // controller is gone. Empty: calls are not offered (warm-up).
+  std::function<bool(wisp::runtime::proto::Call& call, wisp::runtime::proto::CallReply* reply)>
+      call_out;
+  std::deque<std::string> call_replies;  // bodies handed out by call, kept for the invocation
 };
 
 namespace wisp::runtime {

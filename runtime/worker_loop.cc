@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <deque>
 #include <memory>
 #include <string>
 #include <vector>
@@ -33,6 +34,8 @@ class Worker {
   void HandleInvoke(const proto::Invoke& invoke);
   void HandleWarmup(const proto::Warmup& warmup);
   void Send(const proto::Frame& frame);
+  bool CallOut(proto::Call& call, proto::CallReply* reply);
+  bool NextFrame(proto::Frame* frame);
   [[noreturn]] void Exit(int code);
 
   bool MaySpin(std::chrono::steady_clock::time_point now);
@@ -50,6 +53,8 @@ class Worker {
   std::string function_;
   bool load_failed_ = false;
   bool shutdown_ = false;
+  uint64_t next_call_id_ = 0;
+  std::deque<proto::Frame> waiting_;  // frames that arrived during a call
 };
 
 // Polling only pays when the worker has a core of its own to poll on; on
@@ -164,9 +169,11 @@ void Worker::HandleLoad(const proto::Load& load) {
 
 // Calls the function for one invocation, filling *result. headers is
 // scratch space, kept by the caller so its capacity is reused.
+// call_out serves host->call (empty: not offered).
 void CallFunction(const loader::FunctionModule& module, const std::string& function,
                   const proto::Invoke& invoke, std::vector<wisp_header>& headers,
-                  proto::Result* result) {
+                  proto::Result* result,
+                  std::function<bool(proto::Call&, proto::CallReply*)> call_out = nullptr) {
   headers.clear();
   for (const proto::Header& h : invoke.headers()) {
     headers.push_back({{h.name().c_str(), h.name().size()}, {h.value().c_str(), h.value().size()}});
@@ -185,7 +192,8 @@ void CallFunction(const loader::FunctionModule& module, const std::string& funct
   request.body_len = invoke.body().size();
   request.attempt = invoke.attempt() == 0 ? 1 : invoke.attempt();
 
-  wisp_ctx ctx{result, function, kDefaultMaxReplyBytes, kDefaultMaxEventsPerInvocation};
+  wisp_ctx ctx{result, function, kDefaultMaxReplyBytes, kDefaultMaxEventsPerInvocation, 0,
+               std::move(call_out), {}};
   const int rc = module.Handle(&ctx, &request);
   if (rc != 0) {
     result->set_function_error(rc);
@@ -202,9 +210,56 @@ void Worker::HandleInvoke(const proto::Invoke& invoke) {
     result->set_function_error(-1);
     result->set_error_message("no function loaded");
   } else {
-    CallFunction(*module_, function_, invoke, headers_, result);
+    CallFunction(*module_, function_, invoke, headers_, result,
+                 [this](proto::Call& call, proto::CallReply* answer) {
+                   return CallOut(call, answer);
+                 });
   }
   Send(reply);
+}
+
+// The function waits for the reply: what arrives before it (pipelined
+// invocations, a Shutdown) waits in waiting_ for its turn.
+bool Worker::CallOut(proto::Call& call, proto::CallReply* reply) {
+  call.set_id(++next_call_id_);
+  const uint64_t id = call.id();
+  proto::Frame frame;
+  *frame.mutable_call() = std::move(call);
+  Send(frame);
+  if (!WriteAll()) return false;
+  proto::Frame in;
+  while (true) {
+    while (true) {
+      StatusOr<bool> got = decoder_.Next(&in);
+      if (!got.ok()) {
+        std::fprintf(stderr, "wisp-worker: bad frame from controller: %s\n",
+                     got.status().ToString().c_str());
+        Exit(2);
+      }
+      if (!*got) break;
+      if (in.has_call_reply() && in.call_reply().id() == id) {
+        *reply = std::move(*in.mutable_call_reply());
+        return true;
+      }
+      waiting_.push_back(std::move(in));
+    }
+    if (!ReadMore()) return false;
+  }
+}
+
+bool Worker::NextFrame(proto::Frame* frame) {
+  if (!waiting_.empty()) {
+    *frame = std::move(waiting_.front());
+    waiting_.pop_front();
+    return true;
+  }
+  StatusOr<bool> got = decoder_.Next(frame);
+  if (!got.ok()) {
+    std::fprintf(stderr, "wisp-worker: bad frame from controller: %s\n",
+                 got.status().ToString().c_str());
+    Exit(2);
+  }
+  return *got;
 }
 
 void Worker::HandleWarmup(const proto::Warmup& warmup) {
@@ -250,6 +305,8 @@ void Worker::HandleFrame(proto::Frame& frame) {
     case proto::Frame::kShutdown:
       shutdown_ = true;
       break;
+    case proto::Frame::kCallReply:
+      break;  // for a call that gave up (the controller closed it late)
     default:
       std::fprintf(stderr, "wisp-worker: unexpected frame kind %d\n",
                    static_cast<int>(frame.kind_case()));
@@ -260,14 +317,7 @@ void Worker::HandleFrame(proto::Frame& frame) {
 void Worker::Run() {
   proto::Frame frame;
   while (ReadMore()) {
-    while (true) {
-      StatusOr<bool> got = decoder_.Next(&frame);
-      if (!got.ok()) {
-        std::fprintf(stderr, "wisp-worker: bad frame from controller: %s\n",
-                     got.status().ToString().c_str());
-        Exit(2);
-      }
-      if (!*got) break;
+    while (NextFrame(&frame)) {
       // Every earlier outcome (Loaded, results) reaches the controller before
       // the function runs again: if this invocation crashes the worker, the
       // controller knows exactly which one did. Results of a batch still

@@ -43,8 +43,8 @@ int EmitEvent(wisp_ctx*, const char*, const void*, size_t, const wisp_header*, s
   return WISP_E_UNSUPPORTED;
 }
 
-const wisp_host kHost = {sizeof(wisp_host), WISP_ABI_VERSION, Write, SetStatus,
-                         SetHeader,         Emit,             Log,   EmitEvent};
+const wisp_host kHost = {sizeof(wisp_host), WISP_ABI_VERSION, Write, SetStatus, SetHeader,
+                         Emit,              Log,              EmitEvent, nullptr};
 
 // Invokes module with body; returns the handler's result, the reply in *ctx.
 int Invoke(const FunctionModule& module, const std::string& body, wisp_ctx* ctx) {

@@ -41,10 +41,12 @@ extern "C" {
 #define WISP_E_INVALID (-1)     /* a NULL or malformed argument */
 #define WISP_E_LIMIT (-2)       /* a size or count limit would be exceeded */
 #define WISP_E_UNSUPPORTED (-3) /* not offered by this runtime */
+#define WISP_E_CALL (-4)        /* a call got no reply from the function called */
 
 /* What triggered the invocation. */
 #define WISP_TRIGGER_HTTP 1u
 #define WISP_TRIGGER_EVENT 2u
+#define WISP_TRIGGER_CALL 3u  /* another function's host->call */
 
 /* Log levels for wisp_host.log. */
 #define WISP_LOG_DEBUG 0
@@ -92,6 +94,17 @@ typedef struct wisp_host {
    * + sizeof(host->emit_event) (WISP_HOST_HAS(host, emit_event)). */
   int (*emit_event)(wisp_ctx* ctx, const char* subject, const void* data, size_t len,
                     const wisp_header* headers, size_t header_count);
+  /* Calls the function `name` with a request body (as POST /fn/<name>
+   * would, trigger WISP_TRIGGER_CALL) and waits for its reply, at most
+   * timeout_ms (0: the called function's own timeout). Sets *status and
+   * *reply (owned by the runtime, valid until this invocation ends) and
+   * returns WISP_OK when the function replied, whatever its status; returns
+   * WISP_E_CALL when it did not, with *status saying why (404 not deployed,
+   * 508 a cycle: the function is already waiting in this chain of calls,
+   * 503 it has no room, 504 timed out, 502 it crashed or failed) and *reply
+   * a JSON error body. Appended in ABI 1: WISP_HOST_HAS(host, call). */
+  int (*call)(wisp_ctx* ctx, const char* name, const void* data, size_t len,
+              uint32_t timeout_ms, int* status, wisp_str* reply);
 } wisp_host;
 
 /* Whether the runtime's host table has member (a field appended later). */
@@ -102,7 +115,7 @@ typedef struct wisp_host {
  * offsetof(wisp_request, field) + sizeof(field) <= size. */
 typedef struct wisp_request {
   uint32_t size;          /* sizeof(wisp_request) as built by the runtime */
-  uint32_t trigger;       /* WISP_TRIGGER_HTTP or WISP_TRIGGER_EVENT */
+  uint32_t trigger;       /* WISP_TRIGGER_HTTP, _EVENT or _CALL */
   const wisp_host* host;  /* the host table, same as given to wisp_init */
   wisp_str method;        /* HTTP method ("GET", "POST", ...); empty for events */
   wisp_str path;          /* path below /fn/<name>, always starting with '/' */

@@ -37,6 +37,7 @@ class Request {
     return {static_cast<const char*>(raw_->body), raw_->body_len};
   }
   bool IsEvent() const { return raw_->trigger == WISP_TRIGGER_EVENT; }
+  bool IsCall() const { return raw_->trigger == WISP_TRIGGER_CALL; }
   uint32_t Attempt() const { return raw_->attempt; }
   size_t HeaderCount() const { return raw_->header_count; }
   std::string_view HeaderName(size_t i) const { return View(raw_->headers[i].name); }
@@ -83,6 +84,26 @@ class Response {
   }
   int Log(int level, std::string_view msg) {
     return host_->log(ctx_, level, msg.data(), msg.size());
+  }
+
+  // What Call got: code is WISP_OK when the function replied (with status
+  // and body), WISP_E_CALL when it did not (status says why, body is a JSON
+  // error), or another WISP_E_*. body stays valid during the handler.
+  struct CallReply {
+    int code = WISP_E_UNSUPPORTED;
+    int status = 0;
+    std::string_view body;
+  };
+  // Calls the function `name` with data and waits for its reply, at most
+  // timeout_ms (0: its own timeout).
+  CallReply Call(const std::string& name, std::string_view data, uint32_t timeout_ms = 0) {
+    CallReply reply;
+    if (!WISP_HOST_HAS(host_, call)) return reply;
+    wisp_str body{"", 0};
+    reply.code = host_->call(ctx_, name.c_str(), data.data(), data.size(), timeout_ms,
+                             &reply.status, &body);
+    reply.body = {body.data, body.len};
+    return reply;
   }
 
  private:
