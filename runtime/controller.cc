@@ -11,6 +11,7 @@
 #include "runtime/auth_token.h"
 #include "runtime/base/ascii.h"
 #include "runtime/base/random.h"
+#include "runtime/base/time_format.h"
 #include "runtime/base/uv_timer.h"
 #include "runtime/deploy_params.h"
 #include "runtime/json_print.h"
@@ -168,6 +169,8 @@ Status Controller::StartBroker() {
                    ? 0
                    : size_t{it->second->record.max_workers} * options_.pipeline_depth;
       });
+  timers_ = std::make_unique<TimerTriggers>(
+      loop_, [this](const std::string& name, int64_t tick_ms) { FireTimer(name, tick_ms); });
   events_->set_capture([durable = durable_.get()](const triggers::BrokerMessage& message) {
     size_t stored = 0;
     return durable->Capture(message, &stored);
@@ -179,7 +182,41 @@ Status Controller::StartBroker() {
   return Status::OK();
 }
 
+void Controller::FireTimer(const std::string& name, int64_t tick_ms) {
+  triggers::BrokerMessage tick;
+  tick.subject = "wisp.timer." + name;
+  tick.headers = {{"ce-id", "timer:" + name + ":" + std::to_string(tick_ms)},
+                  {"ce-source", "/wisp/timer/" + name},
+                  {"ce-type", "io.wisp.timer"},
+                  {"ce-specversion", "1.0"},
+                  {"ce-time", FormatUnixMicros(tick_ms * 1000)},
+                  {"content-type", "application/json"}};
+  tick.data = "{\"scheduled\":\"" + FormatUnixMicros(tick_ms * 1000) + "\"}";
+  Status s = events_->PublishEvent(std::move(tick));
+  if (!s.ok()) {
+    std::fprintf(stderr, "wisp: %s: the tick due at %s was not published: %s\n", name.c_str(),
+                 FormatUnixMicros(tick_ms * 1000).c_str(), s.ToString().c_str());
+  }
+}
+
 void Controller::BindTriggers(const FunctionRecord& record) {
+  std::vector<std::string> subjects = record.subjects;
+  const bool scheduled = record.every_ms > 0 || !record.cron.empty();
+  if (scheduled && timers_ != nullptr) {
+    subjects.push_back("wisp.timer." + record.name);
+    Status s = timers_->Bind(record.name, record.every_ms, record.cron);
+    if (!s.ok()) {
+      std::fprintf(stderr, "wisp: %s has no schedule: %s\n", record.name.c_str(),
+                   s.ToString().c_str());
+    }
+  } else if (timers_ != nullptr) {
+    timers_->Unbind(record.name);
+  } else if (scheduled) {
+    std::fprintf(stderr,
+                 "wisp: %s: timer triggers need the embedded broker (on NATS, JetStream, which "
+                 "is not supported yet); it has no schedule here\n",
+                 record.name.c_str());
+  }
   const bool durable = record.durable && durable_ != nullptr;
   if (record.durable && durable_ == nullptr) {
     std::fprintf(stderr,
@@ -187,7 +224,7 @@ void Controller::BindTriggers(const FunctionRecord& record) {
                  "yet); its subjects are plain subscriptions here\n",
                  record.name.c_str());
   }
-  Status bound = events_->Bind(record.name, durable ? std::vector<std::string>{} : record.subjects);
+  Status bound = events_->Bind(record.name, durable ? std::vector<std::string>{} : subjects);
   if (!bound.ok()) {
     std::fprintf(stderr, "wisp: %s gets no events: %s\n", record.name.c_str(),
                  bound.ToString().c_str());
@@ -198,8 +235,7 @@ void Controller::BindTriggers(const FunctionRecord& record) {
   policy.backoff_ms = record.backoff_ms;
   policy.max_backoff_ms = record.max_backoff_ms;
   policy.dead_letter_subject = record.dead_letter;
-  durable_->Bind(record.name, durable ? record.subjects : std::vector<std::string>{},
-                 std::move(policy));
+  durable_->Bind(record.name, durable ? subjects : std::vector<std::string>{}, std::move(policy));
 }
 
 void Controller::OnLoadChanged(const std::string& name, bool loaded) {
@@ -590,6 +626,11 @@ void Controller::HandleDeploy(triggers::ReplyToken token, const std::string& nam
   record.version.clear();
   Status s = ApplyDeployQuery(request.query, &record);
   if (!s.ok()) return ReplyError(token, 400, "invalid_argument", s.message());
+  if ((record.every_ms > 0 || !record.cron.empty()) && timers_ == nullptr) {
+    return ReplyError(token, 501, "timer_unavailable",
+                      "timer triggers need the embedded broker: on NATS, running once per tick "
+                      "across controllers needs JetStream, which this wisp does not support yet");
+  }
   if (record.durable && durable_ == nullptr) {
     return ReplyError(token, 501, "durable_unavailable",
                       "durable triggers need the embedded broker: on NATS they need JetStream, "
@@ -718,6 +759,7 @@ void Controller::HandleRemove(triggers::ReplyToken token, const std::string& nam
   functions_.erase(it);
   events_->Unbind(name);
   if (durable_) durable_->Remove(name);
+  if (timers_) timers_->Unbind(name);
   metrics_.Forget(name);
   const std::string json = DescribeJson(*deployed, false);
   Retire(name, std::move(deployed->dispatcher), deployed->counters, deployed->record.sha256);
@@ -740,6 +782,10 @@ void Controller::Describe(const Deployed& deployed, bool with_status, api::Funct
     st->set_invocations(deployed.counters->invocations);
     st->set_errors(deployed.counters->errors);
     st->set_queue_depth(static_cast<uint32_t>(deployed.dispatcher->queue_depth()));
+    if (timers_ != nullptr && timers_->NextTick(deployed.record.name) >= 0) {
+      fn->mutable_config()->set_next_tick(
+          FormatUnixMicros(timers_->NextTick(deployed.record.name) * 1000));
+    }
     if (event_queue_ != nullptr) {
       StatusOr<size_t> waiting = event_queue_->Depth(deployed.record.name);
       StatusOr<size_t> dead = event_queue_->DeadLetterCount(deployed.record.name);
@@ -756,6 +802,8 @@ void Controller::DescribeConfig(const FunctionRecord& record, api::FunctionConfi
   config->set_idle_ms(static_cast<uint32_t>(record.idle_ms));
   config->set_max_workers(record.max_workers);
   for (const auto& [key, value] : record.env) (*config->mutable_env())[key] = value;
+  config->set_every_ms(static_cast<uint32_t>(record.every_ms));
+  config->set_cron(record.cron);
   if (record.durable) {
     config->set_durable(true);
     config->set_max_attempts(record.max_attempts);
@@ -826,6 +874,13 @@ void Controller::Shutdown(std::function<void()> on_done) {
   // Events stop coming here at once; on NATS the queue groups' other
   // members take them from now on.
   if (events_) events_->StopReceiving();
+  if (timers_) {
+    ++shutdown_waits_;
+    timers_->Close([this] {
+      --shutdown_waits_;
+      MaybeFinishShutdown();
+    });
+  }
   if (durable_) {
     // Nothing new goes out; outcomes still arriving are acknowledged.
     ++shutdown_waits_;

@@ -63,6 +63,7 @@
 #include "runtime/log_followers.h"
 #include "runtime/metrics.h"
 #include "runtime/service_registry.h"
+#include "runtime/timer_triggers.h"
 #include "runtime/worker_pool.h"
 #include "runtime/zygote.h"
 #include "triggers/broker.h"
@@ -159,6 +160,8 @@ class Controller {
   // of caller_name) and answers through reply (controller_calls.cc).
   void HandleCall(const std::string& caller_name, const proto::Invoke& caller, proto::Call call,
                   std::function<void(proto::CallReply)> reply);
+  // Publishes the tick of name's schedule due at tick_ms.
+  void FireTimer(const std::string& name, int64_t tick_ms);
   // Binds name's triggers: durable ones to the queue, the others to the broker.
   void BindTriggers(const FunctionRecord& record);
   void OnLoadChanged(const std::string& name, bool loaded);
@@ -203,6 +206,9 @@ class Controller {
   // Durable triggers (embedded broker only): <data dir>/events.db.
   std::unique_ptr<EventQueue> event_queue_;
   std::unique_ptr<DurableDelivery> durable_;
+  // Timer triggers (embedded broker only): each tick is an event on
+  // wisp.timer.<name> with the ce-id timer:<name>:<tick ms>.
+  std::unique_ptr<TimerTriggers> timers_;
   std::unique_ptr<ServiceRegistry> services_;
   std::unique_ptr<BrokerRequests> requests_;
   std::map<std::string, int> loaded_versions_;  // loaded dispatchers per name

@@ -4,6 +4,7 @@
 
 #include "runtime/base/ascii.h"
 #include "runtime/duration.h"
+#include "runtime/schedule.h"
 #include "triggers/broker.h"
 #include "triggers/query.h"
 
@@ -155,6 +156,17 @@ Status ApplyDeployQuery(std::string_view query, FunctionRecord* record) {
       }
       (key == "backoff" ? record->backoff_ms : record->max_backoff_ms) = ms;
       retry_given = key;
+    } else if (key == "every") {
+      uint64_t ms = 0;
+      WISP_RETURN_IF_ERROR(ParseDurationMs(value, &ms).WithContext("every"));
+      if (ms < kMinEveryMs || ms > kMaxBackoffMs) {
+        return Status::InvalidArgument("every must be from 100ms to 24h, got '" + value + "'");
+      }
+      record->every_ms = ms;
+    } else if (key == "cron") {
+      StatusOr<CronExpr> expr = ParseCron(value);
+      if (!expr.ok()) return expr.status();
+      record->cron = value;
     } else if (key == "dead_letter") {
       WISP_RETURN_IF_ERROR(triggers::ValidatePublishSubject(value).WithContext("dead_letter"));
       record->dead_letter = value;
@@ -163,15 +175,20 @@ Status ApplyDeployQuery(std::string_view query, FunctionRecord* record) {
       return Status::InvalidArgument(
           "unknown deploy parameter '" + key +
           "' (known: timeout, idle, max_workers, subscribe, version, private, env, durable, "
-          "max_attempts, backoff, max_backoff, dead_letter)");
+          "max_attempts, backoff, max_backoff, dead_letter, every, cron)");
     }
   }
   if (!retry_given.empty() && !record->durable) {
     return Status::InvalidArgument(retry_given +
                                    " applies to durable triggers: add durable=true (--durable)");
   }
-  if (record->durable && record->subjects.empty()) {
-    return Status::InvalidArgument("durable=true needs at least one subscribe subject");
+  if (record->every_ms > 0 && !record->cron.empty()) {
+    return Status::InvalidArgument("give every or cron, not both");
+  }
+  if (record->durable && record->subjects.empty() && record->every_ms == 0 &&
+      record->cron.empty()) {
+    return Status::InvalidArgument("durable=true needs at least one subscribe subject or a "
+                                   "schedule (every, cron)");
   }
   if (record->backoff_ms > record->max_backoff_ms) {
     return Status::InvalidArgument("backoff (" + std::to_string(record->backoff_ms) +

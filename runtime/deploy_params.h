@@ -1,7 +1,8 @@
 // A deploy's parameters, from the query of PUT /v1/functions/<name>:
 // timeout, idle, max_workers, subscribe (repeatable), version, private,
 // env (repeatable KEY=VALUE, the config map), and for durable triggers
-// durable, max_attempts, backoff, max_backoff, dead_letter.
+// durable, max_attempts, backoff, max_backoff, dead_letter; a timer: every
+// (a duration) or cron (an expression, runtime/schedule.h).
 // Pure functions; any thread.
 #ifndef WISP_RUNTIME_DEPLOY_PARAMS_H_
 #define WISP_RUNTIME_DEPLOY_PARAMS_H_
@@ -21,6 +22,7 @@ inline constexpr size_t kMaxSubjectsPerFunction = 32;
 inline constexpr size_t kMaxEnvEntries = 128;
 inline constexpr size_t kMaxEnvBytes = 64 * 1024;
 inline constexpr uint32_t kMaxAttemptsLimit = 100;
+inline constexpr uint64_t kMinEveryMs = 100;
 inline constexpr uint64_t kMaxBackoffMs = 24ull * 3600 * 1000;
 // Versions kept per function (the current one always among them); older
 // ones are pruned at deploy, with their artifacts once nothing uses them.

@@ -65,6 +65,8 @@ std::string EncodeConfig(const FunctionRecord& r) {
   config.set_backoff_ms(static_cast<uint32_t>(r.backoff_ms));
   config.set_max_backoff_ms(static_cast<uint32_t>(r.max_backoff_ms));
   config.set_dead_letter(r.dead_letter);
+  config.set_every_ms(static_cast<uint32_t>(r.every_ms));
+  config.set_cron(r.cron);
   return config.SerializeAsString();
 }
 
@@ -84,6 +86,8 @@ bool DecodeConfig(const std::string& blob, FunctionRecord* r) {
   if (config.backoff_ms() > 0) r->backoff_ms = config.backoff_ms();
   if (config.max_backoff_ms() > 0) r->max_backoff_ms = config.max_backoff_ms();
   r->dead_letter = config.dead_letter();
+  r->every_ms = config.every_ms();
+  r->cron = config.cron();
   return true;
 }
 

@@ -41,6 +41,9 @@ struct FunctionRecord {
   uint64_t backoff_ms = 1000;
   uint64_t max_backoff_ms = 5 * 60 * 1000;
   std::string dead_letter;  // subject; empty: wisp.dlq.<name>
+  // Timer trigger (runtime/schedule.h): a period, or a cron expression.
+  uint64_t every_ms = 0;
+  std::string cron;
 };
 
 class FunctionStore {

@@ -7,6 +7,7 @@
 
 #include "runtime/deploy_params.h"
 #include "runtime/duration.h"
+#include "runtime/schedule.h"
 #include "triggers/broker.h"
 #include "triggers/route.h"
 
@@ -98,6 +99,16 @@ Status ParseFunction(const Manifest& m, const YAML::Node& node, const std::strin
       if (!s.ok()) return Bad(m, value, where, s.message());
       if (ms == 0) return Bad(m, value, where, "must be above 0");
       (key == "backoff" ? f->backoff_ms : f->max_backoff_ms) = ms;
+    } else if (key == "every") {
+      uint64_t ms = 0;
+      Status s = ParseDurationMs(text, &ms);
+      if (!s.ok()) return Bad(m, value, where, s.message());
+      if (ms < kMinEveryMs) return Bad(m, value, where, "must be at least 100ms");
+      f->every_ms = ms;
+    } else if (key == "cron") {
+      StatusOr<CronExpr> expr = ParseCron(text);
+      if (!expr.ok()) return Bad(m, value, where, expr.status().message());
+      f->cron = text;
     } else if (key == "dead_letter") {
       Status s = triggers::ValidatePublishSubject(text);
       if (!s.ok()) return Bad(m, value, where, s.message());
@@ -127,7 +138,7 @@ Status ParseFunction(const Manifest& m, const YAML::Node& node, const std::strin
       return Bad(m, entry.first, where,
                  "unknown field (known: name, path, subscribe, timeout, idle, max_workers, "
                  "version, private, env, durable, max_attempts, backoff, max_backoff, "
-                 "dead_letter)");
+                 "dead_letter, every, cron)");
     }
   }
   if (f->path.empty()) return Bad(m, node, field + ".path", "missing: the function's .so file");

@@ -44,6 +44,8 @@ struct ManifestFunction {
   uint32_t max_attempts = 0;  // 0: not given
   std::optional<uint64_t> backoff_ms, max_backoff_ms;
   std::string dead_letter;  // empty: not given
+  std::optional<uint64_t> every_ms;
+  std::string cron;  // empty: not given
   int line = 0;  // where the entry starts, for messages
 };
 

@@ -87,7 +87,8 @@ int RunDeploy(const DeployArgs& args) {
                                          std::tuple{"--idle", args.idle, "idle"},
                                          std::tuple{"--backoff", args.backoff, "backoff"},
                                          std::tuple{"--max-backoff", args.max_backoff,
-                                                    "max_backoff"}}) {
+                                                    "max_backoff"},
+                                         std::tuple{"--every", args.every, "every"}}) {
     if (value.empty()) continue;
     uint64_t ms = 0;
     Status s = runtime::ParseDurationMs(value, &ms);
@@ -101,6 +102,7 @@ int RunDeploy(const DeployArgs& args) {
   if (args.durable) add("durable", "true");
   if (args.max_attempts > 0) add("max_attempts", std::to_string(args.max_attempts));
   if (!args.dead_letter.empty()) add("dead_letter", triggers::PercentEncode(args.dead_letter));
+  if (!args.cron.empty()) add("cron", triggers::PercentEncode(args.cron));
   for (const std::string& pair : args.env) {
     if (!IsEnvPair(pair)) {
       return Fail(kExitUsage, "env wants KEY=VALUE with a KEY of letters, digits and _ "
@@ -208,6 +210,13 @@ void PrintConfig(const api::FunctionConfig& c) {
   }
   std::printf("%-13s%s\n", "subjects", subjects.empty() ? "-" : subjects.c_str());
   std::printf("%-13s%s\n", "private", c.private_() ? "yes" : "no");
+  if (c.every_ms() > 0 || !c.cron().empty()) {
+    const std::string schedule = c.every_ms() > 0
+                                     ? "every " + runtime::FormatDurationMs(c.every_ms())
+                                     : "cron '" + c.cron() + "' (UTC)";
+    std::printf("%-13s%s%s%s\n", "schedule", schedule.c_str(),
+                c.next_tick().empty() ? "" : ", next ", c.next_tick().c_str());
+  }
   if (c.durable()) {
     std::printf("%-13syes: %u attempts, backoff %s up to %s, dead letters on %s\n", "durable",
                 c.max_attempts(), runtime::FormatDurationMs(c.backoff_ms()).c_str(),

@@ -54,6 +54,8 @@ struct DeployArgs {
   uint32_t max_attempts = 0;           // 0: the default (durable only)
   std::string backoff, max_backoff;    // durations (durable only)
   std::string dead_letter;             // subject (durable only)
+  std::string every;                   // timer: a period, e.g. 10s
+  std::string cron;                    // timer: a cron expression (UTC)
 };
 
 struct PublishArgs {

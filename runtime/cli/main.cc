@@ -92,6 +92,10 @@ int main(int argc, char** argv) {
                          "default 1s)");
   deploy_cmd->add_option("--max-backoff", deploy.max_backoff,
                          "the longest delay between attempts (durable; default 5m)");
+  deploy_cmd->add_option("--every", deploy.every,
+                         "run on a timer, e.g. 10s (ticks line up with the clock)");
+  deploy_cmd->add_option("--cron", deploy.cron,
+                         "run on a cron schedule, e.g. '*/5 * * * *' (UTC)");
   deploy_cmd->add_option("--dead-letter", deploy.dead_letter,
                          "subject for events that failed every attempt (durable; default "
                          "wisp.dlq.<name>)");

@@ -37,6 +37,7 @@ bool Matches(const runtime::ManifestFunction& f, const std::string& sha256, cons
   if (f.is_private.value_or(false) != c.private_()) return false;
   if (std::map<std::string, std::string>(c.env().begin(), c.env().end()) != f.env) return false;
   if (f.durable != c.durable()) return false;
+  if (f.every_ms.value_or(0) != c.every_ms() || f.cron != c.cron()) return false;
   if (f.durable) {
     if (f.max_attempts != 0 && f.max_attempts != c.max_attempts()) return false;
     if (f.backoff_ms && *f.backoff_ms != c.backoff_ms()) return false;
@@ -92,6 +93,8 @@ int RunApply(const std::string& server, const std::string& file) {
     if (f.backoff_ms) args.backoff = std::to_string(*f.backoff_ms) + "ms";
     if (f.max_backoff_ms) args.max_backoff = std::to_string(*f.max_backoff_ms) + "ms";
     args.dead_letter = f.dead_letter;
+    if (f.every_ms) args.every = std::to_string(*f.every_ms) + "ms";
+    args.cron = f.cron;
     if (int rc = RunDeploy(args); rc != kExitOk) return rc;
     ++deployed;
   }

@@ -118,9 +118,14 @@ TEST_F(CallsTest, InvocationsPipelinedBehindAWaitingCallerAllGetTheirReplies) {
     threads.emplace_back([&, t] {
       runtime::HttpClient client("127.0.0.1", controller_->port(), 30000);
       for (int i = 0; i < kCalls; ++i) {
-        const std::string body = std::to_string(t) + "." + std::to_string(i);
+        std::string body = std::to_string(t);
+        body += '.';
+        body += std::to_string(i);
+        std::string expected = "outer(200:inner:";
+        expected += body;
+        expected += ')';
         auto r = client.Request("POST", "/fn/outer", {}, body);
-        if (r.ok() && r->status == 200 && r->body == "outer(200:inner:" + body + ")") {
+        if (r.ok() && r->status == 200 && r->body == expected) {
           ++right;
         } else if (wrong[t].empty()) {
           wrong[t] = r.ok() ? std::to_string(r->status) + " " + r->body : r.status().ToString();

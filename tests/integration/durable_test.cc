@@ -236,7 +236,7 @@ TEST_F(DurableTest, RefusesWhatCannotWork) {
     std::vector<std::string> args;
     std::string expected;
   } cases[] = {
-      {{"--durable"}, "durable=true needs at least one subscribe subject"},
+      {{"--durable"}, "durable=true needs at least one subscribe subject or a schedule"},
       {{"--subscribe", "a.b", "--max-attempts", "3"}, "applies to durable triggers"},
       {{"--subscribe", "a.b", "--durable", "--backoff", "0s"}, "backoff must be above 0"},
       {{"--subscribe", "a.b", "--durable", "--backoff", "10s", "--max-backoff", "1s"},
