@@ -10,9 +10,11 @@
 #include <unistd.h>
 
 #include <array>
+#include <chrono>
 #include <cstdio>
 #include <regex>
 #include <string>
+#include <thread>
 
 #include "tests/integration/controller_fixture.h"
 
@@ -70,6 +72,16 @@ TEST_F(DashboardTest, ShowsTheControllersStateInARealBrowser) {
   DeployOk(TestFunctionPath("segv"), "segv");
   for (int i = 0; i < 3; ++i) ASSERT_EQ(controller_->Call("POST", "/fn/hello", "m").status, 200);
   ASSERT_EQ(controller_->Call("POST", "/fn/segv", "x").status, 502);
+  // A durable function whose one event fails its only attempt: a dead letter.
+  DeployOk(TestFunctionPath("flaky"), "flaky",
+           {"--subscribe", "jobs.new", "--durable", "--max-attempts", "1", "--env",
+            "FAIL_FIRST=9"});
+  ASSERT_EQ(controller_->Call("POST", "/v1/events/jobs.new", "job-7").status, 202);
+  for (int i = 0; i < 100; ++i) {
+    api::Function fn;
+    if (controller_->Describe("flaky", &fn) && fn.status().dead_letters() == 1) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
 
   runtime::HttpClient anonymous("127.0.0.1", controller_->port(), 5000);
   StatusOr<runtime::HttpClientResponse> page = anonymous.Request("GET", "/ui");
@@ -97,7 +109,12 @@ TEST_F(DashboardTest, ShowsTheControllersStateInARealBrowser) {
   EXPECT_THAT(dom, HasSubstr("worker_crashed")) << "the crash should be among the recent errors";
   EXPECT_THAT(RowOf(dom, "service", "hello"), HasSubstr("hello|0.0.2|"))
       << "the loaded hello is a NATS service";
-  EXPECT_THAT(dom, HasSubstr("id=\"fig-functions\">2<")) << "two functions";
+  EXPECT_THAT(dom, HasSubstr("id=\"fig-functions\">3<")) << "three functions";
+  // Function | at | subject | attempts | error | data
+  const std::string letter = RowOf(dom, "dead-letter", "flaky");
+  EXPECT_THAT(letter, HasSubstr("flaky|")) << "no dead-letter row:\n" << dom;
+  EXPECT_THAT(letter, HasSubstr("|jobs.new|1|function_error: ")) << letter;
+  EXPECT_THAT(letter, HasSubstr("|job-7|")) << letter;
   EXPECT_THAT(dom, HasSubstr("<form id=\"login\" hidden")) << "the token form should be hidden";
   EXPECT_TRUE(std::regex_search(dom, std::regex("id=\"fig-p50\">[0-9]+\\.[0-9]{2}<")))
       << "no latency figure from the records";
