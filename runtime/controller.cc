@@ -153,27 +153,32 @@ Status Controller::StartBroker() {
   services_ = std::make_unique<ServiceRegistry>(broker_.get(), events_.get());
   requests_ = std::make_unique<BrokerRequests>(loop_, broker_.get());
   WISP_RETURN_IF_ERROR(requests_->Start());
-  if (!options_.nats_urls.empty()) return Status::OK();
-  // Durable triggers: the embedded broker's events are stored in sqlite.
+  // Durable triggers: the embedded broker's events are stored in sqlite;
+  // on NATS in JetStream, with the dead letters (and their replays) here.
+  auto dispatcher = [this](const std::string& name) -> Dispatcher* {
+    auto it = functions_.find(name);
+    return it == functions_.end() ? nullptr : it->second->dispatcher.get();
+  };
+  auto capacity = [this](const std::string& name) -> size_t {
+    auto it = functions_.find(name);
+    return it == functions_.end() ? 0
+                                  : size_t{it->second->record.max_workers} * options_.pipeline_depth;
+  };
   event_queue_ = std::make_unique<EventQueue>(loop_);
   WISP_RETURN_IF_ERROR(event_queue_->Open(options_.data_dir + "/events.db"));
-  durable_ = std::make_unique<DurableDelivery>(
-      loop_, event_queue_.get(), events_.get(),
-      [this](const std::string& name) -> Dispatcher* {
-        auto it = functions_.find(name);
-        return it == functions_.end() ? nullptr : it->second->dispatcher.get();
-      },
-      [this](const std::string& name) -> size_t {
-        auto it = functions_.find(name);
-        return it == functions_.end()
-                   ? 0
-                   : size_t{it->second->record.max_workers} * options_.pipeline_depth;
-      });
+  durable_ = std::make_unique<DurableDelivery>(loop_, event_queue_.get(), events_.get(), dispatcher,
+                                               capacity);
+  if (!options_.nats_urls.empty()) {
+    jetstream_ = std::make_unique<JetStreamDelivery>(loop_, broker_.get(), requests_.get(),
+                                                     events_.get(), event_queue_.get(), dispatcher,
+                                                     capacity);
+  }
   timers_ = std::make_unique<TimerTriggers>(
       loop_, [this](const std::string& name, int64_t tick_ms) { FireTimer(name, tick_ms); });
-  events_->set_capture([durable = durable_.get()](const triggers::BrokerMessage& message) {
+  events_->set_capture([this](const triggers::BrokerMessage& message, bool* published) {
+    if (jetstream_ != nullptr) return jetstream_->Capture(message, published);
     size_t stored = 0;
-    return durable->Capture(message, &stored);
+    return durable_->Capture(message, &stored);
   });
   if (event_queue_->redelivered() > 0) {
     std::fprintf(stderr, "wisp: %llu durable events were in flight when wisp last stopped; "
@@ -201,41 +206,60 @@ void Controller::FireTimer(const std::string& name, int64_t tick_ms) {
 
 void Controller::BindTriggers(const FunctionRecord& record) {
   std::vector<std::string> subjects = record.subjects;
-  const bool scheduled = record.every_ms > 0 || !record.cron.empty();
-  if (scheduled && timers_ != nullptr) {
-    subjects.push_back("wisp.timer." + record.name);
+  // On NATS a schedule's ticks go through JetStream even for a function
+  // that is not durable: each controller publishes the tick, the duplicate
+  // window keeps one.
+  std::vector<std::string> jetstream_subjects;
+  if (record.every_ms > 0 || !record.cron.empty()) {
+    const std::string tick_subject = "wisp.timer." + record.name;
+    if (jetstream_ != nullptr && !record.durable) {
+      jetstream_subjects.push_back(tick_subject);
+    } else {
+      subjects.push_back(tick_subject);
+    }
     Status s = timers_->Bind(record.name, record.every_ms, record.cron);
     if (!s.ok()) {
       std::fprintf(stderr, "wisp: %s has no schedule: %s\n", record.name.c_str(),
                    s.ToString().c_str());
     }
-  } else if (timers_ != nullptr) {
+  } else {
     timers_->Unbind(record.name);
-  } else if (scheduled) {
-    std::fprintf(stderr,
-                 "wisp: %s: timer triggers need the embedded broker (on NATS, JetStream, which "
-                 "is not supported yet); it has no schedule here\n",
-                 record.name.c_str());
   }
-  const bool durable = record.durable && durable_ != nullptr;
-  if (record.durable && durable_ == nullptr) {
-    std::fprintf(stderr,
-                 "wisp: %s: durable triggers need the embedded broker (JetStream is not supported "
-                 "yet); its subjects are plain subscriptions here\n",
-                 record.name.c_str());
+  if (record.durable) {
+    jetstream_subjects.insert(jetstream_subjects.end(), subjects.begin(), subjects.end());
   }
-  Status bound = events_->Bind(record.name, durable ? std::vector<std::string>{} : subjects);
+  Status bound = events_->Bind(record.name, record.durable ? std::vector<std::string>{} : subjects);
   if (!bound.ok()) {
     std::fprintf(stderr, "wisp: %s gets no events: %s\n", record.name.c_str(),
                  bound.ToString().c_str());
   }
-  if (durable_ == nullptr) return;
   DeliveryPolicy policy;
   policy.max_attempts = record.max_attempts;
   policy.backoff_ms = record.backoff_ms;
   policy.max_backoff_ms = record.max_backoff_ms;
   policy.dead_letter_subject = record.dead_letter;
-  durable_->Bind(record.name, durable ? subjects : std::vector<std::string>{}, std::move(policy));
+  if (jetstream_ == nullptr) {
+    durable_->Bind(record.name, record.durable ? subjects : std::vector<std::string>{},
+                   std::move(policy));
+    return;
+  }
+  // Replayed dead letters run from the local queue, under the same policy.
+  durable_->Bind(record.name, {}, policy);
+  if (!record.durable && jetstream_subjects.empty()) return jetstream_->Remove(record.name);
+  if (!record.durable) policy.max_attempts = 1;  // a missed tick is not run again
+  // The lease outlasts every event this controller may hold for it: those
+  // waiting in its queue, then its own run.
+  const uint64_t lease_ms =
+      record.timeout_ms * (options_.pipeline_depth + 1) + JetStreamDelivery::kLeaseMarginMs;
+  jetstream_->Bind(record.name, std::move(jetstream_subjects), std::move(policy), lease_ms);
+}
+
+void Controller::AfterEventsStored(std::function<void(Status)> done) {
+  if (jetstream_ == nullptr) return event_queue_->AfterCommit(std::move(done));
+  jetstream_->AfterStored([this, done = std::move(done)](Status stored) mutable {
+    if (!stored.ok()) return done(stored);
+    event_queue_->AfterCommit(std::move(done));
+  });
 }
 
 void Controller::OnLoadChanged(const std::string& name, bool loaded) {
@@ -429,6 +453,15 @@ void Controller::HandleRequest(triggers::ReplyToken token, triggers::HttpRequest
           StatusOr<size_t> waiting = event_queue_->Depth("");
           if (waiting.ok()) e->set_durable_waiting(*waiting);
         }
+        if (jetstream_ != nullptr) {
+          // Added to the local queue's (dead letters replayed here).
+          const JetStreamCounters& j = jetstream_->counters();
+          e->set_durable_stored(e->durable_stored() + j.stored);
+          e->set_durable_duplicates(e->durable_duplicates() + j.duplicates);
+          e->set_durable_retried(e->durable_retried() + j.retried);
+          e->set_durable_dead_lettered(e->durable_dead_lettered() + j.dead_lettered);
+          e->set_durable_redelivered(e->durable_redelivered() + j.redelivered);
+        }
       }
       ReplyJson(token, 200, ToJson(health));
       return;
@@ -574,7 +607,7 @@ void Controller::HandleInvoke(triggers::ReplyToken token, const std::string& nam
           events->PublishEmitted(name, &outcome);
           if (event_queue_ != nullptr) {
             // Reply once the events it emitted for durable functions are stored.
-            return event_queue_->AfterCommit(
+            return AfterEventsStored(
                 [this, token, name, invocation,
                  outcome = std::move(outcome)](Status stored) mutable {
                   if (!stored.ok()) {
@@ -626,16 +659,6 @@ void Controller::HandleDeploy(triggers::ReplyToken token, const std::string& nam
   record.version.clear();
   Status s = ApplyDeployQuery(request.query, &record);
   if (!s.ok()) return ReplyError(token, 400, "invalid_argument", s.message());
-  if ((record.every_ms > 0 || !record.cron.empty()) && timers_ == nullptr) {
-    return ReplyError(token, 501, "timer_unavailable",
-                      "timer triggers need the embedded broker: on NATS, running once per tick "
-                      "across controllers needs JetStream, which this wisp does not support yet");
-  }
-  if (record.durable && durable_ == nullptr) {
-    return ReplyError(token, 501, "durable_unavailable",
-                      "durable triggers need the embedded broker: on NATS they need JetStream, "
-                      "which this wisp does not support yet");
-  }
   if (request.body.empty()) {
     return ReplyError(token, 400, "invalid_function", "the request body must be the function's .so file");
   }
@@ -681,8 +704,22 @@ void Controller::HandleDeploy(triggers::ReplyToken token, const std::string& nam
   }
   std::fprintf(stderr, "wisp: deployed %s (sha256 %.12s, %llu bytes)\n", name.c_str(),
                record.sha256.c_str(), static_cast<unsigned long long>(record.size_bytes));
-  ReplyJson(token, existing == functions_.end() ? 201 : 200,
-            DescribeJson(*functions_[name], false));
+  const int status = existing == functions_.end() ? 201 : 200;
+  if (jetstream_ == nullptr) return ReplyJson(token, status, DescribeJson(*functions_[name], false));
+  // Answered once its JetStream consumers exist: events published after
+  // the deploy reach it.
+  jetstream_->WhenReady(name, [this, token, name, status](Status ready) {
+    auto it = functions_.find(name);
+    if (it == functions_.end()) {
+      return ReplyError(token, 409, "function_removed", name + " was removed while it was deployed");
+    }
+    if (!ready.ok()) {
+      return ReplyError(token, 503, "jetstream_unavailable",
+                        name + " is deployed, but its durable triggers are not ready yet (wisp "
+                               "keeps trying): " + ready.message());
+    }
+    ReplyJson(token, status, DescribeJson(*it->second, false));
+  });
 }
 
 void Controller::HandleRollback(triggers::ReplyToken token, const std::string& name,
@@ -759,6 +796,7 @@ void Controller::HandleRemove(triggers::ReplyToken token, const std::string& nam
   functions_.erase(it);
   events_->Unbind(name);
   if (durable_) durable_->Remove(name);
+  if (jetstream_) jetstream_->Remove(name);
   if (timers_) timers_->Unbind(name);
   metrics_.Forget(name);
   const std::string json = DescribeJson(*deployed, false);
@@ -885,6 +923,13 @@ void Controller::Shutdown(std::function<void()> on_done) {
     // Nothing new goes out; outcomes still arriving are acknowledged.
     ++shutdown_waits_;
     durable_->Close([this] {
+      --shutdown_waits_;
+      MaybeFinishShutdown();
+    });
+  }
+  if (jetstream_) {
+    ++shutdown_waits_;
+    jetstream_->Close([this] {
       --shutdown_waits_;
       MaybeFinishShutdown();
     });

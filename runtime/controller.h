@@ -56,6 +56,7 @@
 #include "runtime/broker_requests.h"
 #include "runtime/dispatcher.h"
 #include "runtime/durable_delivery.h"
+#include "runtime/jetstream_delivery.h"
 #include "runtime/event_queue.h"
 #include "runtime/event_triggers.h"
 #include "runtime/function_store.h"
@@ -203,11 +204,20 @@ class Controller {
   uint64_t invocations_started_ = 0;
   std::unique_ptr<triggers::Broker> broker_;
   std::unique_ptr<EventTriggers> events_;
-  // Durable triggers (embedded broker only): <data dir>/events.db.
+  // Durable triggers. Embedded broker: the events wait in
+  // <data dir>/events.db. NATS: in JetStream (jetstream_); events.db keeps
+  // the dead letters, and replays them here.
   std::unique_ptr<EventQueue> event_queue_;
   std::unique_ptr<DurableDelivery> durable_;
-  // Timer triggers (embedded broker only): each tick is an event on
-  // wisp.timer.<name> with the ce-id timer:<name>:<tick ms>.
+  std::unique_ptr<JetStreamDelivery> jetstream_;
+  // Runs done once every event published so far for durable functions is
+  // stored (JetStream's acknowledgements, then the sqlite group commit),
+  // with the first error. Loop thread.
+  void AfterEventsStored(std::function<void(Status)> done);
+  // Timer triggers: each tick is an event on wisp.timer.<name> with the
+  // ce-id timer:<name>:<tick ms>; on NATS that subject is always a JetStream
+  // one, so the ce-id (Nats-Msg-Id) makes a tick run once across
+  // controllers.
   std::unique_ptr<TimerTriggers> timers_;
   std::unique_ptr<ServiceRegistry> services_;
   std::unique_ptr<BrokerRequests> requests_;

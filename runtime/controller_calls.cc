@@ -139,9 +139,8 @@ void Controller::HandleCall(const std::string& caller_name, const proto::Invoke&
       reply.set_body(std::move(*outcome.result.mutable_body()));
       pending->Answer(std::move(reply));
     };
-    if (event_queue_ == nullptr) return answer(std::move(outcome));
     // The caller hears back once the events the callee emitted are stored.
-    event_queue_->AfterCommit([answer, outcome = std::move(outcome)](Status stored) mutable {
+    AfterEventsStored([answer, outcome = std::move(outcome)](Status stored) mutable {
       if (!stored.ok()) {
         outcome = InvocationOutcome{};
         outcome.http_status = 503;

@@ -68,10 +68,6 @@ void Controller::HandleReplay(triggers::ReplyToken token, const std::string& nam
   uint64_t id = 0;
   Status s = ParseOneNumber(request.query, "id", INT64_MAX, &id);
   if (!s.ok()) return ReplyError(token, 400, "invalid_argument", s.message());
-  if (durable_ == nullptr) {
-    return ReplyError(token, 501, "durable_unavailable",
-                      "durable triggers need the embedded broker; this controller uses NATS");
-  }
   StatusOr<size_t> replayed = durable_->Replay(name, static_cast<int64_t>(id));
   if (!replayed.ok()) {
     const bool missing = replayed.status().code() == Status::Code::kNotFound;

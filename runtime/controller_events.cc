@@ -103,8 +103,7 @@ void Controller::HandlePublish(triggers::ReplyToken token, const std::string& su
     s = events_->PublishEvent(std::move(message));
     if (!s.ok()) return ReplyError(token, 503, "broker_unavailable", s.message());
     const std::string json = ToJson(published);
-    if (event_queue_ == nullptr) return ReplyJson(token, 202, json);
-    return event_queue_->AfterCommit([this, token, json](Status stored) {
+    return AfterEventsStored([this, token, json](Status stored) {
       if (!stored.ok()) {
         return ReplyError(token, 503, "event_store_failed",
                           "the event could not be stored: " + stored.message());

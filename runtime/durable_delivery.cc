@@ -19,22 +19,6 @@ namespace {
 
 int64_t NowMs() { return NowUnixMicros() / 1000; }
 
-double Jitter01() {
-  uint32_t r = 0;
-  FillRandom(&r, sizeof(r));
-  return static_cast<double>(r) / 4294967296.0;
-}
-
-std::string ErrorText(const InvocationOutcome& outcome) {
-  if (!outcome.has_result) return outcome.error_message;
-  return "the function answered with status " + std::to_string(outcome.result.status());
-}
-
-std::string ErrorCode(const InvocationOutcome& outcome) {
-  if (!outcome.has_result) return outcome.error_code;
-  return outcome.result.status() >= 500 ? "function_error" : "";
-}
-
 }  // namespace
 
 DurableDelivery::DurableDelivery(uv_loop_t* loop, EventQueue* queue, EventTriggers* events,
@@ -55,6 +39,46 @@ DurableDelivery::DurableDelivery(uv_loop_t* loop, EventQueue* queue, EventTrigge
 }
 
 DurableDelivery::~DurableDelivery() { WISP_CHECK(pump_timer_ == nullptr && retry_timer_ == nullptr); }
+
+double DurableDelivery::Jitter01() {
+  uint32_t r = 0;
+  FillRandom(&r, sizeof(r));
+  return static_cast<double>(r) / 4294967296.0;
+}
+
+std::string DurableDelivery::FailureText(const InvocationOutcome& outcome) {
+  if (!outcome.has_result) return outcome.error_message;
+  return "the function answered with status " + std::to_string(outcome.result.status());
+}
+
+std::string DurableDelivery::FailureCode(const InvocationOutcome& outcome) {
+  if (!outcome.has_result) return outcome.error_code;
+  return outcome.result.status() >= 500 ? "function_error" : "";
+}
+
+triggers::BrokerMessage DurableDelivery::DeadLetterMessage(const std::string& name,
+                                                           const std::string& subject,
+                                                           triggers::BrokerMessage event,
+                                                           uint32_t attempts,
+                                                           const InvocationOutcome& outcome) {
+  triggers::BrokerMessage letter;
+  letter.subject = subject;
+  letter.data = std::move(event.data);
+  for (auto& [header, value] : event.headers) {
+    // The original ce-id would be taken for a duplicate.
+    if (header == "ce-id") {
+      letter.headers.emplace_back("ce-id", value + ".dead");
+      continue;
+    }
+    letter.headers.emplace_back(std::move(header), std::move(value));
+  }
+  letter.headers.emplace_back("wisp-function", name);
+  letter.headers.emplace_back("wisp-subject", event.subject);
+  letter.headers.emplace_back("wisp-attempts", std::to_string(attempts));
+  letter.headers.emplace_back("wisp-error-code", FailureCode(outcome));
+  letter.headers.emplace_back("wisp-error", FailureText(outcome).substr(0, 1024));
+  return letter;
+}
 
 uint64_t DurableDelivery::BackoffMs(const DeliveryPolicy& policy, uint32_t attempt,
                                     double jitter01) {
@@ -243,30 +267,14 @@ void DurableDelivery::DeadLetterEvent(const std::string& name, int64_t id, uint3
   const std::string subject = binding != bindings_.end()
                                   ? binding->second.policy.dead_letter_subject
                                   : "wisp.dlq." + name;
-  const std::string code = ErrorCode(outcome);
-  const std::string error = ErrorText(outcome);
+  const std::string code = FailureCode(outcome);
+  const std::string error = FailureText(outcome);
   Status s = queue_->MoveToDeadLetters(id, attempt, code, error, NowMs());
   if (!s.ok()) return CountFailure(s);
   ++counters_.dead_lettered;
   std::fprintf(stderr, "wisp: %s: event on '%s' dead-lettered after %u attempts: %s\n",
                name.c_str(), event.subject.c_str(), attempt, error.c_str());
-  // The dead letter keeps the event's attributes, with a ce-id of its own
-  // (the original one would be taken for a duplicate).
-  triggers::BrokerMessage letter;
-  letter.subject = subject;
-  letter.data = std::move(event.data);
-  for (auto& [header, value] : event.headers) {
-    if (header == "ce-id") {
-      letter.headers.emplace_back("ce-id", value + ".dead");
-      continue;
-    }
-    letter.headers.emplace_back(std::move(header), std::move(value));
-  }
-  letter.headers.emplace_back("wisp-function", name);
-  letter.headers.emplace_back("wisp-subject", event.subject);
-  letter.headers.emplace_back("wisp-attempts", std::to_string(attempt));
-  letter.headers.emplace_back("wisp-error-code", code);
-  letter.headers.emplace_back("wisp-error", error.substr(0, 1024));
+  triggers::BrokerMessage letter = DeadLetterMessage(name, subject, std::move(event), attempt, outcome);
   s = events_->PublishEvent(std::move(letter));
   if (!s.ok()) {
     std::fprintf(stderr, "wisp: %s: the dead letter could not be published on '%s': %s\n",

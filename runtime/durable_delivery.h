@@ -108,6 +108,19 @@ class DurableDelivery {
 
   // The delay before attempt + 1 after attempt failed (jitter included).
   static uint64_t BackoffMs(const DeliveryPolicy& policy, uint32_t attempt, double jitter01);
+  // A jitter in [0, 1) from the kernel's CSPRNG.
+  static double Jitter01();
+  // Why outcome failed: a code ("function_error" for a status >= 500) and a
+  // sentence.
+  static std::string FailureCode(const InvocationOutcome& outcome);
+  static std::string FailureText(const InvocationOutcome& outcome);
+  // The dead letter of event for function name, to publish on subject: its
+  // attributes with a ce-id of its own, plus the wisp-* headers.
+  static triggers::BrokerMessage DeadLetterMessage(const std::string& name,
+                                                   const std::string& subject,
+                                                   triggers::BrokerMessage event,
+                                                   uint32_t attempts,
+                                                   const InvocationOutcome& outcome);
 
  private:
   struct Binding {

@@ -279,6 +279,24 @@ Status EventQueue::MoveToDeadLetters(int64_t id, uint32_t attempts, const std::s
   return Ack(id);
 }
 
+Status EventQueue::AddDeadLetter(const std::string& function,
+                                 const triggers::BrokerMessage& message, uint32_t attempts,
+                                 const std::string& error_code, const std::string& error,
+                                 int64_t now_ms) {
+  WISP_RETURN_IF_ERROR(BeginWrite());
+  SqliteStatement st(db_,
+                     "INSERT INTO dead_letters (function, event, attempts, error_code, error, at_ms) "
+                     "VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
+  st.BindText(1, function);
+  st.BindBlob(2, EncodeEvent(message));
+  st.BindInt(3, attempts);
+  st.BindText(4, error_code);
+  st.BindText(5, error);
+  st.BindInt(6, now_ms);
+  if (!st.ok() || st.Step() != SQLITE_DONE) return Error("add a dead letter");
+  return Status::OK();
+}
+
 StatusOr<std::vector<DeadLetter>> EventQueue::DeadLetters(const std::string& function,
                                                           size_t limit) {
   WISP_ASSERT_LOOP_THREAD(loop_thread_);

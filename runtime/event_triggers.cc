@@ -344,7 +344,9 @@ void EventTriggers::Respond(const std::string& reply_subject, InvocationOutcome&
 }
 
 Status EventTriggers::PublishEvent(triggers::BrokerMessage message) {
-  if (capture_) WISP_RETURN_IF_ERROR(capture_(message));
+  bool published = false;
+  if (capture_) WISP_RETURN_IF_ERROR(capture_(message, &published));
+  if (published) return Status::OK();
   return broker_->Publish(std::move(message));
 }
 

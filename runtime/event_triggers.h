@@ -112,8 +112,10 @@ class EventTriggers {
 
   // Called with each event published through PublishEmitted or
   // PublishEvent before the broker gets it (durable capture); an error
-  // fails the publish.
-  void set_capture(std::function<Status(const triggers::BrokerMessage&)> capture) {
+  // fails the publish. A capture that published the event itself (a
+  // JetStream publish) sets *published and the broker publish is skipped.
+  using Capture = std::function<Status(const triggers::BrokerMessage&, bool* published)>;
+  void set_capture(Capture capture) {
     capture_ = std::move(capture);
   }
 
@@ -167,7 +169,7 @@ class EventTriggers {
   uv_loop_t* loop_;
   triggers::Broker* broker_;
   DispatcherLookup lookup_;
-  std::function<Status(const triggers::BrokerMessage&)> capture_;
+  Capture capture_;
   size_t max_payload_bytes_;
   LoopThread loop_thread_;
   std::map<std::string, std::unique_ptr<Binding>> bindings_;

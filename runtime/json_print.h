@@ -7,7 +7,9 @@
 #include <google/protobuf/message.h>
 #include <google/protobuf/util/json_util.h>
 
+#include <cstdio>
 #include <string>
+#include <string_view>
 
 namespace wisp::runtime {
 
@@ -19,6 +21,28 @@ inline std::string ToJson(const google::protobuf::Message& message, bool newline
   options.always_print_primitive_fields = true;
   (void)google::protobuf::util::MessageToJsonString(message, &out, options);
   if (newline) out += '\n';
+  return out;
+}
+
+// text as a JSON string literal, quotes included (for the few JSON bodies
+// built by hand: JetStream's API wants integer nanoseconds, which proto3
+// JSON would print as strings).
+inline std::string JsonQuote(std::string_view text) {
+  std::string out = "\"";
+  for (char c : text) {
+    const auto u = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (u < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof(buf), "\\u%04x", u);
+      out += buf;
+    } else {
+      out += c;
+    }
+  }
+  out += '"';
   return out;
 }
 

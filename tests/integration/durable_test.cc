@@ -1,7 +1,9 @@
-// Durable triggers on the embedded queue, end to end: retries with growing
-// backoff, dead letters and their replay, deduplication by ce-id, events
-// that outlive a restart, and the refusals.
+// Durable triggers end to end, on the embedded queue and on JetStream (a
+// real nats-server -js started by the test): retries with growing backoff,
+// dead letters and their replay, deduplication by ce-id, events that
+// outlive a restart, and the refusals.
 #include <gmock/gmock.h>
+#include <nats/nats.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -15,6 +17,7 @@
 #include "api.pb.h"
 #include "google/protobuf/util/json_util.h"
 #include "tests/integration/controller_fixture.h"
+#include "tests/support/nats_server.h"
 
 namespace wisp::testing {
 namespace {
@@ -58,8 +61,22 @@ bool ParseJson(const std::string& json, Message* message) {
   return google::protobuf::util::JsonStringToMessage(json, message).ok();
 }
 
-class DurableTest : public ControllerTest {
+enum class Store { kEmbedded, kJetStream };
+
+class DurableTest : public ControllerTest, public ::testing::WithParamInterface<Store> {
  protected:
+  void SetUp() override {
+    if (GetParam() == Store::kJetStream) {
+      ASSERT_TRUE(nats_.Start());
+    }
+    ControllerTest::SetUp();
+  }
+
+  std::vector<std::string> ControllerArgs() const override {
+    if (GetParam() == Store::kJetStream) return {"--nats", nats_.url()};
+    return {};
+  }
+
   std::string Journal() const { return dir_.path() + "/flaky.txt"; }
 
   void DeployFlaky(int fail_first, std::vector<std::string> extra) {
@@ -82,6 +99,22 @@ class DurableTest : public ControllerTest {
     return health;
   }
 
+  NatsServerProcess nats_{NatsServerOptions{.jetstream = true}};
+
+  // The JSON reply of a JetStream API request, asked by a plain client.
+  std::string JetStreamApi(const std::string& subject) {
+    natsConnection* nc = nullptr;
+    natsMsg* reply = nullptr;
+    std::string out;
+    if (natsConnection_ConnectTo(&nc, nats_.url().c_str()) == NATS_OK &&
+        natsConnection_RequestString(&reply, nc, subject.c_str(), "", 5000) == NATS_OK) {
+      out.assign(natsMsg_GetData(reply), static_cast<size_t>(natsMsg_GetDataLength(reply)));
+    }
+    natsMsg_Destroy(reply);
+    natsConnection_Destroy(nc);
+    return out;
+  }
+
   api::DeadLetterList DeadLetters(const std::string& name) {
     api::DeadLetterList list;
     runtime::HttpClientResponse r = controller_->Call("GET", "/v1/functions/" + name + "/dead-letters");
@@ -91,7 +124,7 @@ class DurableTest : public ControllerTest {
   }
 };
 
-TEST_F(DurableTest, FailingTwiceThenSucceedingRunsThreeTimesWithGrowingBackoff) {
+TEST_P(DurableTest, FailingTwiceThenSucceedingRunsThreeTimesWithGrowingBackoff) {
   DeployFlaky(2, {"--backoff", "100ms", "--max-attempts", "5"});
   Publish("order-1");
   ASSERT_TRUE(WaitFor([&] { return ReadJournal(Journal()).size() >= 3; }))
@@ -122,7 +155,7 @@ TEST_F(DurableTest, FailingTwiceThenSucceedingRunsThreeTimesWithGrowingBackoff) 
   EXPECT_EQ(health.events().durable_dead_lettered(), 0u);
 }
 
-TEST_F(DurableTest, DeadLettersAfterTheLastAttemptAndReplays) {
+TEST_P(DurableTest, DeadLettersAfterTheLastAttemptAndReplays) {
   const std::string sink = dir_.path() + "/dead.txt";
   DeployOk(TestFunctionPath("journal"), "dead-sink",
            {"--subscribe", "wisp.dlq.flaky", "--env", "JOURNAL=" + sink});
@@ -172,7 +205,7 @@ TEST_F(DurableTest, DeadLettersAfterTheLastAttemptAndReplays) {
   EXPECT_THAT(missing.body, HasSubstr("dead_letter_not_found"));
 }
 
-TEST_F(DurableTest, ARepublishedCeIdRunsOnce) {
+TEST_P(DurableTest, ARepublishedCeIdRunsOnce) {
   DeployFlaky(0, {});
   Publish("first", {{"ce-id", "order-42"}});
   Publish("again", {{"ce-id", "order-42"}});
@@ -186,7 +219,7 @@ TEST_F(DurableTest, ARepublishedCeIdRunsOnce) {
   EXPECT_EQ(Health().events().durable_duplicates(), 1u);
 }
 
-TEST_F(DurableTest, WaitingEventsOutliveARestart) {
+TEST_P(DurableTest, WaitingEventsOutliveARestart) {
   // The first attempt fails; the retry is due after the restart.
   DeployFlaky(1, {"--backoff", "1500ms"});
   Publish("survivor");
@@ -203,7 +236,7 @@ TEST_F(DurableTest, WaitingEventsOutliveARestart) {
   EXPECT_GE(runs[1].at_ms - runs[0].at_ms, 1100) << "the backoff holds across the restart";
 }
 
-TEST_F(DurableTest, EmittedEventsReachADurableStage) {
+TEST_P(DurableTest, EmittedEventsReachADurableStage) {
   DeployOk(TestFunctionPath("forward"), "stage-one",
            {"--subscribe", "orders.new", "--durable", "--env", "FORWARD_TO=orders.valid"});
   const std::string sink = dir_.path() + "/sink.txt";
@@ -223,6 +256,17 @@ TEST_F(DurableTest, EmittedEventsReachADurableStage) {
   // HTTP calls that emit get their reply once the events are stored.
   runtime::HttpClientResponse r = controller_->Call("POST", "/fn/stage-one", "direct");
   EXPECT_EQ(r.status, 200) << r.body;
+  if (GetParam() == Store::kJetStream) {
+    // Both stages' subjects are the stream's, which holds the 20 events
+    // published, the 20 the first stage emitted and the one of the call.
+    const std::string info = JetStreamApi("$JS.API.STREAM.INFO.WISP_EVENTS");
+    EXPECT_THAT(info, HasSubstr("\"orders.new\"")) << info;
+    EXPECT_THAT(info, HasSubstr("\"orders.valid\"")) << info;
+    EXPECT_THAT(info, HasSubstr("\"messages\":41,")) << info;
+    const std::string consumers = JetStreamApi("$JS.API.CONSUMER.NAMES.WISP_EVENTS");
+    EXPECT_THAT(consumers, HasSubstr("wisp-stage-one-")) << consumers;
+    EXPECT_THAT(consumers, HasSubstr("wisp-stage-two-")) << consumers;
+  }
   ASSERT_TRUE(WaitFor([&] {
     std::ifstream in(sink);
     std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
@@ -230,7 +274,7 @@ TEST_F(DurableTest, EmittedEventsReachADurableStage) {
   }));
 }
 
-TEST_F(DurableTest, RefusesWhatCannotWork) {
+TEST_P(DurableTest, RefusesWhatCannotWork) {
   const std::string so = TestFunctionPath("flaky");
   struct Case {
     std::vector<std::string> args;
@@ -254,6 +298,12 @@ TEST_F(DurableTest, RefusesWhatCannotWork) {
   r = controller_->Call("GET", "/v1/functions/flaky/dead-letters?limit=0");
   EXPECT_EQ(r.status, 404) << "not deployed yet: " << r.body;
 }
+
+INSTANTIATE_TEST_SUITE_P(Stores, DurableTest,
+                         ::testing::Values(Store::kEmbedded, Store::kJetStream),
+                         [](const ::testing::TestParamInfo<Store>& info) {
+                           return info.param == Store::kJetStream ? "JetStream" : "Embedded";
+                         });
 
 }  // namespace
 }  // namespace wisp::testing

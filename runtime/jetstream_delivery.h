@@ -1,0 +1,199 @@
+// Durable triggers on NATS: JetStream. Spoken over the broker (the $JS.API
+// requests, pull requests and acknowledgements are plain NATS messages), so
+// the controller needs no JetStream client of its own.
+//
+// Stream: one, WISP_EVENTS (file storage, limits retention, kept
+// kMaxAgeNs, duplicate window 2 minutes), whose subjects are the durable
+// subjects of the functions deployed here, merged with those already on the
+// server (other controllers'): a subject another one covers is not added.
+// Consumers: one durable pull consumer per function and subject,
+// "wisp-<name>-<8 hex of the subject's SHA-256>", explicit acks, AckWait =
+// the lease given to Bind (longer than the function's timeout times the
+// events it may hold), delivering new messages from its creation on (so
+// Bind's ready callback runs once they exist: a deploy is answered when
+// its durable subjects take events). A consumer that exists already keeps
+// its place: events stored while no controller ran are delivered. Every controller
+// on the server pulls from the same consumers, so each event runs once
+// across them (a crash: redelivered to another after AckWait).
+//
+// Publishing: an event published through the controller on a stream
+// subject is published with a reply inbox and Nats-Msg-Id = its ce-id (the
+// server's dedup); it counts as stored when the PubAck arrives. AfterStored
+// runs its callback once every such publish made before it is acknowledged
+// (or failed: the callback gets the error).
+//
+// Delivery: each consumer keeps one pull request (batch = free capacity,
+// expiring after kPullExpiresMs) outstanding while it has room. The attempt
+// number is the delivery count from the message's ack subject. After the
+// function: success -> the events it emitted are stored (AfterStored), then
+// +ACK; failure -> -NAK with the backoff delay (DurableDelivery::BackoffMs);
+// the last attempt -> a dead letter (kept in the local event queue for wisp
+// dlq, published on the dead-letter subject), then +TERM.
+//
+// Ownership: borrows the loop, broker, requests, event triggers and queue
+// (all outlive it). Threading: the loop thread only.
+#ifndef WISP_RUNTIME_JETSTREAM_DELIVERY_H_
+#define WISP_RUNTIME_JETSTREAM_DELIVERY_H_
+
+#include <uv.h>
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "runtime/base/loop_thread.h"
+#include "runtime/base/status.h"
+#include "runtime/broker_requests.h"
+#include "runtime/dispatcher.h"
+#include "runtime/durable_delivery.h"
+#include "runtime/event_queue.h"
+#include "triggers/broker.h"
+
+namespace wisp::runtime {
+
+class EventTriggers;
+
+struct JetStreamCounters {
+  uint64_t stored = 0;        // PubAcks for events published here
+  uint64_t duplicates = 0;    // PubAcks saying the Nats-Msg-Id was a duplicate
+  uint64_t acked = 0;
+  uint64_t retried = 0;       // NAKs with a delay
+  uint64_t dead_lettered = 0;
+  uint64_t redelivered = 0;   // deliveries after the first
+  uint64_t api_errors = 0;    // $JS.API replies that were errors, or none came
+};
+
+class JetStreamDelivery {
+ public:
+  using DispatcherLookup = std::function<Dispatcher*(const std::string& name)>;
+
+  static constexpr const char* kStream = "WISP_EVENTS";
+  static constexpr int64_t kMaxAgeNs = 7LL * 24 * 3600 * 1000000000LL;
+  static constexpr uint64_t kRetryMs = 2000;
+  static constexpr uint64_t kLeaseMarginMs = 5000;
+  static constexpr int kMaxAckPending = 10000;
+  static constexpr uint64_t kPullExpiresMs = 5000;
+  static constexpr uint64_t kApiTimeoutMs = 5000;
+
+  JetStreamDelivery(uv_loop_t* loop, triggers::Broker* broker, BrokerRequests* requests,
+                    EventTriggers* events, EventQueue* queue, DispatcherLookup lookup,
+                    std::function<size_t(const std::string&)> capacity);
+  ~JetStreamDelivery();  // Close first
+  JetStreamDelivery(const JetStreamDelivery&) = delete;
+  JetStreamDelivery& operator=(const JetStreamDelivery&) = delete;
+
+  // name's durable subjects, policy and AckWait (lease_ms), replacing
+  // earlier ones. The stream and consumers are set up in the background
+  // (see WhenReady); what fails is tried again every kRetryMs.
+  void Bind(const std::string& name, std::vector<std::string> subjects, DeliveryPolicy policy,
+            uint64_t lease_ms);
+  // Runs done once name's consumers exist (at once if it has none), or
+  // with the error that stopped one of them.
+  void WhenReady(const std::string& name, std::function<void(Status)> done);
+  // Stops pulling for name and deletes its consumers (the events they held
+  // for it go with them).
+  void Remove(const std::string& name);
+
+  // If message's subject is one of the stream's, publishes it to JetStream
+  // (see Publishing) and sets *published; else leaves it to the caller.
+  [[nodiscard]] Status Capture(const triggers::BrokerMessage& message, bool* published);
+  // See Publishing above.
+  void AfterStored(std::function<void(Status)> done);
+
+  // Stops pulling; outcomes still arriving are acknowledged. on_closed runs
+  // from the timer's close callback. Unacknowledged events are redelivered
+  // (here after a restart, or to another controller) after their lease.
+  void Close(std::function<void()> on_closed);
+
+  const JetStreamCounters& counters() const { return counters_; }
+
+  // Whether pattern a matches every subject pattern b matches.
+  static bool Covers(std::string_view a, std::string_view b);
+  // The delivery count in a JetStream ack subject, 0 if it is not one.
+  static uint32_t DeliveryCount(std::string_view ack_subject);
+
+ private:
+  struct Consumer {
+    std::string function;
+    std::string durable;
+    std::string subject;
+    std::string inbox;  // where its pull requests are answered
+    triggers::SubscriptionId subscription = 0;
+    bool created = false;
+    bool creating = false;
+    Status failed;  // why it could not be created, the last time
+    uint64_t requested = 0;  // messages the outstanding pull may still bring
+    bool pulling = false;
+  };
+  struct Binding {
+    std::vector<std::string> subjects;
+    DeliveryPolicy policy;
+    uint64_t ack_wait_ms = 0;
+    std::map<std::string, std::unique_ptr<Consumer>> consumers;  // by durable name
+    size_t inflight = 0;
+    std::vector<std::function<void(Status)>> ready;
+  };
+
+  void Api(const std::string& subject, std::string body,
+           std::function<void(Status, triggers::BrokerMessage)> done);
+  void SyncStream();
+  void OnStreamInfo(Status s, triggers::BrokerMessage reply);
+  void EnsureConsumers();
+  void CreateConsumer(const std::string& name, Binding* binding, Consumer* consumer);
+  void DeleteConsumer(const std::string& durable);
+  void Pull(Consumer* consumer);
+  void PullAll(const std::string& name);
+  void OnMessage(const std::string& name, const std::string& durable,
+                 triggers::BrokerMessage message);
+  void Finish(const std::string& name, std::string ack, uint32_t attempt,
+              triggers::BrokerMessage event, InvocationOutcome outcome);
+  void Acknowledge(const std::string& ack, const std::string& body);
+  void OnPubAck(uint64_t seq, Status s, const triggers::BrokerMessage& reply);
+  void RunWaiters();
+  // Runs name's ready callbacks if each consumer exists or failed.
+  void CheckReady(const std::string& name);
+  // Fails what waits on the stream and tries again after kRetryMs.
+  void SyncFailed(const Status& s);
+  static void RetryCb(uv_timer_t* timer);
+  std::set<std::string> WantedSubjects() const;
+
+  uv_loop_t* loop_;
+  triggers::Broker* broker_;
+  BrokerRequests* requests_;
+  EventTriggers* events_;
+  EventQueue* queue_;
+  DispatcherLookup lookup_;
+  std::function<size_t(const std::string&)> capacity_;
+  LoopThread loop_thread_;
+  std::map<std::string, Binding> bindings_;
+  std::string inbox_prefix_;
+  // The stream's subjects as last seen on the server (ours included once
+  // synced); a publish on one of them is a JetStream publish.
+  std::vector<std::string> stream_subjects_;
+  bool stream_ready_ = false;
+  bool syncing_ = false;
+  bool sync_again_ = false;
+  bool stopped_ = false;
+  uv_timer_t* retry_timer_;  // owned; closed by Close
+  // Publishing: sequence numbers of publishes awaiting their PubAck, the
+  // failures among them, and the callbacks waiting for them.
+  uint64_t next_publish_ = 1;
+  std::set<uint64_t> unacked_;
+  std::map<uint64_t, Status> failed_;
+  struct Waiter {
+    uint64_t from, through;
+    std::function<void(Status)> done;
+  };
+  std::vector<Waiter> waiters_;
+  uint64_t last_barrier_ = 0;
+  std::shared_ptr<int> alive_ = std::make_shared<int>(0);
+  JetStreamCounters counters_;
+};
+
+}  // namespace wisp::runtime
+
+#endif  // WISP_RUNTIME_JETSTREAM_DELIVERY_H_
