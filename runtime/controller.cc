@@ -169,9 +169,17 @@ Status Controller::StartBroker() {
   durable_ = std::make_unique<DurableDelivery>(loop_, event_queue_.get(), events_.get(), dispatcher,
                                                capacity);
   if (!options_.nats_urls.empty()) {
+    // Fewer held than the local queue hands out: an event held here waits
+    // its turn under a lease, which must outlast the wait.
+    auto held = [this](const std::string& name) -> size_t {
+      auto it = functions_.find(name);
+      return it == functions_.end()
+                 ? 0
+                 : size_t{it->second->record.max_workers} * JetStreamDelivery::kHeldPerWorker;
+    };
     jetstream_ = std::make_unique<JetStreamDelivery>(loop_, broker_.get(), requests_.get(),
                                                      events_.get(), event_queue_.get(), dispatcher,
-                                                     capacity);
+                                                     held);
   }
   timers_ = std::make_unique<TimerTriggers>(
       loop_, [this](const std::string& name, int64_t tick_ms) { FireTimer(name, tick_ms); });
@@ -248,9 +256,9 @@ void Controller::BindTriggers(const FunctionRecord& record) {
   if (!record.durable && jetstream_subjects.empty()) return jetstream_->Remove(record.name);
   if (!record.durable) policy.max_attempts = 1;  // a missed tick is not run again
   // The lease outlasts every event this controller may hold for it: those
-  // waiting in its queue, then its own run.
-  const uint64_t lease_ms =
-      record.timeout_ms * (options_.pipeline_depth + 1) + JetStreamDelivery::kLeaseMarginMs;
+  // ahead of it on its worker, then its own run.
+  const uint64_t lease_ms = record.timeout_ms * (JetStreamDelivery::kHeldPerWorker + 1) +
+                            JetStreamDelivery::kLeaseMarginMs;
   jetstream_->Bind(record.name, std::move(jetstream_subjects), std::move(policy), lease_ms);
 }
 
@@ -715,8 +723,8 @@ void Controller::HandleDeploy(triggers::ReplyToken token, const std::string& nam
     }
     if (!ready.ok()) {
       return ReplyError(token, 503, "jetstream_unavailable",
-                        name + " is deployed, but its durable triggers are not ready yet (wisp "
-                               "keeps trying): " + ready.message());
+                        name + " is stored, but its durable triggers cannot take events yet: " +
+                            ready.message() + " (wisp keeps trying)");
     }
     ReplyJson(token, status, DescribeJson(*it->second, false));
   });

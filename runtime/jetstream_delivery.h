@@ -75,6 +75,8 @@ class JetStreamDelivery {
   static constexpr int64_t kMaxAgeNs = 7LL * 24 * 3600 * 1000000000LL;
   static constexpr uint64_t kRetryMs = 2000;
   static constexpr uint64_t kLeaseMarginMs = 5000;
+  // Events held per worker of a function (running or queued for it).
+  static constexpr size_t kHeldPerWorker = 2;
   static constexpr int kMaxAckPending = 10000;
   static constexpr uint64_t kPullExpiresMs = 5000;
   static constexpr uint64_t kApiTimeoutMs = 5000;

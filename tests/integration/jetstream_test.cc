@@ -1,0 +1,205 @@
+// Durable triggers shared through JetStream by several controllers on one
+// real nats-server -js: a three-stage pipeline whose controllers are killed
+// with SIGKILL while events arrive (every accepted event reaches the sink,
+// on whichever controller), a schedule deployed on two controllers that
+// runs once per tick, and the clear refusal when the server has no
+// JetStream.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tests/integration/harness.h"
+#include "tests/support/nats_server.h"
+
+namespace wisp::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+std::map<std::string, int> CountLines(const std::string& path) {
+  std::map<std::string, int> counts;
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line)) ++counts[line];
+  return counts;
+}
+
+class JetStreamTest : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_TRUE(nats_.Start()); }
+
+  // Starts controller i (0 or 1) on the shared server.
+  Controller* StartController(int i) {
+    if (!controllers_[i]) {
+      controllers_[i] = std::make_unique<Controller>(dirs_[i].path(),
+                                                     std::vector<std::string>{"--nats", nats_.url()});
+    }
+    std::string error;
+    EXPECT_TRUE(controllers_[i]->Start(&error)) << "controller " << i << ": " << error;
+    return controllers_[i].get();
+  }
+
+  void DeployOn(int i, const std::string& function, const std::string& name,
+                std::vector<std::string> args) {
+    CliResult r = controllers_[i]->Deploy(TestFunctionPath(function), name, std::move(args));
+    ASSERT_EQ(r.exit_code, 0) << "deploy " << name << " on controller " << i << ": " << r.err;
+  }
+
+  void TearDown() override {
+    for (int i = 0; i < 2; ++i) {
+      if (!controllers_[i]) continue;
+      if (HasFailure()) {
+        std::fprintf(stderr, "---- controller %d log ----\n%s", i, controllers_[i]->Log().c_str());
+      }
+      controllers_[i]->Stop();
+    }
+    if (HasFailure()) std::fprintf(stderr, "---- nats-server log ----\n%s", nats_.Log().c_str());
+  }
+
+  NatsServerProcess nats_{NatsServerOptions{.jetstream = true}};
+  TempDir shared_;  // the sink's file, written by both controllers' workers
+  TempDir dirs_[2];
+  std::unique_ptr<Controller> controllers_[2];
+};
+
+TEST_F(JetStreamTest, NoAcceptedEventIsLostWhenControllersAreKilled) {
+  constexpr int kEvents = 3000;
+  constexpr int kPublishers = 4;
+  const std::string sink = shared_.path() + "/sink.txt";
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_NE(StartController(i), nullptr);
+    ASSERT_FALSE(HasFailure());
+    // A short timeout keeps the lease (3 x timeout + 5 s) short.
+    const std::vector<std::string> common = {"--durable", "--timeout", "1s", "--backoff", "50ms",
+                                             "--max-attempts", "100"};
+    auto with = [&](std::vector<std::string> args) {
+      args.insert(args.end(), common.begin(), common.end());
+      return args;
+    };
+    DeployOn(i, "forward", "stage-a", with({"--subscribe", "js.new", "--env", "FORWARD_TO=js.a"}));
+    DeployOn(i, "forward", "stage-b", with({"--subscribe", "js.a", "--env", "FORWARD_TO=js.b"}));
+    DeployOn(i, "journal", "sink", with({"--subscribe", "js.b", "--env", "JOURNAL=" + sink}));
+  }
+
+  // Each event goes to either controller; one refused (down) goes to the
+  // other, with the same ce-id, until one takes it.
+  std::atomic<int> ports[2] = {controllers_[0]->port(), controllers_[1]->port()};
+  std::atomic<int> accepted{0};
+  std::atomic<int> refused{0};
+  const std::string tokens[2] = {controllers_[0]->token(), controllers_[1]->token()};
+  std::vector<std::thread> publishers;
+  for (int t = 0; t < kPublishers; ++t) {
+    publishers.emplace_back([&, t] {
+      std::unique_ptr<runtime::HttpClient> clients[2];
+      int client_ports[2] = {0, 0};
+      int which = t % 2;
+      for (int i = t; i < kEvents; i += kPublishers) {
+        const std::string id = "evt-" + std::to_string(i);
+        while (true) {
+          which = 1 - which;
+          if (clients[which] == nullptr || client_ports[which] != ports[which].load()) {
+            client_ports[which] = ports[which].load();
+            clients[which] =
+                std::make_unique<runtime::HttpClient>("127.0.0.1", client_ports[which], 5000);
+          }
+          StatusOr<runtime::HttpClientResponse> r = clients[which]->Request(
+              "POST", "/v1/events/js.new",
+              {{"Authorization", "Bearer " + tokens[which]}, {"ce-id", id}}, id);
+          if (r.ok() && r->status == 202) break;
+          ++refused;
+          clients[which].reset();
+          std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        }
+        ++accepted;
+      }
+    });
+  }
+
+  // Each controller is killed once while events arrive, and comes back.
+  std::mt19937 random(std::random_device{}());
+  std::uniform_int_distribution<int> point(300, kEvents / 2);
+  const int kill_at[2] = {point(random), kEvents / 2 + point(random) / 2};
+  for (int i = 0; i < 2; ++i) {
+    while (accepted.load() < kill_at[i]) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    controllers_[i]->Kill();
+    std::fprintf(stderr, "killed controller %d after %d accepted events, %zu at the sink\n", i,
+                 accepted.load(), CountLines(sink).size());
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    std::string error;
+    if (!controllers_[i]->Start(&error)) {
+      for (std::thread& p : publishers) p.detach();
+      FAIL() << "restart of controller " << i << " failed: " << error;
+    }
+    ports[i] = controllers_[i]->port();
+  }
+  for (std::thread& p : publishers) p.join();
+
+  std::map<std::string, int> seen;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (std::chrono::steady_clock::now() < deadline) {
+    seen = CountLines(sink);
+    if (seen.size() >= static_cast<size_t>(kEvents)) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  int missing = 0;
+  std::string first_missing;
+  for (int i = 0; i < kEvents; ++i) {
+    if (seen.count("evt-" + std::to_string(i)) == 0 && missing++ == 0) {
+      first_missing = "evt-" + std::to_string(i);
+    }
+  }
+  int duplicates = 0;
+  for (const auto& [id, count] : seen) duplicates += count - 1;
+  std::fprintf(stderr,
+               "JetStream pipeline on two controllers, each killed once: %d events accepted (%d "
+               "publish attempts refused), %zu distinct at the sink, %d missing, %d duplicates\n",
+               accepted.load(), refused.load(), seen.size(), missing, duplicates);
+  EXPECT_EQ(missing, 0) << "every accepted event should reach the sink; first missing: "
+                        << first_missing;
+  EXPECT_EQ(seen.size(), static_cast<size_t>(kEvents)) << "the sink saw ids nobody published";
+}
+
+TEST_F(JetStreamTest, AScheduleOnTwoControllersRunsOncePerTick) {
+  const std::string journal = shared_.path() + "/ticks.txt";
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_NE(StartController(i), nullptr);
+    ASSERT_FALSE(HasFailure());
+    DeployOn(i, "journal", "ticker", {"--every", "1s", "--env", "JOURNAL=" + journal});
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(4500));
+  const std::map<std::string, int> ticks = CountLines(journal);
+  EXPECT_GE(ticks.size(), 3u) << "expected a run per second for 4.5 s";
+  for (const auto& [tick, runs] : ticks) {
+    EXPECT_EQ(runs, 1) << "the tick " << tick << " ran " << runs << " times on two controllers";
+  }
+}
+
+TEST_F(JetStreamTest, ADurableDeployNeedsJetStream) {
+  NatsServerProcess plain;  // no -js
+  ASSERT_TRUE(plain.Start());
+  Controller controller(dirs_[0].path(), {"--nats", plain.url()});
+  std::string error;
+  ASSERT_TRUE(controller.Start(&error)) << error;
+  CliResult r = controller.Deploy(TestFunctionPath("journal"), "needs-js",
+                                  {"--subscribe", "a.b", "--durable"});
+  EXPECT_NE(r.exit_code, 0) << "a durable deploy without JetStream should fail: " << r.out;
+  EXPECT_THAT(r.err, HasSubstr("JetStream")) << r.err;
+  // Plain subscriptions do not need it.
+  r = controller.Deploy(TestFunctionPath("journal"), "plain", {"--subscribe", "a.c"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  controller.Stop();
+}
+
+}  // namespace
+}  // namespace wisp::testing
