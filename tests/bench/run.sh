@@ -20,6 +20,20 @@
 #   6. recording: two controllers, one with invocation records and logs (the
 #      default) and one with --no-records, -c32 on hello alternated in
 #      RECORD_ROUNDS rounds; the ratio of their means (target >= 0.9).
+#   7. pipeline, when nats-server is installed (after events): a three-stage
+#      event pipeline, forward -> forward -> journal (FORWARD_TO, JOURNAL),
+#      fed through POST /v1/events/pipe.new by PIPELINE_PUBLISHERS concurrent
+#      HTTP publishers, with wisp_bench_pipeline (tests/bench/pipeline_bench.cc)
+#      reading the sink's file back as it grows; in three modes, each on its own
+#      controller: plain subscriptions on the embedded broker, --durable on the
+#      embedded broker (sqlite queue), --durable on JetStream (`wisp up --nats`
+#      on a nats-server -js). Events/s (first publish -> all N at the sink) and
+#      end-to-end latency p50/p99 (events one at a time: POST sent -> line at
+#      the sink), as ratios to the floor: the same three hops on raw nats.c
+#      (subscribers republishing, the last appending the line), measured first
+#      on the same nats-server; the JetStream mode's latency also against a raw
+#      js_Publish awaiting its PubAck (storing one event). No targets; a lost
+#      event counts as a failure.
 # Every wisp figure is printed next to the floor's from the same run, as a ratio
 # (DESIGN.md: "A benchmark reports its figure as a ratio to a floor measured in
 # the same run"), and cold start and RSS against the targets.
@@ -41,6 +55,15 @@
 #   EVENTS_FLOOR_MSGS      raw pub -> sub messages per round (default: 200000)
 #   EVENTS_WISP_EVENTS     events through relay per round (default: 50000)
 #   EVENTS_REQUESTS        timed requests per round, after 200 warm-up (default: 2000)
+#   WISP_BENCH_PIPELINE    0: skip the pipeline section (default 1: run it if
+#                          nats-server is found, as for events)
+#   WISP_BENCH_PIPELINE_ONLY 1: run only the pipeline section
+#   PIPELINE_EVENTS        events per throughput round, each mode (default: 5000)
+#   PIPELINE_PUBLISHERS    concurrent HTTP publishers (default: 4)
+#   PIPELINE_LATENCY_EVENTS sequential events per latency round (default: 300)
+#   PIPELINE_GAP_US        pause between latency events, us (default: 2000)
+#   PIPELINE_ROUNDS        throughput + latency rounds per mode, medians (default: 3)
+#   PIPELINE_FLOOR_EVENTS  raw nats.c messages per floor throughput round (default: 50000)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -73,6 +96,7 @@ done
 
 # ---------------------------------------------------------------- build
 FLOOR_ONLY="${WISP_BENCH_FLOOR_ONLY:-0}"
+PIPELINE_ONLY="${WISP_BENCH_PIPELINE_ONLY:-0}"
 if [[ "${WISP_BENCH_NO_BUILD:-0}" == "1" ]]; then
   log "using the binaries in $BUILD_DIR (WISP_BENCH_NO_BUILD=1)"
 elif [[ ! -f "$BUILD_DIR/CMakeCache.txt" ]]; then
@@ -83,9 +107,11 @@ if [[ "${WISP_BENCH_NO_BUILD:-0}" != "1" ]]; then
   log "building into $BUILD_DIR"
   if [[ "$FLOOR_ONLY" == "1" ]]; then
     targets=(wisp_bench_floor)
+  elif [[ "$PIPELINE_ONLY" == "1" ]]; then
+    targets=(wisp wisp-worker wisp_warmup wisp_bench_pipeline testfn_forward testfn_journal)
   else
     targets=(wisp wisp-worker wisp_warmup wisp_bench_floor wisp_bench_cold_start hello
-      wisp_bench_events testfn_relay)
+      wisp_bench_events testfn_relay wisp_bench_pipeline testfn_forward testfn_journal)
   fi
   cmake --build "$BUILD_DIR" -j"$(nproc)" --target "${targets[@]}" >"$BUILD_DIR/bench-build.log" 2>&1 || {
     tail -30 "$BUILD_DIR/bench-build.log" >&2
@@ -317,7 +343,7 @@ print_events_rows() {
   fi
 }
 
-if [[ "$FLOOR_ONLY" != "1" && "${WISP_BENCH_EVENTS:-1}" == "1" ]]; then
+if [[ "$FLOOR_ONLY" != "1" && "$PIPELINE_ONLY" != "1" && "${WISP_BENCH_EVENTS:-1}" == "1" ]]; then
   run_events
 fi
 if [[ "$EVENTS_ONLY" == "1" ]]; then
@@ -337,6 +363,217 @@ if [[ "$EVENTS_ONLY" == "1" ]]; then
   exit 0
 fi
 # ---------------------------------------------------------------- end of events
+
+# ---------------------------------------------------------------- pipeline
+# A nats-server -js on a free port for the floors and the JetStream mode; per
+# mode a controller of its own (fresh data dir, free port), the three stages
+# deployed, wisp_bench_pipeline run against it, the controller stopped. A mode
+# that fails is reported (with its controller log's tail) and the others run.
+PIPELINE_RAN=0
+PIPELINE_MODES=(plain durable jetstream)
+declare -A PIPELINE_LABEL=(
+  [plain]="plain subscriptions, embedded broker"
+  [durable]="--durable, embedded broker (sqlite)"
+  [jetstream]="--durable, NATS JetStream"
+)
+declare -A PL_RESULT=()  # mode -> its "pipeline mode=wisp ..." line, or empty (failed)
+
+pipeline_field() {  # FILE KEY
+  sed -nE "s/.* $2=([0-9.]+).*/\1/p" "$1" 2>/dev/null | head -1
+}
+pipeline_ratio() {  # A B: A / B as "0.123x", or "-"
+  awk -v a="$1" -v b="$2" 'BEGIN { if (a != "" && b > 0) printf "%.3fx", a / b; else print "-" }'
+}
+
+# pipeline_mode MODE UP_ARGS... -- DEPLOY_ARGS...
+pipeline_mode() {
+  local mode="$1"
+  shift
+  local up_args=() deploy_args=()
+  while (($# > 0)) && [[ "$1" != "--" ]]; do up_args+=("$1"); shift; done
+  (($# > 0)) && shift
+  deploy_args=("$@")
+  local dir="$WORK/pipeline-$mode" port url token sink rc=0
+  mkdir -p "$dir/data"
+  port="$(free_port)"
+  url="http://127.0.0.1:$port"
+  sink="$dir/sink.txt"
+  : >"$sink"
+  # A generous queue: up to PIPELINE_PUBLISHERS events arrive at once, and a
+  # plain subscription's events beyond --max-queue would be dropped.
+  "$BIN/wisp" up --listen "127.0.0.1:$port" --data "$dir/data" --warm-pool "$WARM_POOL" \
+    --max-queue 100000 "${up_args[@]}" >"$dir/controller.log" 2>&1 &
+  CONTROLLER_PID=$!
+  if ! wait_http "$CONTROLLER_PID" "$url/healthz"; then
+    log "pipeline: $mode: wisp up did not answer $url/healthz; its log:"
+    tail -20 "$dir/controller.log" >&2
+    WARNINGS+=("pipeline $mode: the controller did not start")
+    stop_controller
+    return 0
+  fi
+  token="$(cat "$dir/data/token")"
+  local fn_dir="$BUILD_DIR/functions/testing" stage fn name subject env
+  for stage in "forward stage-a pipe.new FORWARD_TO=pipe.a" \
+               "forward stage-b pipe.a FORWARD_TO=pipe.b" \
+               "journal sink pipe.b JOURNAL=$sink"; do
+    read -r fn name subject env <<<"$stage"
+    if ! WISP_TOKEN="$token" "$BIN/wisp" deploy "$fn_dir/$fn.so" --name "$name" \
+        --subscribe "$subject" --env "$env" "${deploy_args[@]}" --server "$url" \
+        >>"$dir/deploy.log" 2>&1; then
+      log "pipeline: $mode: deploying $name failed:"
+      tail -5 "$dir/deploy.log" >&2
+      tail -20 "$dir/controller.log" >&2
+      WARNINGS+=("pipeline $mode: deploying $name failed: $(tail -1 "$dir/deploy.log")")
+      stop_controller
+      return 0
+    fi
+  done
+  log "pipeline: $mode on $url: ${PIPELINE_ROUNDS} rounds of ${PIPELINE_EVENTS} events, ${PIPELINE_LATENCY_EVENTS} sequential"
+  # timeout: a backstop; the helper gives up by itself after 15 s without progress.
+  timeout -k 5 150 "$BIN/wisp_bench_pipeline" wisp --server "127.0.0.1:$port" --token "$token" \
+    --subject pipe.new --sink "$sink" --events "$PIPELINE_EVENTS" \
+    --publishers "$PIPELINE_PUBLISHERS" --latency-events "$PIPELINE_LATENCY_EVENTS" \
+    --gap-us "$PIPELINE_GAP_US" --rounds "$PIPELINE_ROUNDS" \
+    >"$dir/result.txt" 2>"$dir/err.txt" || rc=$?
+  sed "s/^pipeline_bench: /bench: pipeline: $mode: /" "$dir/err.txt" >&2
+  if grep -q '^pipeline mode=wisp' "$dir/result.txt"; then
+    PL_RESULT[$mode]="$dir/result.txt"
+  fi
+  if ((rc != 0)); then
+    log "pipeline: $mode: wisp_bench_pipeline exited $rc; the controller log's tail:"
+    tail -20 "$dir/controller.log" >&2
+    WARNINGS+=("pipeline $mode: wisp_bench_pipeline exited $rc (lost events, failed publishes or a hang; log: $(tail -1 "$dir/controller.log"))")
+  fi
+  stop_controller
+}
+
+run_pipeline() {
+  PIPELINE_EVENTS="${PIPELINE_EVENTS:-5000}"
+  PIPELINE_PUBLISHERS="${PIPELINE_PUBLISHERS:-4}"
+  PIPELINE_LATENCY_EVENTS="${PIPELINE_LATENCY_EVENTS:-300}"
+  PIPELINE_GAP_US="${PIPELINE_GAP_US:-2000}"
+  PIPELINE_ROUNDS="${PIPELINE_ROUNDS:-3}"
+  PIPELINE_FLOOR_EVENTS="${PIPELINE_FLOOR_EVENTS:-50000}"
+  local nats_bin
+  nats_bin="$(find_nats_server || true)"
+  if [[ -z "$nats_bin" ]]; then
+    log "pipeline: nats-server not found, skipping (set WISP_NATS_SERVER)"
+    WARNINGS+=("pipeline: skipped, no nats-server")
+    return 0
+  fi
+  local nats_port url
+  nats_port="$(free_port)"
+  mkdir -p "$WORK/pipeline-js"
+  "$nats_bin" -js -a 127.0.0.1 -p "$nats_port" -sd "$WORK/pipeline-js" \
+    >"$WORK/pipeline-nats-server.log" 2>&1 &
+  NATS_PID=$!
+  wait_tcp "$NATS_PID" "$nats_port" || {
+    cat "$WORK/pipeline-nats-server.log" >&2
+    die "nats-server -js did not start"
+  }
+  url="nats://127.0.0.1:$nats_port"
+
+  log "pipeline: floor, raw nats.c on $url: 3 rounds of $PIPELINE_FLOOR_EVENTS msgs, $PIPELINE_LATENCY_EVENTS sequential"
+  local rc=0
+  timeout -k 5 120 "$BIN/wisp_bench_pipeline" floor --nats "$url" --dir "$WORK" \
+    --events "$PIPELINE_FLOOR_EVENTS" --latency-events "$PIPELINE_LATENCY_EVENTS" \
+    --gap-us "$PIPELINE_GAP_US" --rounds 3 \
+    >"$WORK/pipeline-floor.txt" 2>"$WORK/pipeline-floor.err" || rc=$?
+  sed 's/^pipeline_bench: /bench: pipeline: /' "$WORK/pipeline-floor.err" >&2
+  grep -q '^pipeline mode=floor' "$WORK/pipeline-floor.txt" ||
+    die "the pipeline floor failed (exit $rc)"
+  ((rc == 0)) || WARNINGS+=("pipeline floor: messages lost on raw nats.c (exit $rc)")
+  rc=0
+  timeout -k 5 60 "$BIN/wisp_bench_pipeline" jsfloor --nats "$url" \
+    --latency-events "$PIPELINE_LATENCY_EVENTS" --gap-us "$PIPELINE_GAP_US" \
+    >"$WORK/pipeline-jsfloor.txt" 2>"$WORK/pipeline-jsfloor.err" || rc=$?
+  sed 's/^pipeline_bench: /bench: pipeline: /' "$WORK/pipeline-jsfloor.err" >&2
+  ((rc == 0)) || WARNINGS+=("pipeline: the JetStream publish floor failed (exit $rc)")
+
+  pipeline_mode plain
+  pipeline_mode durable -- --durable
+  pipeline_mode jetstream --nats "$url" -- --durable
+  PIPELINE_RAN=1
+  stop_pid "$NATS_PID"
+  NATS_PID=
+}
+
+# The pipeline rows of the report (MISSED counts a mode that failed or lost events).
+print_pipeline_rows() {
+  ((PIPELINE_RAN)) || return 0
+  local floor="$WORK/pipeline-floor.txt" jsfloor="$WORK/pipeline-jsfloor.txt"
+  local f_rate f_p50 f_p99 j_p50 j_p99
+  f_rate="$(pipeline_field "$floor" events_per_s)"
+  f_p50="$(pipeline_field "$floor" p50_us)"; f_p99="$(pipeline_field "$floor" p99_us)"
+  j_p50="$(pipeline_field "$jsfloor" p50_us)"; j_p99="$(pipeline_field "$jsfloor" p99_us)"
+  local fmt='%-40s %10s %8s %10s %8s %10s %8s %9s %8s\n'
+  echo
+  echo "pipeline: forward -> forward -> journal, POST /v1/events by $PIPELINE_PUBLISHERS publishers," \
+    "$PIPELINE_EVENTS events a round; latency: $PIPELINE_LATENCY_EVENTS one at a time," \
+    "$PIPELINE_GAP_US us apart, POST -> line at the sink; medians of $PIPELINE_ROUNDS rounds"
+  printf "$fmt" "mode" "events/s" "ratio" "p50 (us)" "ratio" "p99 (us)" "ratio" "lost/dup" "verdict"
+  printf "$fmt" "----------------------------------------" "----------" "--------" "----------" \
+    "--------" "----------" "--------" "---------" "--------"
+  printf "$fmt" "floor: raw nats.c, 3 hops (median of 3)" "$f_rate" "1x" "$f_p50" "1x" "$f_p99" "1x" \
+    "$(pipeline_field "$floor" lost)/0" ""
+  local mode res rate p50 p99 lost dup v
+  for mode in "${PIPELINE_MODES[@]}"; do
+    res="${PL_RESULT[$mode]:-}"
+    if [[ -z "$res" ]]; then
+      printf "$fmt" "${PIPELINE_LABEL[$mode]}" "-" "" "-" "" "-" "" "" "FAILED"
+      MISSED=$((MISSED + 1))
+      continue
+    fi
+    rate="$(pipeline_field "$res" events_per_s)"
+    p50="$(pipeline_field "$res" p50_us)"; p99="$(pipeline_field "$res" p99_us)"
+    lost="$(pipeline_field "$res" lost)"; dup="$(pipeline_field "$res" duplicates)"
+    v=ok
+    if [[ "$lost" != "0" || "$(pipeline_field "$res" publish_failures)" != "0" ]]; then
+      v=FAILED
+      MISSED=$((MISSED + 1))
+    fi
+    printf "$fmt" "${PIPELINE_LABEL[$mode]}" "$rate" "$(pipeline_ratio "$rate" "$f_rate")" \
+      "$p50" "$(pipeline_ratio "$p50" "$f_p50")" \
+      "$p99" "$(pipeline_ratio "$p99" "$f_p99")" "$lost/$dup" "$v"
+  done
+  if [[ -n "$j_p50" ]]; then
+    printf "$fmt" "floor: js_Publish awaiting its PubAck" "" "" "$j_p50" "1x" "$j_p99" "1x" "" ""
+    res="${PL_RESULT[jetstream]:-}"
+    if [[ -n "$res" ]]; then
+      p50="$(pipeline_field "$res" p50_us)"; p99="$(pipeline_field "$res" p99_us)"
+      printf "$fmt" "--durable, JetStream, to that floor" "" "" "$p50" \
+        "$(pipeline_ratio "$p50" "$j_p50")" "$p99" \
+        "$(pipeline_ratio "$p99" "$j_p99")" "" ""
+    fi
+  fi
+  local accepted=""
+  for mode in "${PIPELINE_MODES[@]}"; do
+    res="${PL_RESULT[$mode]:-}"
+    [[ -z "$res" ]] || accepted+="${accepted:+, }$mode $(pipeline_field "$res" accept_per_s)"
+  done
+  echo "(accepted events/s, N / the last 202: $accepted; lost/dup summed over rounds)"
+}
+
+if [[ "$FLOOR_ONLY" != "1" && "$EVENTS_ONLY" != "1" && "${WISP_BENCH_PIPELINE:-1}" == "1" ]]; then
+  run_pipeline
+fi
+if [[ "$PIPELINE_ONLY" == "1" ]]; then
+  MISSED=0
+  echo
+  echo "wisp pipeline benchmark ($(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPUs)"
+  print_pipeline_rows
+  if ((${#WARNINGS[@]} > 0)); then
+    echo
+    printf 'warning: %s\n' "${WARNINGS[@]}"
+  fi
+  if ((MISSED > 0)); then
+    echo
+    echo "$MISSED pipeline mode(s) failed"
+    [[ "${WISP_BENCH_STRICT:-0}" != "1" ]] || exit 1
+  fi
+  exit 0
+fi
+# ---------------------------------------------------------------- end of pipeline
 
 # ---------------------------------------------------------------- floor
 FLOOR_PORT="$(free_port)"
@@ -604,6 +841,7 @@ printf '%-44s %12s %12s %10s\n' "controller RSS, after the loads (MiB)" "$(mb "$
 printf '%-44s %12s %12s %10s\n' "controller RSS, after $COLD_TOTAL cold starts (MiB)" "$(mb "$CONTROLLER_FINAL_RSS_KB")" "" ""
 
 print_events_rows
+print_pipeline_rows
 
 if ((${#WARNINGS[@]} > 0)); then
   echo
