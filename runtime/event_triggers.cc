@@ -159,6 +159,12 @@ void EventTriggers::OnMessage(const std::string& name, const std::string& subjec
     ++endpoint;
   }
   ++counters_.received;
+  // A JetStream publish (wisp's own on a durable subject, or a client's
+  // with a Nats-Msg-Id) waits on its reply subject for the stream's PubAck:
+  // here it is an event, never a request to answer.
+  if (!message.reply.empty() && triggers::FindHeader(message.headers, "Nats-Msg-Id") != nullptr) {
+    message.reply.clear();
+  }
   if (!message.reply.empty() && !triggers::ValidatePublishSubject(message.reply).ok()) {
     message.reply.clear();  // nobody can be answered there
     return Refuse(binding, endpoint, message, 400, "the reply subject is not a valid subject");

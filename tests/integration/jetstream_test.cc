@@ -189,6 +189,28 @@ TEST_F(JetStreamTest, AScheduleOnTwoControllersRunsOncePerTick) {
   }
 }
 
+TEST_F(JetStreamTest, APlainSubscriberOfADurableSubjectGetsEventsNotRequests) {
+  ASSERT_NE(StartController(0), nullptr);
+  ASSERT_FALSE(HasFailure());
+  const std::string durable_sink = shared_.path() + "/durable.txt";
+  const std::string plain_sink = shared_.path() + "/plain.txt";
+  DeployOn(0, "journal", "durable-sink",
+           {"--subscribe", "both.new", "--durable", "--env", "JOURNAL=" + durable_sink});
+  DeployOn(0, "journal", "plain-sink", {"--subscribe", "both.new", "--env", "JOURNAL=" + plain_sink});
+  for (int i = 0; i < 50; ++i) {
+    runtime::HttpClientResponse r =
+        controllers_[0]->Call("POST", "/v1/events/both.new", "e" + std::to_string(i));
+    ASSERT_EQ(r.status, 202) << "publish " << i << ": " << r.body;
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (std::chrono::steady_clock::now() < deadline &&
+         (CountLines(durable_sink).size() < 50 || CountLines(plain_sink).size() < 50)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(CountLines(durable_sink).size(), 50u) << "the durable subscriber's events";
+  EXPECT_EQ(CountLines(plain_sink).size(), 50u) << "the plain subscriber's events";
+}
+
 TEST_F(JetStreamTest, ADurableDeployNeedsJetStream) {
   NatsServerProcess plain;  // no -js
   ASSERT_TRUE(plain.Start());
