@@ -183,7 +183,7 @@ Status Controller::StartBroker() {
   }
   timers_ = std::make_unique<TimerTriggers>(
       loop_, [this](const std::string& name, int64_t tick_ms) { FireTimer(name, tick_ms); });
-  events_->set_capture([this](const triggers::BrokerMessage& message, bool* published) {
+  events_->set_capture([this](triggers::BrokerMessage& message, bool* published) {
     if (jetstream_ != nullptr) return jetstream_->Capture(message, published);
     size_t stored = 0;
     return durable_->Capture(message, &stored);

@@ -113,8 +113,9 @@ class EventTriggers {
   // Called with each event published through PublishEmitted or
   // PublishEvent before the broker gets it (durable capture); an error
   // fails the publish. A capture that published the event itself (a
-  // JetStream publish) sets *published and the broker publish is skipped.
-  using Capture = std::function<Status(const triggers::BrokerMessage&, bool* published)>;
+  // JetStream publish, which may move from the message) sets *published
+  // and the broker publish is skipped.
+  using Capture = std::function<Status(triggers::BrokerMessage&, bool* published)>;
   void set_capture(Capture capture) {
     capture_ = std::move(capture);
   }

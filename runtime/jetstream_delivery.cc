@@ -493,7 +493,7 @@ void JetStreamDelivery::Acknowledge(const std::string& ack, const std::string& b
   if (!s.ok()) std::fprintf(stderr, "wisp: jetstream: ack: %s\n", s.ToString().c_str());
 }
 
-Status JetStreamDelivery::Capture(const triggers::BrokerMessage& message, bool* published) {
+Status JetStreamDelivery::Capture(triggers::BrokerMessage& message, bool* published) {
   WISP_ASSERT_LOOP_THREAD(loop_thread_);
   *published = false;
   bool in_stream = false;
@@ -501,14 +501,13 @@ Status JetStreamDelivery::Capture(const triggers::BrokerMessage& message, bool* 
     in_stream = in_stream || triggers::SubjectMatches(subject, message.subject);
   }
   if (!in_stream) return Status::OK();
-  triggers::BrokerMessage copy = message;
   if (const std::string* id = triggers::FindHeader(message.headers, "ce-id")) {
-    copy.headers.emplace_back("Nats-Msg-Id", *id);
+    message.headers.emplace_back("Nats-Msg-Id", std::string(*id));
   }
   const uint64_t seq = next_publish_++;
   unacked_.insert(seq);
   std::weak_ptr<int> alive = alive_;
-  requests_->Request(std::move(copy), kApiTimeoutMs,
+  requests_->Request(std::move(message), kApiTimeoutMs,
                      [this, alive, seq](Status s, triggers::BrokerMessage reply) {
                        if (alive.expired()) return;
                        OnPubAck(seq, std::move(s), reply);
@@ -520,7 +519,7 @@ Status JetStreamDelivery::Capture(const triggers::BrokerMessage& message, bool* 
 void JetStreamDelivery::OnPubAck(uint64_t seq, Status s, const triggers::BrokerMessage& reply) {
   jetstream::PubAck ack;
   if (s.ok() && !ParseReply(reply.data, &ack)) {
-    s = Status::Corruption("JetStream publish: unreadable acknowledgement");
+    s = Status::Corruption("JetStream publish: unreadable acknowledgement '" + reply.data.substr(0, 200) + "'");
   }
   if (s.ok() && ack.has_error()) s = ApiFailure("publish", ack.error());
   if (!s.ok() && s.code() == Status::Code::kNotFound) {

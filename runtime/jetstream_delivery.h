@@ -101,8 +101,9 @@ class JetStreamDelivery {
   void Remove(const std::string& name);
 
   // If message's subject is one of the stream's, publishes it to JetStream
-  // (see Publishing) and sets *published; else leaves it to the caller.
-  [[nodiscard]] Status Capture(const triggers::BrokerMessage& message, bool* published);
+  // (see Publishing), moving from it, and sets *published; else leaves it
+  // untouched to the caller.
+  [[nodiscard]] Status Capture(triggers::BrokerMessage& message, bool* published);
   // See Publishing above.
   void AfterStored(std::function<void(Status)> done);
 

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "tests/integration/harness.h"
+#include "tests/integration/sink_tally.h"
 
 namespace wisp::testing {
 namespace {
@@ -25,14 +26,6 @@ namespace {
 constexpr int kEvents = 10000;
 constexpr int kKills = 3;
 constexpr int kPublishers = 4;
-
-std::map<std::string, int> CountLines(const std::string& path) {
-  std::map<std::string, int> counts;
-  std::ifstream in(path);
-  std::string line;
-  while (std::getline(in, line)) ++counts[line];
-  return counts;
-}
 
 TEST(DurableCrashTest, NoAcceptedEventIsLostWhenTheControllerIsKilled) {
   TempDir dir;
@@ -108,30 +101,16 @@ TEST(DurableCrashTest, NoAcceptedEventIsLostWhenTheControllerIsKilled) {
   }
   for (std::thread& p : publishers) p.join();
 
-  std::map<std::string, int> seen;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(180);
-  while (std::chrono::steady_clock::now() < deadline) {
-    seen = CountLines(sink);
-    if (seen.size() >= static_cast<size_t>(kEvents)) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  }
-  int missing = 0;
-  std::string first_missing;
-  for (int i = 0; i < kEvents; ++i) {
-    if (seen.count("evt-" + std::to_string(i)) == 0 && missing++ == 0) {
-      first_missing = "evt-" + std::to_string(i);
-    }
-  }
-  int duplicates = 0;
-  for (const auto& [id, count] : seen) duplicates += count - 1;
+  const SinkTally tally = WaitForSink(sink, kEvents, "evt-", std::chrono::seconds(180));
   std::fprintf(stderr,
                "durable pipeline through %d kill -9s: %d events accepted (%d publish attempts "
                "refused while down), %zu distinct at the sink, %d missing, %d duplicates\n",
-               kKills, accepted.load(), refused.load(), seen.size(), missing, duplicates);
-  EXPECT_EQ(missing, 0) << "every accepted event should reach the sink; first missing: "
-                        << first_missing << "\n"
+               kKills, accepted.load(), refused.load(), tally.seen.size(), tally.missing,
+               tally.duplicates);
+  EXPECT_EQ(tally.missing, 0) << "every accepted event should reach the sink; first missing: "
+                        << tally.first_missing << "\n"
                         << controller.Log();
-  EXPECT_EQ(seen.size(), static_cast<size_t>(kEvents)) << "the sink saw ids nobody published";
+  EXPECT_EQ(tally.seen.size(), static_cast<size_t>(kEvents)) << "the sink saw ids nobody published";
   controller.Stop();
 }
 

@@ -20,20 +20,13 @@
 #include <vector>
 
 #include "tests/integration/harness.h"
+#include "tests/integration/sink_tally.h"
 #include "tests/support/nats_server.h"
 
 namespace wisp::testing {
 namespace {
 
 using ::testing::HasSubstr;
-
-std::map<std::string, int> CountLines(const std::string& path) {
-  std::map<std::string, int> counts;
-  std::ifstream in(path);
-  std::string line;
-  while (std::getline(in, line)) ++counts[line];
-  return counts;
-}
 
 class JetStreamTest : public ::testing::Test {
  protected:
@@ -149,29 +142,15 @@ TEST_F(JetStreamTest, NoAcceptedEventIsLostWhenControllersAreKilled) {
   }
   for (std::thread& p : publishers) p.join();
 
-  std::map<std::string, int> seen;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(180);
-  while (std::chrono::steady_clock::now() < deadline) {
-    seen = CountLines(sink);
-    if (seen.size() >= static_cast<size_t>(kEvents)) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  }
-  int missing = 0;
-  std::string first_missing;
-  for (int i = 0; i < kEvents; ++i) {
-    if (seen.count("evt-" + std::to_string(i)) == 0 && missing++ == 0) {
-      first_missing = "evt-" + std::to_string(i);
-    }
-  }
-  int duplicates = 0;
-  for (const auto& [id, count] : seen) duplicates += count - 1;
+  const SinkTally tally = WaitForSink(sink, kEvents, "evt-", std::chrono::seconds(180));
   std::fprintf(stderr,
                "JetStream pipeline on two controllers through %d kill -9s: %d events accepted (%d "
                "publish attempts refused), %zu distinct at the sink, %d missing, %d duplicates\n",
-               kKills, accepted.load(), refused.load(), seen.size(), missing, duplicates);
-  EXPECT_EQ(missing, 0) << "every accepted event should reach the sink; first missing: "
-                        << first_missing;
-  EXPECT_EQ(seen.size(), static_cast<size_t>(kEvents)) << "the sink saw ids nobody published";
+               kKills, accepted.load(), refused.load(), tally.seen.size(), tally.missing,
+               tally.duplicates);
+  EXPECT_EQ(tally.missing, 0) << "every accepted event should reach the sink; first missing: "
+                        << tally.first_missing;
+  EXPECT_EQ(tally.seen.size(), static_cast<size_t>(kEvents)) << "the sink saw ids nobody published";
 }
 
 TEST_F(JetStreamTest, AScheduleOnTwoControllersRunsOncePerTick) {
@@ -187,28 +166,6 @@ TEST_F(JetStreamTest, AScheduleOnTwoControllersRunsOncePerTick) {
   for (const auto& [tick, runs] : ticks) {
     EXPECT_EQ(runs, 1) << "the tick " << tick << " ran " << runs << " times on two controllers";
   }
-}
-
-TEST_F(JetStreamTest, APlainSubscriberOfADurableSubjectGetsEventsNotRequests) {
-  ASSERT_NE(StartController(0), nullptr);
-  ASSERT_FALSE(HasFailure());
-  const std::string durable_sink = shared_.path() + "/durable.txt";
-  const std::string plain_sink = shared_.path() + "/plain.txt";
-  DeployOn(0, "journal", "durable-sink",
-           {"--subscribe", "both.new", "--durable", "--env", "JOURNAL=" + durable_sink});
-  DeployOn(0, "journal", "plain-sink", {"--subscribe", "both.new", "--env", "JOURNAL=" + plain_sink});
-  for (int i = 0; i < 50; ++i) {
-    runtime::HttpClientResponse r =
-        controllers_[0]->Call("POST", "/v1/events/both.new", "e" + std::to_string(i));
-    ASSERT_EQ(r.status, 202) << "publish " << i << ": " << r.body;
-  }
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (std::chrono::steady_clock::now() < deadline &&
-         (CountLines(durable_sink).size() < 50 || CountLines(plain_sink).size() < 50)) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  EXPECT_EQ(CountLines(durable_sink).size(), 50u) << "the durable subscriber's events";
-  EXPECT_EQ(CountLines(plain_sink).size(), 50u) << "the plain subscriber's events";
 }
 
 TEST_F(JetStreamTest, ADurableDeployNeedsJetStream) {
