@@ -86,6 +86,10 @@ Controller::~Controller() = default;
 Status Controller::Start() {
   WISP_ASSERT_LOOP_THREAD(loop_thread_);
   WISP_RETURN_IF_ERROR(MakeDir(options_.data_dir));
+  // The token and the database are the controller's alone.
+  if (::chmod(options_.data_dir.c_str(), 0700) != 0) {
+    return Status::FromErrno("chmod 700 " + options_.data_dir, errno);
+  }
   StatusOr<std::string> token = LoadOrCreateToken(options_.data_dir);
   if (!token.ok()) return token.status().WithContext("API token");
   token_ = std::move(token).value();
@@ -97,6 +101,10 @@ Status Controller::Start() {
     WISP_RETURN_IF_ERROR(invocation_log_.Open(options_.data_dir + "/wisp.db", options_.retention)
                              .WithContext("invocation log"));
   }
+  WorkerIdentities::Options identities = options_.worker_identities;
+  identities.data_dir = options_.data_dir;
+  identities_ = std::make_unique<WorkerIdentities>(identities);
+  WISP_RETURN_IF_ERROR(identities_->Start().WithContext("workers"));
   zygote_ = std::make_unique<Zygote>(loop_, options_.worker_path, options_.worker_spin_us);
   WISP_RETURN_IF_ERROR(zygote_->Start());
   pool_ = std::make_unique<WorkerPool>(loop_, zygote_.get(),
@@ -109,10 +117,16 @@ Status Controller::Start() {
   http.max_body_bytes = std::max(options_.max_request_bytes, options_.max_upload_bytes);
   // Only deploys may upload large bodies; an oversized call or event is
   // refused before its body is buffered.
-  http.body_limit = [this](const triggers::HttpRequest& request) {
-    return triggers::RoutePath(request.path).kind == triggers::Route::Kind::kApiFunction
-               ? options_.max_upload_bytes
-               : options_.max_request_bytes;
+  // A function's call takes at most its max_request.
+  http.body_limit = [this](const triggers::HttpRequest& request) -> size_t {
+    const triggers::Route route = triggers::RoutePath(request.path);
+    if (route.kind == triggers::Route::Kind::kApiFunction) return options_.max_upload_bytes;
+    if (route.kind == triggers::Route::Kind::kFunction ||
+        (route.kind == triggers::Route::Kind::kApiFunctionAction && route.rest == "invoke")) {
+      auto it = functions_.find(route.name);
+      if (it != functions_.end()) return it->second->record.limits.max_request_bytes;
+    }
+    return options_.max_request_bytes;
   };
   server_ = std::make_unique<triggers::HttpServer>(
       loop_, http, [this](triggers::ReplyToken token, triggers::HttpRequest request) {
@@ -319,6 +333,7 @@ void Controller::Install(FunctionRecord record) {
   spec.timeout_ms = record.timeout_ms;
   spec.idle_ms = record.idle_ms;
   spec.max_workers = record.max_workers;
+  spec.limits = record.limits;
   spec.pipeline_depth = options_.pipeline_depth;
   spec.max_queue = options_.max_queue;
 
@@ -326,7 +341,8 @@ void Controller::Install(FunctionRecord record) {
   std::unique_ptr<Deployed> old = std::move(slot);
   slot = std::make_unique<Deployed>();
   slot->counters = old ? old->counters : std::make_shared<FunctionCounters>();
-  slot->dispatcher = std::make_unique<Dispatcher>(loop_, pool_.get(), spec, slot->counters.get());
+  slot->dispatcher = std::make_unique<Dispatcher>(loop_, pool_.get(), identities_.get(), spec,
+                                                   slot->counters.get());
   slot->dispatcher->set_load_observer(
       [this, name = record.name](bool loaded) { OnLoadChanged(name, loaded); });
   slot->dispatcher->set_completion_observer(
@@ -664,6 +680,8 @@ void Controller::HandleDeploy(triggers::ReplyToken token, const std::string& nam
   record.timeout_ms = options_.default_timeout_ms;
   record.idle_ms = options_.default_idle_ms;
   record.max_workers = options_.default_max_workers;
+  record.limits.max_request_bytes =
+      std::min<uint64_t>(options_.max_request_bytes, kMaxPayloadLimitBytes);
   record.version.clear();
   Status s = ApplyDeployQuery(request.query, &record);
   if (!s.ok()) return ReplyError(token, 400, "invalid_argument", s.message());
@@ -850,6 +868,13 @@ void Controller::DescribeConfig(const FunctionRecord& record, api::FunctionConfi
   for (const auto& [key, value] : record.env) (*config->mutable_env())[key] = value;
   config->set_every_ms(static_cast<uint32_t>(record.every_ms));
   config->set_cron(record.cron);
+  config->set_memory_bytes(record.limits.memory_bytes);
+  config->set_cpu_ms(record.limits.cpu_ms);
+  config->set_open_files(record.limits.open_files);
+  config->set_processes(record.limits.processes);
+  config->set_max_request_bytes(record.limits.max_request_bytes);
+  config->set_max_reply_bytes(record.limits.max_reply_bytes);
+  config->set_max_events(record.limits.max_events);
   if (record.durable) {
     config->set_durable(true);
     config->set_max_attempts(record.max_attempts);

@@ -97,6 +97,7 @@ struct ControllerOptions {
   std::string nats_module_path;  // wisp-nats.so, loaded only with nats_urls
   bool record_invocations = true;  // invocation records and log lines in sqlite
   RetentionOptions retention;
+  WorkerIdentities::Options worker_identities;  // who workers run as
 };
 
 class Controller {
@@ -114,6 +115,9 @@ class Controller {
 
   // The bound HTTP port, after Start.
   int port() const;
+  // Who workers run as and how their memory is limited, in one line; after
+  // Start.
+  std::string WorkerIsolation() const { return identities_->Describe(); }
 
   // Stops listening, drains functions and the pool; on_done runs when every
   // handle the controller owns is closed, after which it may be destroyed.
@@ -194,6 +198,7 @@ class Controller {
   uint64_t lag_expected_ns_ = 0;     // when the lag timer should fire next
   std::unique_ptr<loader::ArtifactStore> artifacts_;
   std::unique_ptr<Zygote> zygote_;
+  std::unique_ptr<WorkerIdentities> identities_;
   std::unique_ptr<WorkerPool> pool_;
   std::unique_ptr<triggers::HttpServer> server_;
   std::unique_ptr<LogFollowers> log_followers_;  // after server_, closed before it

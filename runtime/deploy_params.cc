@@ -171,11 +171,13 @@ Status ApplyDeployQuery(std::string_view query, FunctionRecord* record) {
       WISP_RETURN_IF_ERROR(triggers::ValidatePublishSubject(value).WithContext("dead_letter"));
       record->dead_letter = value;
       retry_given = key;
+    } else if (IsLimitKey(key)) {
+      WISP_RETURN_IF_ERROR(ApplyLimit(key, value, &record->limits));
     } else {
       return Status::InvalidArgument(
           "unknown deploy parameter '" + key +
           "' (known: timeout, idle, max_workers, subscribe, version, private, env, durable, "
-          "max_attempts, backoff, max_backoff, dead_letter, every, cron)");
+          "max_attempts, backoff, max_backoff, dead_letter, every, cron, " + kLimitKeys + ")");
     }
   }
   if (!retry_given.empty() && !record->durable) {

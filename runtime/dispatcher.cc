@@ -1,9 +1,13 @@
 #include "runtime/dispatcher.h"
 
+#include <signal.h>
+
 #include <algorithm>
 #include <cstdio>
 
 #include "runtime/base/check.h"
+#include "runtime/duration.h"
+#include "runtime/sandbox.h"
 
 namespace wisp::runtime {
 namespace {
@@ -11,10 +15,11 @@ namespace {
 constexpr uint64_t kShutdownGraceMs = 5000;
 }  // namespace
 
-Dispatcher::Dispatcher(uv_loop_t* loop, WorkerPool* pool, FunctionSpec spec,
-                       FunctionCounters* counters)
+Dispatcher::Dispatcher(uv_loop_t* loop, WorkerPool* pool, WorkerIdentities* identities,
+                       FunctionSpec spec, FunctionCounters* counters)
     : loop_(loop),
       pool_(pool),
+      identities_(identities),
       spec_(std::move(spec)),
       counters_(counters),
       reaper_(new uv_timer_t) {
@@ -29,6 +34,14 @@ void Dispatcher::Submit(proto::Invoke invoke, InvocationDone done) {
   job->done = std::move(done);
   job->submitted_ns = uv_hrtime();
   *job->frame.mutable_invoke() = std::move(invoke);
+  if (job->frame.invoke().body().size() > spec_.limits.max_request_bytes) {
+    const std::string size = std::to_string(job->frame.invoke().body().size());
+    Fail(std::move(job), 413, "request_too_large",
+         "function " + spec_.name + " takes at most " +
+             std::to_string(spec_.limits.max_request_bytes) + " bytes (its max_request limit); " +
+             "this request has " + size);
+    return;
+  }
   if (draining_) {
     Fail(std::move(job), 503, "function_unavailable",
          "function " + spec_.name + " is being replaced or removed");
@@ -141,7 +154,13 @@ bool Dispatcher::StartWorker() {
   load.mutable_load()->set_function(spec_.name);
   load.mutable_load()->set_version(spec_.version);
   for (const auto& [key, value] : spec_.env) (*load.mutable_load()->mutable_env())[key] = value;
-  slot->worker->Send(load);
+  StatusOr<int> identity = identities_->Acquire(spec_.limits, load.mutable_load()->mutable_sandbox());
+  if (identity.ok()) {
+    slot->identity = *identity;
+    slot->worker->Send(load);
+  } else {
+    slot->worker->Kill(identity.status().message());  // reported as a failed load
+  }
   slot->worker->SetDeadline(spec_.timeout_ms);
   slots_.push_back(std::move(slot));
   return true;
@@ -278,7 +297,14 @@ void Dispatcher::OnResult(Slot* slot, proto::Result& result) {
   std::unique_ptr<Job> job = std::move(slot->inflight.front());
   slot->inflight.pop_front();
   if (log_observer_) slot->last_invocation = job->frame.invoke().invocation_id();
-  if (result.function_error() != 0) {
+  const std::string limit = LimitCrossed(result);
+  if (!limit.empty()) {
+    Fail(std::move(job), 502, limit == "max_events" ? "too_many_events" : "reply_too_large",
+         "function " + spec_.name + " crossed its " + limit + " limit (" +
+             (limit == "max_events" ? std::to_string(spec_.limits.max_events) + " events"
+                                    : FormatByteSize(spec_.limits.max_reply_bytes)) +
+             ")");
+  } else if (result.function_error() != 0) {
     std::string message = "function " + spec_.name + " failed: wisp_handle returned " +
                           std::to_string(result.function_error());
     if (!result.error_message().empty()) message += " (" + result.error_message() + ")";
@@ -352,18 +378,19 @@ void Dispatcher::OnWorkerDeadline(WorkerProcess* worker) {
 void Dispatcher::OnWorkerExit(WorkerProcess* worker, const WorkerExit& exit) {
   Slot* slot = FindSlot(worker);
   if (slot == nullptr) return;
-  const std::string cause = "worker " + exit.Describe();
+  identities_->Release(slot->identity);
+  std::string code = "worker_crashed";
+  const std::string cause = ExitCause(exit, &code);
   switch (slot->state) {
     case Slot::State::kLoading:
-      FailAllInflight(slot, 502, "load_failed",
+      FailAllInflight(slot, 502, code == "worker_crashed" ? "load_failed" : code,
                       "cannot load function " + spec_.name + ": " + cause + " while loading");
       break;
     case Slot::State::kReady:
       if (!slot->inflight.empty()) {
         std::unique_ptr<Job> head = std::move(slot->inflight.front());
         slot->inflight.pop_front();
-        Fail(std::move(head), 502, "worker_crashed",
-             "function " + spec_.name + " failed: " + cause);
+        Fail(std::move(head), 502, code, "function " + spec_.name + " failed: " + cause);
       }
       RequeueInflight(slot);
       break;
@@ -453,6 +480,40 @@ void Dispatcher::MaybeFinishDrain() {
   auto done = std::move(on_drained_);
   on_drained_ = nullptr;
   done();  // may destroy this
+}
+
+// The limit a result crossed, as the worker reported it or as seen here (a
+// worker is not trusted to count); empty if none.
+std::string Dispatcher::LimitCrossed(const proto::Result& result) const {
+  if (!result.limit().empty()) return result.limit() == "max_events" ? "max_events" : "max_reply";
+  if (static_cast<uint64_t>(result.events_size()) > spec_.limits.max_events) return "max_events";
+  uint64_t bytes = result.body().size();
+  for (const proto::Header& h : result.headers()) bytes += h.name().size() + h.value().size();
+  for (const proto::Event& e : result.events()) {
+    bytes += e.subject().size() + e.data().size();
+    for (const proto::Header& h : e.headers()) bytes += h.name().size() + h.value().size();
+  }
+  return bytes > spec_.limits.max_reply_bytes ? "max_reply" : "";
+}
+
+// Why a worker ended, in words, and the error code for it: *code is left as
+// it is unless the end names a limit.
+std::string Dispatcher::ExitCause(const WorkerExit& exit, std::string* code) const {
+  if (exit.kill_reason.empty() && exit.term_signal == 0 && exit.exit_status == kExitMemoryLimit) {
+    *code = "memory_limit";
+    return "it crossed its memory limit (" + FormatByteSize(spec_.limits.memory_bytes) +
+           " of address space, RLIMIT_AS): an allocation was refused and its worker exited";
+  }
+  if (exit.kill_reason.empty() && exit.term_signal == SIGXCPU && spec_.limits.cpu_ms > 0) {
+    *code = "cpu_limit";
+    return "it used its CPU time limit (" + FormatDurationMs(spec_.limits.cpu_ms) +
+           " per invocation, RLIMIT_CPU); its worker was killed";
+  }
+  if (exit.kill_reason.empty() && exit.term_signal == 0 &&
+      exit.exit_status == kExitUncaughtException) {
+    return "worker exited: an exception escaped the function (its log has the message)";
+  }
+  return "worker " + exit.Describe();
 }
 
 }  // namespace wisp::runtime

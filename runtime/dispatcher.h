@@ -30,6 +30,8 @@
 #include <string>
 #include <vector>
 
+#include "runtime/function_limits.h"
+#include "runtime/worker_identities.h"
 #include "runtime/worker_pool.h"
 #include "runtime/worker_process.h"
 #include "worker.pb.h"
@@ -44,6 +46,7 @@ struct FunctionSpec {
   uint64_t timeout_ms = 30000;
   uint64_t idle_ms = 60000;
   uint32_t max_workers = 2;
+  FunctionLimits limits;
   uint32_t pipeline_depth = 32;
   size_t max_queue = 1000;
 };
@@ -83,14 +86,18 @@ using InvocationDone = std::function<void(InvocationOutcome outcome)>;
 
 class Dispatcher : public WorkerListener {
  public:
-  // loop, pool and counters are borrowed and must outlive the dispatcher.
-  Dispatcher(uv_loop_t* loop, WorkerPool* pool, FunctionSpec spec, FunctionCounters* counters);
+  // loop, pool, identities and counters are borrowed and must outlive the
+  // dispatcher. Each worker loading the function takes an identity (its
+  // user, directory and limits) from identities until it has exited.
+  Dispatcher(uv_loop_t* loop, WorkerPool* pool, WorkerIdentities* identities, FunctionSpec spec,
+             FunctionCounters* counters);
   ~Dispatcher() override;
   Dispatcher(const Dispatcher&) = delete;
   Dispatcher& operator=(const Dispatcher&) = delete;
 
   // Queues one invocation; done runs exactly once, possibly before Submit
-  // returns (full queue), always on the loop thread.
+  // returns (full queue, a body over the max_request limit: 413), always on
+  // the loop thread.
   void Submit(proto::Invoke invoke, InvocationDone done);
 
   // Stops taking work: in-flight invocations finish, then workers are shut
@@ -154,6 +161,7 @@ class Dispatcher : public WorkerListener {
     uint64_t idle_since_ms = 0;
     bool loaded = false;  // reported Loaded
     std::string last_invocation;  // id of the last invocation it answered
+    int identity = -1;  // its WorkerIdentities slot
   };
 
   void Dispatch();
@@ -177,8 +185,12 @@ class Dispatcher : public WorkerListener {
   size_t LiveSlots() const;
   static void ReaperCb(uv_timer_t* timer);
 
+  std::string LimitCrossed(const proto::Result& result) const;
+  std::string ExitCause(const WorkerExit& exit, std::string* code) const;
+
   uv_loop_t* loop_;
   WorkerPool* pool_;
+  WorkerIdentities* identities_;
   FunctionSpec spec_;
   FunctionCounters* counters_;
   std::deque<std::unique_ptr<Job>> queue_;

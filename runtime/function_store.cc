@@ -67,6 +67,13 @@ std::string EncodeConfig(const FunctionRecord& r) {
   config.set_dead_letter(r.dead_letter);
   config.set_every_ms(static_cast<uint32_t>(r.every_ms));
   config.set_cron(r.cron);
+  config.set_memory_bytes(r.limits.memory_bytes);
+  config.set_cpu_ms(r.limits.cpu_ms);
+  config.set_open_files(r.limits.open_files);
+  config.set_processes(r.limits.processes);
+  config.set_max_request_bytes(r.limits.max_request_bytes);
+  config.set_max_reply_bytes(r.limits.max_reply_bytes);
+  config.set_max_events(r.limits.max_events);
   return config.SerializeAsString();
 }
 
@@ -88,6 +95,15 @@ bool DecodeConfig(const std::string& blob, FunctionRecord* r) {
   r->dead_letter = config.dead_letter();
   r->every_ms = config.every_ms();
   r->cron = config.cron();
+  // Versions stored before limits existed keep the defaults.
+  r->limits = FunctionLimits{};
+  if (config.memory_bytes() > 0) r->limits.memory_bytes = config.memory_bytes();
+  r->limits.cpu_ms = config.cpu_ms();
+  if (config.open_files() > 0) r->limits.open_files = config.open_files();
+  if (config.processes() > 0) r->limits.processes = config.processes();
+  if (config.has_max_request_bytes()) r->limits.max_request_bytes = config.max_request_bytes();
+  if (config.max_reply_bytes() > 0) r->limits.max_reply_bytes = config.max_reply_bytes();
+  if (config.has_max_events()) r->limits.max_events = config.max_events();
   return true;
 }
 

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "runtime/base/status.h"
+#include "runtime/function_limits.h"
 
 struct sqlite3;
 
@@ -44,6 +45,7 @@ struct FunctionRecord {
   // Timer trigger (runtime/schedule.h): a period, or a cron expression.
   uint64_t every_ms = 0;
   std::string cron;
+  FunctionLimits limits;
 };
 
 class FunctionStore {

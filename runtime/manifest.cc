@@ -7,6 +7,7 @@
 
 #include "runtime/deploy_params.h"
 #include "runtime/duration.h"
+#include "runtime/function_limits.h"
 #include "runtime/schedule.h"
 #include "triggers/broker.h"
 #include "triggers/route.h"
@@ -134,11 +135,16 @@ Status ParseFunction(const Manifest& m, const YAML::Node& node, const std::strin
         return Bad(m, value, where, "expected true or false, got '" + text + "'");
       }
       f->is_private = text == "true";
+    } else if (IsLimitKey(key)) {
+      FunctionLimits checked;
+      Status s = ApplyLimit(key, text, &checked);
+      if (!s.ok()) return Bad(m, value, where, s.message());
+      f->limits[key] = text;
     } else {
       return Bad(m, entry.first, where,
                  "unknown field (known: name, path, subscribe, timeout, idle, max_workers, "
                  "version, private, env, durable, max_attempts, backoff, max_backoff, "
-                 "dead_letter, every, cron)");
+                 "dead_letter, every, cron, " + std::string(kLimitKeys) + ")");
     }
   }
   if (f->path.empty()) return Bad(m, node, field + ".path", "missing: the function's .so file");

@@ -11,6 +11,8 @@
 //       private: false
 //       env:                        # the config map, as the worker's environment
 //         GREETING: hello
+//       memory: 256MiB              # limits (runtime/function_limits.h): memory, cpu,
+//       max_events: 10              # open_files, processes, max_request, max_reply, max_events
 //
 // Parsed with yaml-cpp. Every error names the file, the line and the field
 // ("wisp.yaml:7: functions[1].timeout: ..."). What a field omits is left to
@@ -46,6 +48,7 @@ struct ManifestFunction {
   std::string dead_letter;  // empty: not given
   std::optional<uint64_t> every_ms;
   std::string cron;  // empty: not given
+  std::map<std::string, std::string> limits;  // by parameter name, as written; checked here
   int line = 0;  // where the entry starts, for messages
 };
 

@@ -27,7 +27,10 @@ constexpr size_t kMaxEventHeaders = 64;
 // Takes n bytes from the invocation's reply budget (body, headers and events
 // together), or returns false when they do not fit.
 bool Reserve(wisp_ctx* ctx, size_t n) {
-  if (n > ctx->max_reply_bytes - ctx->reply_bytes) return false;
+  if (n > ctx->max_reply_bytes - ctx->reply_bytes) {
+    ctx->limit_crossed = "max_reply";
+    return false;
+  }
   ctx->reply_bytes += n;
   return true;
 }
@@ -63,7 +66,10 @@ int HostEmitEvent(wisp_ctx* ctx, const char* subject, const void* data, size_t l
       (headers == nullptr && header_count > 0)) {
     return WISP_E_INVALID;
   }
-  if (static_cast<size_t>(ctx->result->events_size()) >= ctx->max_events) return WISP_E_LIMIT;
+  if (static_cast<size_t>(ctx->result->events_size()) >= ctx->max_events) {
+    ctx->limit_crossed = "max_events";
+    return WISP_E_LIMIT;
+  }
   if (header_count > kMaxEventHeaders) return WISP_E_LIMIT;
   size_t bytes = std::strlen(subject) + len;
   for (size_t i = 0; i < header_count; ++i) {

@@ -19,6 +19,9 @@ struct wisp_ctx {
   size_t max_reply_bytes;  // body, headers and events together
   size_t max_events;
   size_t reply_bytes = 0;  // used so far
+  // The limit a host call was refused by ("max_reply", "max_events"): the
+  // invocation fails with it, whatever the function returns.
+  const char* limit_crossed = nullptr;
   // Sends a Call (its id filled in) and waits for the reply; false when the
   // controller is gone. Empty: calls are not offered (warm-up).
   std::function<bool(wisp::runtime::proto::Call& call, wisp::runtime::proto::CallReply* reply)>

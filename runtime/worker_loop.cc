@@ -15,6 +15,7 @@
 
 #include "loader/function_module.h"
 #include "runtime/framing.h"
+#include "runtime/sandbox.h"
 #include "runtime/worker_host.h"
 
 namespace wisp::runtime {
@@ -51,6 +52,7 @@ class Worker {
   std::vector<wisp_header> headers_;  // per invocation, capacity reused
   std::unique_ptr<loader::FunctionModule> module_;
   std::string function_;
+  proto::Sandbox sandbox_;  // the loaded function's limits
   bool load_failed_ = false;
   bool shutdown_ = false;
   uint64_t next_call_id_ = 0;
@@ -149,13 +151,24 @@ void Worker::HandleLoad(const proto::Load& load) {
     return;
   }
   function_ = load.function();
+  sandbox_ = load.sandbox();
+  std::string path = load.path();
+  int artifact_fd = -1;
+  if (Status s = EnterSandbox(sandbox_, &path, &artifact_fd); !s.ok()) {
+    load_failed_ = true;
+    reply.mutable_load_failed()->set_message("cannot isolate the worker: " + s.ToString());
+    Send(reply);
+    return;
+  }
   // The config map, readable with getenv from wisp_init on.
   for (const auto& [key, value] : load.env()) ::setenv(key.c_str(), value.c_str(), 1);
   ::setenv("WISP_FUNCTION_NAME", load.function().c_str(), 1);
   ::setenv("WISP_FUNCTION_VERSION", load.version().c_str(), 1);
   // The controller validated the artifact at deploy (loader/elf_validator.h).
+  LimitCpuFromNow(sandbox_.cpu_ms());  // wisp_init counts as one invocation
   StatusOr<std::unique_ptr<loader::FunctionModule>> module =
-      loader::FunctionModule::OpenValidated(load.path(), WorkerHostTable());
+      loader::FunctionModule::OpenValidated(path, WorkerHostTable());
+  if (artifact_fd >= 0) ::close(artifact_fd);  // the mapping stays
   if (!module.ok()) {
     load_failed_ = true;
     reply.mutable_load_failed()->set_message(module.status().message());
@@ -171,8 +184,8 @@ void Worker::HandleLoad(const proto::Load& load) {
 // scratch space, kept by the caller so its capacity is reused.
 // call_out serves host->call (empty: not offered).
 void CallFunction(const loader::FunctionModule& module, const std::string& function,
-                  const proto::Invoke& invoke, std::vector<wisp_header>& headers,
-                  proto::Result* result,
+                  const proto::Invoke& invoke, const proto::Sandbox& limits,
+                  std::vector<wisp_header>& headers, proto::Result* result,
                   std::function<bool(proto::Call&, proto::CallReply*)> call_out = nullptr) {
   headers.clear();
   for (const proto::Header& h : invoke.headers()) {
@@ -192,9 +205,17 @@ void CallFunction(const loader::FunctionModule& module, const std::string& funct
   request.body_len = invoke.body().size();
   request.attempt = invoke.attempt() == 0 ? 1 : invoke.attempt();
 
-  wisp_ctx ctx{result, function, kDefaultMaxReplyBytes, kDefaultMaxEventsPerInvocation, 0,
-               std::move(call_out), {}};
-  const int rc = module.Handle(&ctx, &request);
+  const size_t max_reply = limits.max_reply_bytes() > 0 ? limits.max_reply_bytes()
+                                                         : kDefaultMaxReplyBytes;
+  const size_t max_events = limits.has_max_events() ? limits.max_events()
+                                                        : kDefaultMaxEventsPerInvocation;
+  wisp_ctx ctx{result, function, max_reply, max_events, 0, nullptr, std::move(call_out), {}};
+  LimitCpuFromNow(limits.cpu_ms());
+  int rc = module.Handle(&ctx, &request);
+  if (ctx.limit_crossed != nullptr) {
+    result->set_limit(ctx.limit_crossed);
+    if (rc == 0) rc = -1;
+  }
   if (rc != 0) {
     result->set_function_error(rc);
     result->clear_events();  // events of a failed invocation are never published
@@ -210,7 +231,7 @@ void Worker::HandleInvoke(const proto::Invoke& invoke) {
     result->set_function_error(-1);
     result->set_error_message("no function loaded");
   } else {
-    CallFunction(*module_, function_, invoke, headers_, result,
+    CallFunction(*module_, function_, invoke, sandbox_, headers_, result,
                  [this](proto::Call& call, proto::CallReply* answer) {
                    return CallOut(call, answer);
                  });
@@ -286,7 +307,8 @@ void Worker::HandleWarmup(const proto::Warmup& warmup) {
   proto::Frame decoded;
   (void)decoder.Next(&decoded);
   proto::Frame reply;
-  CallFunction(**module, "warm-up", decoded.invoke(), headers_, reply.mutable_result());
+  CallFunction(**module, "warm-up", decoded.invoke(), proto::Sandbox(), headers_,
+               reply.mutable_result());
   wire.clear();
   (void)AppendFrame(reply, &wire);
 }  // the warm-up module is unloaded here
@@ -339,6 +361,7 @@ void Worker::Run() {
 void RunWorker(std::chrono::microseconds spin) {
   // A function's printf reaches the log line by line, not at exit.
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
+  InstallTerminateHandler();
   Worker worker(spin);
   worker.Run();
 }

@@ -13,8 +13,11 @@
 #include <cstring>
 #include <deque>
 #include <string>
+#include <unordered_map>
+#include <unordered_set>
 
 #include "runtime/framing.h"
+#include "runtime/sandbox.h"
 #include "runtime/worker_loop.h"
 
 namespace wisp::runtime {
@@ -40,6 +43,10 @@ class ZygoteServer {
   FrameDecoder decoder_;
   std::deque<int> fds_;  // received descriptors, in arrival order
   std::string out_;
+  std::unordered_set<pid_t> workers_;  // forked and not yet reaped
+  // A worker's exit waits for the sweep of its user: the controller may give
+  // that user to a new worker once it hears of the exit.
+  std::unordered_map<pid_t, proto::Frame> sweeps_;  // by the sweeper's pid
 };
 
 bool ZygoteServer::ReadChannel() {
@@ -96,6 +103,7 @@ void ZygoteServer::Fork(uint64_t id) {
     reply.mutable_zygote_fork_failed()->set_id(id);
     reply.mutable_zygote_fork_failed()->set_message(std::string("fork: ") + std::strerror(errno));
   } else {
+    workers_.insert(pid);
     reply.mutable_zygote_forked()->set_id(id);
     reply.mutable_zygote_forked()->set_pid(pid);
   }
@@ -105,6 +113,9 @@ void ZygoteServer::Fork(uint64_t id) {
 void ZygoteServer::BecomeWorker(int channel_fd, int log_fd) {
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (::getppid() == 1) ::_exit(0);  // the zygote is already gone
+  ::prctl(PR_SET_CHILD_SUBREAPER, 0);
+  // Its own process group: what the function starts is killed with it.
+  ::setpgid(0, 0);
   ::close(signal_fd_);
   for (int fd : fds_) ::close(fd);
   ::dup2(channel_fd, kWorkerChannelFd);  // replaces the zygote's channel
@@ -118,18 +129,40 @@ void ZygoteServer::BecomeWorker(int channel_fd, int log_fd) {
   RunWorker(worker_spin_);
 }
 
+// Reaps every child: workers (reported, after their process group is killed
+// and, for a worker that ran as its own user, after that user is swept),
+// sweepers (their worker's exit is reported now), and orphans of workers,
+// which the zygote inherits as the subreaper.
 void ZygoteServer::ReapChildren() {
-  signalfd_siginfo info;
-  while (::read(signal_fd_, &info, sizeof(info)) == sizeof(info)) {
+  signalfd_siginfo ignored;
+  while (::read(signal_fd_, &ignored, sizeof(ignored)) == sizeof(ignored)) {
   }
-  int status = 0;
-  pid_t pid;
-  while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) {
+  while (true) {
+    siginfo_t info{};
+    if (::waitid(P_ALL, 0, &info, WEXITED | WNOHANG) != 0 || info.si_pid == 0) break;
+    const pid_t pid = info.si_pid;
+    if (auto sweep = sweeps_.find(pid); sweep != sweeps_.end()) {
+      Send(sweep->second);
+      sweeps_.erase(sweep);
+      continue;
+    }
+    if (workers_.erase(pid) == 0) continue;  // an orphan
+    ::kill(-pid, SIGKILL);
     proto::Frame frame;
     proto::ZygoteExited* exited = frame.mutable_zygote_exited();
     exited->set_pid(pid);
-    if (WIFEXITED(status)) exited->set_exit_status(WEXITSTATUS(status));
-    if (WIFSIGNALED(status)) exited->set_term_signal(WTERMSIG(status));
+    if (info.si_code == CLD_EXITED) {
+      exited->set_exit_status(info.si_status);
+    } else {
+      exited->set_term_signal(info.si_status);
+    }
+    if (info.si_uid != ::getuid() && ::getuid() == 0) {
+      const pid_t sweeper = StartSweep(info.si_uid, info.si_uid);
+      if (sweeper > 0) {
+        sweeps_.emplace(sweeper, std::move(frame));
+        continue;
+      }
+    }
     Send(frame);
   }
 }
@@ -154,6 +187,9 @@ int ZygoteServer::Run() {
   // Workers inherit these dispositions.
   ::signal(SIGINT, SIG_IGN);
   ::signal(SIGTERM, SIG_IGN);
+  // Processes a worker's function leaves behind come to the zygote, which
+  // reaps them.
+  ::prctl(PR_SET_CHILD_SUBREAPER, 1);
   sigset_t chld;
   sigemptyset(&chld);
   sigaddset(&chld, SIGCHLD);

@@ -68,7 +68,8 @@ HttpRequestParser::Outcome HttpRequestParser::Execute(const char* data, size_t l
   if (stopped_ || errno_value == HPE_PAUSED) return Outcome::kStopped;
   if (errno_value == HPE_OK && parsed == length) return Outcome::kNeedMore;
   if (limit_status_ == kPayloadTooLarge) {
-    *error = {kPayloadTooLarge, "payload_too_large", "the request body is too large"};
+    *error = {kPayloadTooLarge, "payload_too_large",
+              "the request body is over the limit of " + std::to_string(body_limit_) + " bytes"};
   } else if (limit_status_ == kHeadersTooLarge || errno_value == HPE_HEADER_OVERFLOW) {
     *error = {kHeadersTooLarge, "headers_too_large", "the request headers are too large"};
   } else {

@@ -3,6 +3,7 @@
  * FAIL_FIRST (config map, default 2) and succeeds after, replying with the
  * body. Lets a test watch retries, their backoff and dead letters. */
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/time.h>
@@ -25,6 +26,8 @@ WISP_EXPORT int wisp_handle(void* state, wisp_ctx* ctx, const wisp_request* req)
                            (long long)tv.tv_sec * 1000 + tv.tv_usec / 1000, body_len,
                            (const char*)req->body);
     int fd = open(journal, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    /* Each worker runs as its own user: later ones append too. */
+    if (fd >= 0) (void)fchmod(fd, 0666);
     if (fd >= 0) {
       ssize_t ignored = write(fd, line, (size_t)n);
       (void)ignored;

@@ -18,6 +18,7 @@
 
 #include "api.pb.h"
 #include "runtime/duration.h"
+#include "runtime/function_limits.h"
 #include "runtime/cli/api_call.h"
 #include "runtime/http_client.h"
 #include "triggers/query.h"
@@ -103,6 +104,13 @@ int RunDeploy(const DeployArgs& args) {
   if (args.max_attempts > 0) add("max_attempts", std::to_string(args.max_attempts));
   if (!args.dead_letter.empty()) add("dead_letter", triggers::PercentEncode(args.dead_letter));
   if (!args.cron.empty()) add("cron", triggers::PercentEncode(args.cron));
+  runtime::FunctionLimits checked;
+  for (const auto& [key, value] : args.limits) {
+    if (value.empty()) continue;
+    Status s = runtime::ApplyLimit(key, value, &checked);
+    if (!s.ok()) return Fail(kExitUsage, s.message());
+    add(key, triggers::PercentEncode(value));
+  }
   for (const std::string& pair : args.env) {
     if (!IsEnvPair(pair)) {
       return Fail(kExitUsage, "env wants KEY=VALUE with a KEY of letters, digits and _ "
@@ -210,6 +218,13 @@ void PrintConfig(const api::FunctionConfig& c) {
   }
   std::printf("%-13s%s\n", "subjects", subjects.empty() ? "-" : subjects.c_str());
   std::printf("%-13s%s\n", "private", c.private_() ? "yes" : "no");
+  std::printf("%-13smemory %s, cpu %s, open files %u, processes %u\n", "limits",
+              runtime::FormatByteSize(c.memory_bytes()).c_str(),
+              c.cpu_ms() == 0 ? "unlimited" : runtime::FormatDurationMs(c.cpu_ms()).c_str(),
+              c.open_files(), c.processes());
+  std::printf("%-13srequest %s, reply %s, events %u\n", "",
+              runtime::FormatByteSize(c.max_request_bytes()).c_str(),
+              runtime::FormatByteSize(c.max_reply_bytes()).c_str(), c.max_events());
   if (c.every_ms() > 0 || !c.cron().empty()) {
     const std::string schedule = c.every_ms() > 0
                                      ? "every " + runtime::FormatDurationMs(c.every_ms())

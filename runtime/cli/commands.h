@@ -8,6 +8,7 @@
 #define WISP_RUNTIME_CLI_COMMANDS_H_
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -37,6 +38,7 @@ struct UpArgs {
   uint64_t keep_invocations = 100000; // records kept, newest first
   uint64_t keep_log_lines = 100000;   // log lines kept, newest first
   std::string keep_for = "168h";      // older records and lines are deleted; 0: kept
+  std::string worker_uids = "1879048192-1879052287";  // FIRST-LAST, or off
 };
 
 struct DeployArgs {
@@ -56,6 +58,9 @@ struct DeployArgs {
   std::string dead_letter;             // subject (durable only)
   std::string every;                   // timer: a period, e.g. 10s
   std::string cron;                    // timer: a cron expression (UTC)
+  // Limits (runtime/function_limits.h) by parameter name, as given: memory,
+  // cpu, open_files, processes, max_request, max_reply, max_events.
+  std::map<std::string, std::string> limits;
 };
 
 struct PublishArgs {

@@ -9,6 +9,7 @@
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
+#include <tuple>
 
 #include "runtime/cli/api_call.h"
 #include "runtime/cli/commands.h"
@@ -65,6 +66,10 @@ int main(int argc, char** argv) {
                      "records and log lines older than this are deleted (0: no age limit)")
       ->capture_default_str();
 
+  up_cmd->add_option("--worker-uids", up.worker_uids,
+                     "as root: the uids workers run as, one per worker (FIRST-LAST), or off")
+      ->capture_default_str();
+
   DeployArgs deploy;
   CLI::App* deploy_cmd = app.add_subcommand("deploy", "deploy a function .so");
   deploy_cmd->add_option("path", deploy.path,
@@ -96,6 +101,18 @@ int main(int argc, char** argv) {
                          "run on a timer, e.g. 10s (ticks line up with the clock)");
   deploy_cmd->add_option("--cron", deploy.cron,
                          "run on a cron schedule, e.g. '*/5 * * * *' (UTC)");
+  for (const auto& [flag, key, help] :
+       {std::tuple{"--memory", "memory", "address space of each worker, e.g. 256MiB (default 1GiB)"},
+        std::tuple{"--cpu", "cpu", "CPU time per invocation, e.g. 2s (default: none)"},
+        std::tuple{"--open-files", "open_files", "descriptors per worker (default 1024)"},
+        std::tuple{"--processes", "processes",
+                   "processes and threads per worker (default 256; needs a root controller)"},
+        std::tuple{"--max-request", "max_request", "largest request body, e.g. 1MiB (default 6MiB)"},
+        std::tuple{"--max-reply", "max_reply",
+                   "largest reply, events included, e.g. 1MiB (default 6MiB)"},
+        std::tuple{"--max-events", "max_events", "events per invocation (default 1000)"}}) {
+    deploy_cmd->add_option(flag, deploy.limits[key], help);
+  }
   deploy_cmd->add_option("--dead-letter", deploy.dead_letter,
                          "subject for events that failed every attempt (durable; default "
                          "wisp.dlq.<name>)");

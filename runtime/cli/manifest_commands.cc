@@ -11,6 +11,7 @@
 #include "loader/artifact_store.h"
 #include "runtime/cli/api_call.h"
 #include "runtime/cli/commands.h"
+#include "runtime/function_limits.h"
 #include "runtime/manifest.h"
 
 namespace wisp::cli {
@@ -44,6 +45,19 @@ bool Matches(const runtime::ManifestFunction& f, const std::string& sha256, cons
     if (f.max_backoff_ms && *f.max_backoff_ms != c.max_backoff_ms()) return false;
     if (!f.dead_letter.empty() && f.dead_letter != c.dead_letter()) return false;
   }
+  runtime::FunctionLimits current;
+  current.memory_bytes = c.memory_bytes();
+  current.cpu_ms = c.cpu_ms();
+  current.open_files = c.open_files();
+  current.processes = c.processes();
+  current.max_request_bytes = c.max_request_bytes();
+  current.max_reply_bytes = c.max_reply_bytes();
+  current.max_events = c.max_events();
+  runtime::FunctionLimits wanted = current;
+  for (const auto& [key, value] : f.limits) {
+    if (!runtime::ApplyLimit(key, value, &wanted).ok()) return false;
+  }
+  if (!(wanted == current)) return false;
   return std::vector<std::string>(c.subjects().begin(), c.subjects().end()) == f.subscribe;
 }
 
@@ -95,6 +109,7 @@ int RunApply(const std::string& server, const std::string& file) {
     args.dead_letter = f.dead_letter;
     if (f.every_ms) args.every = std::to_string(*f.every_ms) + "ms";
     args.cron = f.cron;
+    args.limits = f.limits;
     if (int rc = RunDeploy(args); rc != kExitOk) return rc;
     ++deployed;
   }

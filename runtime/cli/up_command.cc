@@ -9,6 +9,7 @@
 #include <string>
 
 #include "runtime/cli/commands.h"
+#include "runtime/base/ascii.h"
 #include "runtime/controller.h"
 #include "runtime/duration.h"
 
@@ -38,6 +39,26 @@ struct Signals {
   runtime::Controller* controller;
   bool stopping = false;
 };
+
+// "FIRST-LAST" (uids workers may run as, one per worker) or "off".
+Status ParseWorkerUids(const std::string& text, runtime::WorkerIdentities::Options* options) {
+  if (text == "off") {
+    options->separate_users = false;
+    return Status::OK();
+  }
+  const size_t dash = text.find('-');
+  uint64_t first = 0;
+  uint64_t last = 0;
+  if (dash == std::string::npos || !ParseUint(std::string_view(text).substr(0, dash), &first) ||
+      !ParseUint(std::string_view(text).substr(dash + 1), &last) || first == 0 || last < first ||
+      last > 0xfffffffeull) {
+    return Status::InvalidArgument("--worker-uids wants FIRST-LAST (uids from 1 to 4294967294) "
+                                   "or off, got '" + text + "'");
+  }
+  options->first_uid = static_cast<uint32_t>(first);
+  options->count = static_cast<uint32_t>(last - first + 1);
+  return Status::OK();
+}
 
 void OnSignal(uv_signal_t* handle, int signum) {
   auto* signals = static_cast<Signals*>(handle->data);
@@ -69,6 +90,7 @@ int RunUp(const UpArgs& args) {
   }
   uint64_t keep_ms = 0;  // 0: no age limit
   if (s.ok()) s = runtime::ParseDurationMs(args.keep_for, &keep_ms).WithContext("--keep-for");
+  if (s.ok()) s = ParseWorkerUids(args.worker_uids, &options.worker_identities);
   if (!s.ok()) {
     std::fprintf(stderr, "wisp: %s\n", s.message().c_str());
     return kExitUsage;
@@ -111,6 +133,7 @@ int RunUp(const UpArgs& args) {
   std::printf("wisp listening on http://%s:%d (data %s, events %s)\n",
               options.listen_host.c_str(), controller->port(), options.data_dir.c_str(),
               options.nats_urls.empty() ? "embedded" : options.nats_urls.c_str());
+  std::printf("workers: %s\n", controller->WorkerIsolation().c_str());
   std::fflush(stdout);
 
   Signals signals;

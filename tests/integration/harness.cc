@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -47,6 +48,11 @@ TempDir::TempDir() {
   std::string tmpl = (std::filesystem::temp_directory_path() / "wisp-test-XXXXXX").string();
   char* made = ::mkdtemp(tmpl.data());
   path_ = made != nullptr ? made : "";
+  // Functions run as users of their own, one per worker (a root
+  // controller's workers): they may write their journals here, and append to
+  // those of earlier workers (not sticky). The data dir below it is the
+  // controller's alone.
+  if (made != nullptr) ::chmod(made, 0777);
 }
 
 TempDir::~TempDir() {
@@ -243,6 +249,27 @@ pid_t ParentOf(pid_t pid) {
   pid_t ppid = -1;
   fields >> state >> ppid;
   return ppid;
+}
+
+int64_t UidOf(pid_t pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("Uid:", 0) == 0) return std::stoll(line.substr(4));
+  }
+  return -1;
+}
+
+std::vector<pid_t> ProcessesOfUser(uint32_t uid) {
+  std::vector<pid_t> found;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc", ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+    const pid_t pid = static_cast<pid_t>(std::stol(name));
+    if (UidOf(pid) == uid && ProcessAlive(pid)) found.push_back(pid);
+  }
+  return found;
 }
 
 }  // namespace wisp::testing

@@ -92,6 +92,10 @@ class Controller {
 bool ProcessAlive(pid_t pid);
 // The parent of pid, or -1 if there is no such process.
 pid_t ParentOf(pid_t pid);
+// The real uid of pid (from /proc/<pid>/status), or -1 if there is no such process.
+int64_t UidOf(pid_t pid);
+// The live (not zombie) processes whose real uid is uid.
+std::vector<pid_t> ProcessesOfUser(uint32_t uid);
 
 }  // namespace wisp::testing
 

@@ -1,5 +1,6 @@
 // Functions that attack their own worker or its parent: flooding the log,
-// closing the runtime's descriptors, killing the zygote, crashing on unload.
+// closing the runtime's descriptors, crashing on unload (killing the zygote:
+// isolation_test.cc).
 // Each gets a clear answer, the controller stays up, and a healthy function
 // beside them answers correctly throughout.
 #include <gmock/gmock.h>
@@ -78,30 +79,6 @@ TEST_F(HostileTest, ClosingTheRuntimesDescriptorsEndsOnlyThatWorker) {
     EXPECT_THAT(r.body, HasSubstr("\"code\":\"worker_crashed\"")) << r.body;
   }
   StopHealthyCaller();
-}
-
-TEST_F(HostileTest, KillingTheZygoteEndsItsWorkersAndANewOneServes) {
-  DeployOk(ExamplePath("hello"), "hello");
-  DeployOk(TestFunctionPath("kill_parent"), "parricide");
-  // Its worker dies with the zygote it killed, but its reply may get out
-  // first: either answer is right, nothing else is.
-  runtime::HttpClientResponse r = controller_->Call("POST", "/fn/parricide", "");
-  if (r.status == 200) {
-    EXPECT_EQ(r.body, "killed");
-  } else {
-    EXPECT_EQ(r.status, 502) << r.body;
-    EXPECT_THAT(r.body, HasSubstr("\"code\":\"worker_crashed\"")) << r.body;
-  }
-  // A new zygote comes up; hello, loaded again, answers.
-  runtime::HttpClientResponse hello;
-  for (int attempt = 0; attempt < 100; ++attempt) {
-    hello = controller_->Call("POST", "/fn/hello", "again");
-    if (hello.status == 200) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  EXPECT_EQ(hello.status, 200) << hello.body;
-  EXPECT_EQ(hello.body, "hello, again");
-  EXPECT_EQ(controller_->Call("GET", "/healthz").status, 200);
 }
 
 TEST_F(HostileTest, ACrashInFiniOnUnloadIsContained) {

@@ -70,6 +70,35 @@ TEST_F(FunctionStoreTest, KeepsSubjectsInOrderAcrossReopen) {
   EXPECT_FALSE((*list)[1].is_private);
 }
 
+TEST_F(FunctionStoreTest, KeepsLimitsAndGivesOlderVersionsTheDefaults) {
+  FunctionRecord limited = Record("limited", {});
+  limited.limits.memory_bytes = 64ull << 20;
+  limited.limits.cpu_ms = 2000;
+  limited.limits.open_files = 32;
+  limited.limits.processes = 8;
+  limited.limits.max_request_bytes = 0;
+  limited.limits.max_reply_bytes = 4096;
+  limited.limits.max_events = 0;
+  {
+    FunctionStore store;
+    ASSERT_TRUE(store.Open(path_).ok());
+    ASSERT_TRUE(store.Put(limited).ok());
+    ASSERT_TRUE(store.Put(Record("old", {})).ok());
+    ASSERT_TRUE(store.Put(Record("plain", {})).ok());
+  }
+  // A version stored before limits existed: its config holds timeout_ms = 100 only.
+  ExecRaw("UPDATE versions SET config = x'0864' WHERE name = 'old'");
+  FunctionStore store;
+  ASSERT_TRUE(store.Open(path_).ok());
+  StatusOr<std::vector<FunctionRecord>> list = store.List();
+  ASSERT_TRUE(list.ok()) << list.status().ToString();
+  ASSERT_EQ(list->size(), 3u);
+  EXPECT_TRUE((*list)[0].limits == limited.limits) << "limits changed across the store";
+  EXPECT_EQ((*list)[1].timeout_ms, 100u);
+  EXPECT_TRUE((*list)[1].limits == FunctionLimits{}) << "an older version lost the defaults";
+  EXPECT_TRUE((*list)[2].limits == FunctionLimits{});
+}
+
 TEST_F(FunctionStoreTest, RedeployReplacesSubjectsAndRemoveDropsThem) {
   FunctionStore store;
   ASSERT_TRUE(store.Open(path_).ok());

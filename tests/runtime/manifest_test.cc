@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
 #include <string>
 #include <utility>
 
@@ -43,6 +44,16 @@ TEST(ManifestTest, ParsesFunctionsAndResolvesPaths) {
   EXPECT_FALSE(p.is_private.has_value());
 }
 
+TEST(ManifestTest, LimitsAreCheckedAndKeptAsWritten) {
+  Manifest m;
+  Status s = ParseManifest(
+      "functions:\n  - path: a.so\n    memory: 256MiB\n    cpu: 2s\n    max_events: 0\n",
+      "w.yaml", &m);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(m.functions[0].limits, (std::map<std::string, std::string>{
+                                       {"cpu", "2s"}, {"max_events", "0"}, {"memory", "256MiB"}}));
+}
+
 TEST(ManifestTest, ErrorsNameFileLineAndField) {
   const std::pair<const char*, const char*> cases[] = {
       {"functions:\n  - path: a.so\n    timeout: soon\n", "w.yaml:3: functions[0].timeout: "},
@@ -58,6 +69,10 @@ TEST(ManifestTest, ErrorsNameFileLineAndField) {
       {"fns:\n  - path: a.so\n", "w.yaml:1: fns: unknown field"},
       {"functions:\n  - path: [a.so\n", "w.yaml:"},
       {"functions:\n  - path: a.so\n    path: b.so\n", "w.yaml:3: functions[0].path: given twice"},
+      {"functions:\n  - path: a.so\n    memory: 1MiB\n",
+       "w.yaml:3: functions[0].memory: memory must be a size from 32MiB to 1TiB"},
+      {"functions:\n  - path: a.so\n    max_events: -1\n",
+       "w.yaml:3: functions[0].max_events: max_events must be a number from 0 to 100000"},
   };
   for (const auto& [text, want] : cases) {
     Manifest m;

@@ -1,0 +1,166 @@
+#include "runtime/worker_identities.h"
+
+#include <fcntl.h>
+#include <pwd.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <filesystem>
+#include <system_error>
+
+#include "loader/artifact_store.h"
+
+namespace wisp::runtime {
+
+namespace {
+
+// A directory only root can change: made if missing, refused if it is a
+// symlink or someone else's.
+Status RootOnlyDir(const std::string& path) {
+  if (::mkdir(path.c_str(), 0700) != 0 && errno != EEXIST) {
+    return Status::FromErrno("mkdir " + path, errno);
+  }
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0) return Status::FromErrno("stat " + path, errno);
+  if (!S_ISDIR(st.st_mode) || st.st_uid != 0 || (st.st_mode & 022) != 0) {
+    return Status::InvalidArgument(path + " must be a directory owned by root and writable "
+                                          "only by root");
+  }
+  return Status::OK();
+}
+
+}  // namespace
+
+WorkerIdentities::~WorkerIdentities() {
+  for (int fd : taken_) {
+    if (fd > 0) ::close(fd);
+  }
+  if (base_dir_.empty()) return;
+  std::error_code ec;
+  std::filesystem::remove_all(base_dir_, ec);
+}
+
+Status WorkerIdentities::Start() {
+  drop_ = options_.separate_users && ::geteuid() == 0;
+  if (drop_) {
+    if (options_.first_uid == 0 || options_.count == 0 ||
+        uint64_t{options_.first_uid} + options_.count > 0xfffffffeull) {
+      return Status::InvalidArgument("the worker uid range must be within 1..4294967294");
+    }
+    ::setpwent();
+    for (passwd* pw = ::getpwent(); pw != nullptr; pw = ::getpwent()) {
+      if (pw->pw_uid >= options_.first_uid && pw->pw_uid - options_.first_uid < options_.count) {
+        const std::string message = "uid " + std::to_string(pw->pw_uid) + " is the user " +
+                                    pw->pw_name + ", inside the worker uid range " +
+                                    std::to_string(options_.first_uid) + "-" +
+                                    std::to_string(options_.first_uid + options_.count - 1) +
+                                    "; choose another with --worker-uids";
+        ::endpwent();
+        return Status::InvalidArgument(message);
+      }
+    }
+    ::endpwent();
+    Status s = RootOnlyDir("/run/wisp");
+    if (s.ok()) s = RootOnlyDir("/run/wisp/worker-uids");
+    if (!s.ok()) return s.WithContext("the worker uid locks");
+    lock_dir_ = "/run/wisp/worker-uids";
+  }
+  WISP_RETURN_IF_ERROR(MakeBaseDir());
+  taken_.assign(drop_ ? options_.count : 4096, -1);
+  return Status::OK();
+}
+
+bool WorkerIdentities::Claim(size_t slot) {
+  if (taken_[slot] != -1) return false;
+  if (!drop_) {
+    taken_[slot] = 0;
+    return true;
+  }
+  const std::string path = lock_dir_ + "/" + std::to_string(options_.first_uid + slot);
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) return false;
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {  // another controller's worker has it
+    ::close(fd);
+    return false;
+  }
+  taken_[slot] = fd;
+  return true;
+}
+
+// The base directory: the one named after the data dir, emptied, when it is
+// a real directory of this user's (or absent); else a fresh mkdtemp one, so
+// nobody else's file or link there is ever followed.
+Status WorkerIdentities::MakeBaseDir() {
+  const char* tmp = std::getenv("TMPDIR");
+  const std::string parent = tmp != nullptr && *tmp == '/' ? tmp : "/tmp";
+  const std::string named =
+      parent + "/wisp-workers-" + loader::Sha256Hex(options_.data_dir).substr(0, 12);
+  struct stat st {};
+  const bool exists = ::lstat(named.c_str(), &st) == 0;
+  if (!exists || (S_ISDIR(st.st_mode) && st.st_uid == ::geteuid())) {
+    std::error_code ec;
+    if (exists) std::filesystem::remove_all(named, ec);  // a crashed run's
+    if (!ec && ::mkdir(named.c_str(), 0700) == 0) base_dir_ = named;
+  }
+  if (base_dir_.empty()) {
+    std::string pattern = parent + "/wisp-workers-XXXXXX";
+    if (::mkdtemp(pattern.data()) == nullptr) {
+      return Status::FromErrno("cannot create the workers' directory " + pattern, errno);
+    }
+    base_dir_ = pattern;
+  }
+  // Workers of other users pass through to their own directories only.
+  if (::chmod(base_dir_.c_str(), drop_ ? 0711 : 0700) != 0) {
+    return Status::FromErrno("chmod " + base_dir_, errno);
+  }
+  return Status::OK();
+}
+
+StatusOr<int> WorkerIdentities::Acquire(const FunctionLimits& limits, proto::Sandbox* sandbox) {
+  size_t slot = taken_.size();
+  // The lowest free slot: few working directories, each emptied for reuse.
+  for (size_t candidate = 0; candidate < taken_.size(); ++candidate) {
+    if (Claim(candidate)) {
+      slot = candidate;
+      break;
+    }
+  }
+  if (slot == taken_.size()) {
+    return Status::ResourceExhausted("all " + std::to_string(taken_.size()) +
+                                     " worker identities are in use");
+  }
+  sandbox->set_drop_privileges(drop_);
+  if (drop_) {
+    sandbox->set_uid(options_.first_uid + static_cast<uint32_t>(slot));
+    sandbox->set_gid(options_.first_uid + static_cast<uint32_t>(slot));
+  }
+  sandbox->set_work_dir(base_dir_ + "/" + std::to_string(slot));
+  sandbox->set_memory_bytes(limits.memory_bytes);
+  sandbox->set_open_files(limits.open_files);
+  sandbox->set_processes(limits.processes);
+  sandbox->set_cpu_ms(limits.cpu_ms);
+  sandbox->set_max_reply_bytes(limits.max_reply_bytes);
+  sandbox->set_max_events(limits.max_events);
+  return static_cast<int>(slot);
+}
+
+void WorkerIdentities::Release(int slot) {
+  if (slot < 0 || static_cast<size_t>(slot) >= taken_.size() || taken_[slot] == -1) return;
+  if (taken_[slot] > 0) ::close(taken_[slot]);
+  taken_[slot] = -1;
+}
+
+std::string WorkerIdentities::Describe() const {
+  std::string users =
+      drop_ ? "each worker runs as its own user (uids " + std::to_string(options_.first_uid) + "-" +
+                  std::to_string(options_.first_uid + options_.count - 1) + ")"
+            : ::geteuid() == 0 ? "workers run as root (--worker-uids off): no process limit"
+                               : "workers run as the controller's user (not root): no "
+                                 "process limit, and they can read the data dir";
+  return users + "; memory limited by RLIMIT_AS (address space)";
+}
+
+}  // namespace wisp::runtime
