@@ -4,7 +4,9 @@
 // worker before it takes a user, and by the zygote after a worker exits).
 //
 // In order: the artifact is opened (the function's user cannot read the data
-// dir), the user's leftover processes are killed, the working directory is
+// dir), the user's leftover processes are killed (sweep_first: only after a
+// controller died; otherwise the zygote swept the user when its last worker
+// exited, before the user was released), the working directory is
 // made empty and owned by the user, rlimits are set (core dumps off, address
 // space, descriptors, processes), groups, gid and uid are dropped for good,
 // and no_new_privs is set, so no setuid program can give privileges back.

@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <system_error>
 
 #include "loader/artifact_store.h"
@@ -90,6 +91,17 @@ bool WorkerIdentities::Claim(size_t slot) {
   return true;
 }
 
+// The lock file holds '1' while its user is in use and '0' once released
+// cleanly (after the zygote swept the user): a '1' found at claim time means
+// a controller died holding it, and processes of that user may be left.
+bool WorkerIdentities::ClaimedDirty(int fd) {
+  char state = '0';
+  const bool dirty = ::pread(fd, &state, 1, 0) == 1 && state == '1';
+  const char in_use = '1';
+  (void)!::pwrite(fd, &in_use, 1, 0);
+  return dirty;
+}
+
 // The base directory: the one named after the data dir, emptied, when it is
 // a real directory of this user's (or absent); else a fresh mkdtemp one, so
 // nobody else's file or link there is ever followed.
@@ -134,6 +146,7 @@ StatusOr<int> WorkerIdentities::Acquire(const FunctionLimits& limits, proto::San
   }
   sandbox->set_drop_privileges(drop_);
   if (drop_) {
+    sandbox->set_sweep_first(ClaimedDirty(taken_[slot]));
     sandbox->set_uid(options_.first_uid + static_cast<uint32_t>(slot));
     sandbox->set_gid(options_.first_uid + static_cast<uint32_t>(slot));
   }
@@ -149,7 +162,11 @@ StatusOr<int> WorkerIdentities::Acquire(const FunctionLimits& limits, proto::San
 
 void WorkerIdentities::Release(int slot) {
   if (slot < 0 || static_cast<size_t>(slot) >= taken_.size() || taken_[slot] == -1) return;
-  if (taken_[slot] > 0) ::close(taken_[slot]);
+  if (taken_[slot] > 0) {
+    const char released = '0';
+    (void)!::pwrite(taken_[slot], &released, 1, 0);
+    ::close(taken_[slot]);
+  }
   taken_[slot] = -1;
 }
 
@@ -160,7 +177,20 @@ std::string WorkerIdentities::Describe() const {
             : ::geteuid() == 0 ? "workers run as root (--worker-uids off): no process limit"
                                : "workers run as the controller's user (not root): no "
                                  "process limit, and they can read the data dir";
-  return users + "; memory limited by RLIMIT_AS (address space)";
+#if defined(__SANITIZE_ADDRESS__)
+  return users + "; memory not limited (an AddressSanitizer build: RLIMIT_AS would refuse its shadow)";
+#else
+  std::string memory = "; memory limited by RLIMIT_AS (address space";
+  // The cgroup v2 memory controller would bound resident memory instead; wisp
+  // does not use it yet, and says whether this machine has it.
+  std::ifstream controllers("/sys/fs/cgroup/cgroup.controllers");
+  std::string line;
+  const bool cgroup2_memory = std::getline(controllers, line) &&
+                              (" " + line + " ").find(" memory ") != std::string::npos;
+  memory += cgroup2_memory ? "; this machine has the cgroup v2 memory controller, unused)"
+                           : "; no cgroup v2 memory controller here)";
+  return users + memory;
+#endif
 }
 
 }  // namespace wisp::runtime

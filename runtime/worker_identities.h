@@ -11,7 +11,8 @@
 // when the controller stops, and cleared when it starts again after a crash.
 // Controllers on one machine share the range: a uid in use is held with an
 // flock on /run/wisp/worker-uids/<uid>, released when the worker has gone
-// (or the controller has died), so no two workers ever share a user.
+// (or the controller has died), so no two workers ever share a user. A user
+// whose controller died holding it is swept before its next use.
 //
 // Ownership: owned by the controller; slots are acquired by the dispatcher
 // that loads a worker and released once the zygote has reported its exit
@@ -64,6 +65,7 @@ class WorkerIdentities {
   bool drop_ = false;
   std::string base_dir_;
   bool Claim(size_t slot);
+  static bool ClaimedDirty(int fd);
   Status MakeBaseDir();
 
   std::string lock_dir_;

@@ -5,7 +5,8 @@
 #   WISP_BUILD_DIR   build directory (default: build)
 #   WISP_BUILD_TYPE  CMake build type (default: RelWithDebInfo)
 #   WISP_TEST_PACKAGES  1: also what only the tests need (chromium, headless,
-#                    for the dashboard's browser test); scripts/test.sh sets it
+#                    for the dashboard's browser test; clang for the fuzzers);
+#                    scripts/test.sh sets it
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -22,7 +23,9 @@ PACKAGES=(
   wrk curl procps
 )
 if [[ "${WISP_TEST_PACKAGES:-0}" == "1" ]]; then
-  PACKAGES+=(chromium fonts-dejavu-core)
+  # chromium: the dashboard's browser test; clang with its runtime: the
+  # libFuzzer targets (scripts/fuzz.sh).
+  PACKAGES+=(chromium fonts-dejavu-core clang libclang-rt-14-dev)
 fi
 
 log() { printf 'setup: %s\n' "$*" >&2; }

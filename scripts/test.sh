@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds wisp (scripts/setup.sh) and runs the whole test suite with ctest:
 # unit tests, the C ABI check and the integration tests (label "integration")
-# against the real binaries. Exits with ctest's code.
+# against the real binaries; then every libFuzzer target for 15 s
+# (scripts/fuzz.sh). Exits nonzero if any of it failed.
+#   WISP_FUZZ_SECONDS  seconds per fuzzer (default 15; 0 skips them)
 #   WISP_BUILD_DIR  build directory (default: build)
 #   WISP_CTEST_ARGS extra ctest arguments (e.g. "-L integration" or "-LE integration")
 set -euo pipefail
@@ -17,5 +19,9 @@ set +e
 # shellcheck disable=SC2086
 ctest --test-dir "$BUILD_DIR" --output-on-failure --timeout 300 -j2 ${WISP_CTEST_ARGS:-}
 rc=$?
+if [[ "${WISP_FUZZ_SECONDS:-15}" != "0" ]]; then
+  WISP_FUZZ_DIR="${WISP_FUZZ_DIR:-$ROOT/build-fuzz}" bash scripts/fuzz.sh "${WISP_FUZZ_SECONDS:-15}" \
+    || rc=1
+fi
 set -e
 exit "$rc"

@@ -2,6 +2,7 @@
 #include "triggers/http_request_parser.h"
 
 #include <algorithm>
+#include <string_view>
 
 #include "runtime/base/ascii.h"
 
@@ -67,7 +68,9 @@ HttpRequestParser::Outcome HttpRequestParser::Execute(const char* data, size_t l
   http_errno errno_value = HTTP_PARSER_ERRNO(&parser_);
   if (stopped_ || errno_value == HPE_PAUSED) return Outcome::kStopped;
   if (errno_value == HPE_OK && parsed == length) return Outcome::kNeedMore;
-  if (limit_status_ == kPayloadTooLarge) {
+  if (rejected_.status != 0) {
+    *error = rejected_;
+  } else if (limit_status_ == kPayloadTooLarge) {
     *error = {kPayloadTooLarge, "payload_too_large",
               "the request body is over the limit of " + std::to_string(body_limit_) + " bytes"};
   } else if (limit_status_ == kHeadersTooLarge || errno_value == HPE_HEADER_OVERFLOW) {
@@ -95,6 +98,25 @@ bool HttpRequestParser::AddHeaderBytes(size_t length) {
   return false;
 }
 
+int HttpRequestParser::Reject(int status, std::string code, std::string message) {
+  rejected_ = {status, std::move(code), std::move(message)};
+  return kRejectHeaders;  // nonzero fails every callback; 1 and 2 would not in on_headers_complete
+}
+
+namespace {
+
+// RFC 9110's token characters: what a header name is made of (no space
+// before the colon, which would let two parsers disagree on a header).
+bool IsTokenChar(char c) {
+  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
+  for (char t : std::string_view("!#$%&'*+-.^_`|~")) {
+    if (c == t) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
 int HttpRequestParser::OnMessageBegin(http_parser* parser) {
   HttpRequestParser* self = From(parser);
   self->phase_ = Phase::kHeaders;
@@ -117,8 +139,19 @@ int HttpRequestParser::OnUrl(http_parser* parser, const char* at, size_t length)
 int HttpRequestParser::OnHeaderField(http_parser* parser, const char* at, size_t length) {
   HttpRequestParser* self = From(parser);
   if (!self->AddHeaderBytes(length)) return 1;
+  for (size_t i = 0; i < length; ++i) {
+    if (!IsTokenChar(at[i])) {
+      return self->Reject(400, "bad_request", "a header name holds a character other than a token's");
+    }
+  }
   HeaderList& headers = self->request_.headers;
-  if (self->in_header_value_ || headers.empty()) headers.emplace_back();
+  if (self->in_header_value_ || headers.empty()) {
+    if (headers.size() >= self->options_->max_headers) {
+      return self->Reject(kHeadersTooLarge, "headers_too_large",
+                          "more than " + std::to_string(self->options_->max_headers) + " headers");
+    }
+    headers.emplace_back();
+  }
   self->in_header_value_ = false;
   AppendLowerCase(at, length, &headers.back().first);
   return 0;
@@ -139,6 +172,15 @@ int HttpRequestParser::OnHeadersComplete(http_parser* parser) {
   request.method = http_method_str(static_cast<http_method>(parser->method));
   request.http_major = parser->http_major;
   request.http_minor = parser->http_minor;
+  if (request.http_major != 1) {
+    return self->Reject(505, "version_not_supported",
+                        "HTTP/" + std::to_string(request.http_major) + "." +
+                            std::to_string(request.http_minor) +
+                            " is not supported (HTTP/1.0 and HTTP/1.1 are)");
+  }
+  if (request.http_minor >= 1 && request.Header("host") == nullptr) {
+    return self->Reject(400, "bad_request", "an HTTP/1.1 request needs a Host header");
+  }
   SplitUrl(&request);
   if (self->options_->body_limit) {
     self->body_limit_ = std::min(self->options_->max_body_bytes, self->options_->body_limit(request));

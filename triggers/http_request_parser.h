@@ -66,6 +66,7 @@ class HttpRequestParser {
   static const http_parser_settings& Settings();
 
   bool AddHeaderBytes(size_t length);
+  int Reject(int status, std::string code, std::string message);
 
   const HttpServerOptions* options_;
   Sink* sink_;
@@ -79,6 +80,7 @@ class HttpRequestParser {
   uint64_t chunked_bytes_ = 0;
   size_t body_limit_ = 0;  // for the request being parsed
   int limit_status_ = 0;  // 413 or 431 when a callback rejected the request
+  ParseError rejected_{0, "", ""};  // other refusals by a callback (status 0: none)
 };
 
 }  // namespace wisp::triggers

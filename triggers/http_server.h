@@ -52,6 +52,7 @@ struct HttpServerOptions {
   // Bodies over it get 413 without being buffered.
   std::function<size_t(const HttpRequest&)> body_limit;
   size_t max_header_bytes = 64 * 1024;
+  size_t max_headers = 100;  // header lines per request; more get 431
   size_t max_connections = 10000;
   // Slow clients: a request line and headers must arrive within
   // header_timeout_ms of their first byte and a body within body_timeout_ms

@@ -25,10 +25,11 @@ using TestHandler =
     std::function<void(HttpServer* server, uv_loop_t* loop, ReplyToken token, HttpRequest request)>;
 
 // A deterministic description of a request: method, path, query, header
-// names, the x-test header and the body, one per line.
+// names (but host), the x-test header and the body, one per line.
 inline std::string DescribeRequest(const HttpRequest& request) {
   std::string names;
   for (const auto& header : request.headers) {
+    if (header.first == "host") continue;  // every HTTP/1.1 request carries one
     if (!names.empty()) names += ",";
     names += header.first;
   }
@@ -231,6 +232,15 @@ inline std::string BodyOf(const std::string& response) {
 // The status line of a raw response, without CRLF.
 inline std::string StatusLineOf(const std::string& response) {
   return response.substr(0, response.find("\r\n"));
+}
+
+// The value of header name (as written) in a raw response; empty if absent.
+inline std::string HeaderOf(const std::string& response, const std::string& name) {
+  const std::string key = "\r\n" + name + ": ";
+  const size_t at = response.find(key);
+  if (at == std::string::npos) return "";
+  const size_t start = at + key.size();
+  return response.substr(start, response.find("\r\n", start) - start);
 }
 
 }  // namespace wisp::triggers::testing
