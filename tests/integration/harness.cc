@@ -227,10 +227,21 @@ namespace {
 
 // The fields of /proc/<pid>/stat after the command name ("S 1234 ..."), or
 // empty if there is no such process.
+// The whole of a /proc file, read with read(2): a process that exits while
+// it is read gives ESRCH, which std::ifstream would throw as an exception.
+std::string ReadProcFile(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return "";
+  std::string content;
+  char buf[4096];
+  ssize_t n;
+  while ((n = ::read(fd, buf, sizeof(buf))) > 0) content.append(buf, static_cast<size_t>(n));
+  ::close(fd);
+  return content;
+}
+
 std::string StatFieldsOf(pid_t pid) {
-  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-  if (!stat) return "";
-  std::string content((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  const std::string content = ReadProcFile("/proc/" + std::to_string(pid) + "/stat");
   const size_t close_paren = content.rfind(')');
   if (close_paren == std::string::npos || close_paren + 2 >= content.size()) return "";
   return content.substr(close_paren + 2);
@@ -252,12 +263,10 @@ pid_t ParentOf(pid_t pid) {
 }
 
 int64_t UidOf(pid_t pid) {
-  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(status, line)) {
-    if (line.rfind("Uid:", 0) == 0) return std::stoll(line.substr(4));
-  }
-  return -1;
+  const std::string status = ReadProcFile("/proc/" + std::to_string(pid) + "/status");
+  const size_t at = status.find("\nUid:");
+  if (at == std::string::npos) return -1;
+  return std::strtoll(status.c_str() + at + 5, nullptr, 10);
 }
 
 std::vector<pid_t> ProcessesOfUser(uint32_t uid) {
