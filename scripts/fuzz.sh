@@ -33,11 +33,13 @@ mkdir -p "$WORK/artifacts"
 for target in "${TARGETS[@]}"; do
   corpus="$WORK/corpus/$target"
   mkdir -p "$corpus"
+  seeds=("$ROOT/tests/fuzz/corpus/$target")
+  [[ -d "${seeds[0]}" ]] || seeds=()
   log "$target: ${SECONDS_EACH}s"
   # -rss_limit_mb: libFuzzer's own bound; the runs are single-process.
   if ! "$WORK/fuzz/${target}_fuzz" -max_total_time="$SECONDS_EACH" -rss_limit_mb=2048 \
       -max_len=65536 -print_final_stats=1 -artifact_prefix="$WORK/artifacts/${target}-" \
-      "$corpus" "$ROOT/tests/fuzz/corpus/$target" 2>"$WORK/$target.log"; then
+      "$corpus" "${seeds[@]}" 2>"$WORK/$target.log"; then
     tail -n 40 "$WORK/$target.log" >&2
     log "$target FAILED; reproducer: $(ls -t "$WORK/artifacts/${target}-"* 2>/dev/null | head -n 1)"
     exit 1
