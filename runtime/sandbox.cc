@@ -18,6 +18,8 @@
 #include <new>
 #include <system_error>
 
+#include "runtime/seccomp_filter.h"
+
 namespace wisp::runtime {
 namespace {
 
@@ -159,6 +161,7 @@ Status EnterSandbox(const proto::Sandbox& sandbox, std::string* artifact_path,
     }
   }
   if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return Errno("PR_SET_NO_NEW_PRIVS");
+  if (sandbox.seccomp()) WISP_RETURN_IF_ERROR(InstallSeccompFilter());
   return Status::OK();
 }
 

@@ -9,7 +9,8 @@
 // exited, before the user was released), the working directory is
 // made empty and owned by the user, rlimits are set (core dumps off, address
 // space, descriptors, processes), groups, gid and uid are dropped for good,
-// and no_new_privs is set, so no setuid program can give privileges back.
+// and no_new_privs is set, so no setuid program can give privileges back;
+// last, the seccomp filter when asked (runtime/seccomp_filter.h).
 // Threading: a single-threaded process (the worker before the function
 // loads, the zygote).
 #ifndef WISP_RUNTIME_SANDBOX_H_

@@ -13,6 +13,7 @@
 #include <system_error>
 
 #include "loader/artifact_store.h"
+#include "runtime/seccomp_filter.h"
 
 namespace wisp::runtime {
 
@@ -157,6 +158,7 @@ StatusOr<int> WorkerIdentities::Acquire(const FunctionLimits& limits, proto::San
   sandbox->set_cpu_ms(limits.cpu_ms);
   sandbox->set_max_reply_bytes(limits.max_reply_bytes);
   sandbox->set_max_events(limits.max_events);
+  sandbox->set_seccomp(options_.seccomp);
   return static_cast<int>(slot);
 }
 
@@ -171,6 +173,11 @@ void WorkerIdentities::Release(int slot) {
 }
 
 std::string WorkerIdentities::Describe() const {
+  const std::string seccomp =
+      options_.seccomp ? "; a seccomp filter denies " +
+                             std::to_string(SeccompDeniedSyscalls().size() + 1) +
+                             " system calls (ptrace, mount, kexec, modules, bpf, ...)"
+                       : "; no seccomp filter (--no-seccomp)";
   std::string users =
       drop_ ? "each worker runs as its own user (uids " + std::to_string(options_.first_uid) + "-" +
                   std::to_string(options_.first_uid + options_.count - 1) + ")"
@@ -178,7 +185,8 @@ std::string WorkerIdentities::Describe() const {
                                : "workers run as the controller's user (not root): no "
                                  "process limit, and they can read the data dir";
 #if defined(__SANITIZE_ADDRESS__)
-  return users + "; memory not limited (an AddressSanitizer build: RLIMIT_AS would refuse its shadow)";
+  return users + seccomp +
+         "; memory not limited (an AddressSanitizer build: RLIMIT_AS would refuse its shadow)";
 #else
   std::string memory = "; memory limited by RLIMIT_AS (address space";
   // The cgroup v2 memory controller would bound resident memory instead; wisp
@@ -189,7 +197,7 @@ std::string WorkerIdentities::Describe() const {
                               (" " + line + " ").find(" memory ") != std::string::npos;
   memory += cgroup2_memory ? "; this machine has the cgroup v2 memory controller, unused)"
                            : "; no cgroup v2 memory controller here)";
-  return users + memory;
+  return users + seccomp + memory;
 #endif
 }
 

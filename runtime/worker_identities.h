@@ -38,6 +38,7 @@ class WorkerIdentities {
     uint32_t first_uid = 1879048192;  // 0x70000000, unused by the usual allocations
     uint32_t count = 4096;
     std::string data_dir;  // names the base directory
+    bool seccomp = true;   // workers install runtime/seccomp_filter.h
   };
 
   explicit WorkerIdentities(Options options) : options_(options) {}
@@ -56,8 +57,8 @@ class WorkerIdentities {
   void Release(int slot);
 
   bool separate_users() const { return drop_; }
-  // One line for the controller's start-up: who workers run as, and how
-  // memory is limited.
+  // One line for the controller's start-up: who workers run as, how memory
+  // is limited, and whether the seccomp filter is on.
   std::string Describe() const;
 
  private:

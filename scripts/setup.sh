@@ -20,6 +20,7 @@ PACKAGES=(
   libsqlite3-dev
   libgtest-dev libgmock-dev
   libhttp-parser-dev libcli11-dev libssl-dev libyaml-cpp-dev libbenchmark-dev
+  libseccomp-dev
   wrk curl procps
 )
 if [[ "${WISP_TEST_PACKAGES:-0}" == "1" ]]; then

@@ -39,6 +39,7 @@ struct UpArgs {
   uint64_t keep_log_lines = 100000;   // log lines kept, newest first
   std::string keep_for = "168h";      // older records and lines are deleted; 0: kept
   std::string worker_uids = "1879048192-1879052287";  // FIRST-LAST, or off
+  bool no_seccomp = false;
 };
 
 struct DeployArgs {

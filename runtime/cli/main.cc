@@ -69,6 +69,8 @@ int main(int argc, char** argv) {
   up_cmd->add_option("--worker-uids", up.worker_uids,
                      "as root: the uids workers run as, one per worker (FIRST-LAST), or off")
       ->capture_default_str();
+  up_cmd->add_flag("--no-seccomp", up.no_seccomp,
+                   "workers do not install the seccomp filter (ptrace, mount, kexec, ... denied)");
 
   DeployArgs deploy;
   CLI::App* deploy_cmd = app.add_subcommand("deploy", "deploy a function .so");

@@ -91,6 +91,7 @@ int RunUp(const UpArgs& args) {
   uint64_t keep_ms = 0;  // 0: no age limit
   if (s.ok()) s = runtime::ParseDurationMs(args.keep_for, &keep_ms).WithContext("--keep-for");
   if (s.ok()) s = ParseWorkerUids(args.worker_uids, &options.worker_identities);
+  options.worker_identities.seccomp = !args.no_seccomp;
   if (!s.ok()) {
     std::fprintf(stderr, "wisp: %s\n", s.message().c_str());
     return kExitUsage;

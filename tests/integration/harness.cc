@@ -129,7 +129,12 @@ bool Controller::Start(std::string* error) {
   ::close(out_pipe[1]);
   std::string line;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (line.find('\n') == std::string::npos && std::chrono::steady_clock::now() < deadline) {
+  // Two lines: where it listens, then who its workers run as.
+  auto started = [&line] {
+    const size_t workers = line.find("\nworkers: ");
+    return workers != std::string::npos && line.find('\n', workers + 1) != std::string::npos;
+  };
+  while (!started() && std::chrono::steady_clock::now() < deadline) {
     pollfd pfd{out_pipe[0], POLLIN, 0};
     if (::poll(&pfd, 1, 100) <= 0) continue;
     char buf[256];
@@ -146,6 +151,7 @@ bool Controller::Start(std::string* error) {
     return false;
   }
   port_ = std::atoi(line.c_str() + at + marker.size());
+  startup_output_ = line;
   std::ifstream token_file(data_dir_ + "/data/token");
   std::getline(token_file, token_);
   if (token_.empty()) {

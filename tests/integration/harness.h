@@ -67,6 +67,8 @@ class Controller {
   pid_t pid() const { return pid_; }
   std::string url() const;
   std::string Log() const;
+  // What `wisp up` printed on stdout as it came up.
+  const std::string& startup_output() const { return startup_output_; }
 
   // One request on a fresh connection, with the token for /v1/ and /metrics;
   // failures are reported as status 0 with the reason in the body.
@@ -86,6 +88,7 @@ class Controller {
   pid_t pid_ = -1;
   int port_ = 0;
   std::string token_;
+  std::string startup_output_;
 };
 
 // Whether a process with this pid exists (and is not a zombie).

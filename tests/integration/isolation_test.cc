@@ -235,6 +235,26 @@ TEST_F(IsolationTest, AFunctionCannotReadTheDataDirOrSignalItsParent) {
   EXPECT_NE(UidOf(hello[0]), UidOf(snooper[0]));
 }
 
+TEST_F(IsolationTest, TheSeccompFilterDeniesWhatAFunctionHasNoReasonToDo) {
+  DeployOk(ExamplePath("hello"), "hello");
+  DeployOk(TestFunctionPath("forbidden_syscalls"), "forbidden");
+  HealthyCaller beside(controller_->port());
+  runtime::HttpClientResponse r = controller_->Call("POST", "/fn/forbidden", "");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_THAT(r.body, HasSubstr("ptrace: EPERM\n"));
+  EXPECT_THAT(r.body, HasSubstr("unshare: EPERM\n"));
+  EXPECT_THAT(r.body, HasSubstr("clone_newuser: EPERM\n"));
+  EXPECT_THAT(r.body, HasSubstr("clone3: ENOSYS\n"));
+  EXPECT_THAT(r.body, HasSubstr("mount: EPERM\n"));
+  EXPECT_THAT(r.body, HasSubstr("keyctl: EPERM\n"));
+  EXPECT_THAT(r.body, HasSubstr("init_module: EPERM\n"));
+  EXPECT_THAT(r.body, HasSubstr("kexec_load: EPERM\n"));
+  EXPECT_THAT(r.body, HasSubstr("io_uring_setup: EPERM\n"));
+  // Threads still start: the C library falls back from clone3 to clone.
+  EXPECT_THAT(r.body, HasSubstr("thread: OK\n"));
+  EXPECT_THAT(controller_->startup_output(), HasSubstr("a seccomp filter denies"));
+}
+
 TEST_F(IsolationTest, LimitsAreShownAndKeptPerVersion) {
   DeployOk(ExamplePath("hello"), "hello",
            {"--memory", "256MiB", "--cpu", "3s", "--open-files", "100", "--processes", "20",
@@ -293,6 +313,23 @@ TEST_F(SharedUserTest, KillingTheZygoteEndsItsWorkersAndANewOneServes) {
   EXPECT_EQ(hello.status, 200) << hello.body;
   EXPECT_EQ(hello.body, "hello, again");
   EXPECT_EQ(controller_->Call("GET", "/healthz").status, 200);
+}
+
+// Without the filter (--no-seccomp) the same calls reach the kernel: the
+// filter, not the user alone, is what denied them above.
+class NoSeccompTest : public ControllerTest {
+ protected:
+  std::vector<std::string> ControllerArgs() const override { return {"--no-seccomp"}; }
+};
+
+TEST_F(NoSeccompTest, TheSameCallsReachTheKernel) {
+  DeployOk(TestFunctionPath("forbidden_syscalls"), "forbidden");
+  runtime::HttpClientResponse r = controller_->Call("POST", "/fn/forbidden", "");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_THAT(r.body, HasSubstr("ptrace: OK\n"));
+  EXPECT_THAT(r.body, HasSubstr("clone3: EINVAL\n"));
+  EXPECT_THAT(r.body, HasSubstr("thread: OK\n"));
+  EXPECT_THAT(controller_->startup_output(), HasSubstr("no seccomp filter (--no-seccomp)"));
 }
 
 }  // namespace

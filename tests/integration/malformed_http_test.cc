@@ -99,7 +99,9 @@ TEST_F(MalformedHttpTest, EachGetsItsStatusAndTheControllerGoesOn) {
     if (*c.code == '\0') {
       const std::string response = client.ReadResponse();
       EXPECT_EQ(triggers::testing::StatusLineOf(response), c.status_line) << c.what << ": " << response;
-      if (c.closes) EXPECT_TRUE(client.ReadsEof()) << c.what << ": the connection stayed open";
+      if (c.closes) {
+        EXPECT_TRUE(client.ReadsEof()) << c.what << ": the connection stayed open";
+      }
     } else {
       const std::string head = client.ReadHead();
       EXPECT_EQ(triggers::testing::StatusLineOf(head), c.status_line) << c.what << ": " << head;

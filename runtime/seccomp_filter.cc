@@ -1,0 +1,84 @@
+#include "runtime/seccomp_filter.h"
+
+#include <sched.h>
+#include <seccomp.h>
+
+#include <cerrno>
+#include <cstring>
+#include <memory>
+
+namespace wisp::runtime {
+namespace {
+
+// Denied with EPERM. Grouped by what they would let a function reach.
+constexpr const char* kDenied[] = {
+    // Other processes: tracing, their memory, their descriptors.
+    "ptrace", "process_vm_readv", "process_vm_writev", "kcmp", "pidfd_getfd",
+    // Filesystems and namespaces.
+    "mount", "umount2", "pivot_root", "chroot", "unshare", "setns", "mount_setattr",
+    "move_mount", "open_tree", "fsopen", "fsconfig", "fsmount", "fspick", "name_to_handle_at",
+    "open_by_handle_at", "quotactl", "quotactl_fd", "fanotify_init",
+    // Kernel code, modules, the machine itself.
+    "kexec_load", "kexec_file_load", "init_module", "finit_module", "delete_module", "reboot",
+    "swapon", "swapoff", "acct", "syslog", "iopl", "ioperm", "uselib", "lookup_dcookie",
+    "nfsservctl", "vhangup", "bpf", "perf_event_open", "userfaultfd",
+    // The clock and the host's names.
+    "settimeofday", "clock_settime", "clock_adjtime", "adjtimex", "sethostname", "setdomainname",
+    // The kernel keyring.
+    "add_key", "request_key", "keyctl",
+    // io_uring runs operations the filter would not see.
+    "io_uring_setup", "io_uring_enter", "io_uring_register",
+};
+
+// clone flags that make a namespace.
+constexpr unsigned long kNamespaceFlags[] = {
+    CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET,
+    CLONE_NEWCGROUP,
+};
+
+struct ContextDeleter {
+  void operator()(scmp_filter_ctx ctx) const { seccomp_release(ctx); }
+};
+using Context = std::unique_ptr<void, ContextDeleter>;
+
+Status Failed(const char* step, int rc) {
+  return Status::Internal(std::string("seccomp: ") + step + ": " + std::strerror(-rc));
+}
+
+}  // namespace
+
+const std::vector<std::string>& SeccompDeniedSyscalls() {
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> list;
+    for (const char* name : kDenied) {
+      if (seccomp_syscall_resolve_name(name) != __NR_SCMP_ERROR) list.emplace_back(name);
+    }
+    return list;
+  }();
+  return names;
+}
+
+Status InstallSeccompFilter() {
+  Context ctx(seccomp_init(SCMP_ACT_ALLOW));
+  if (ctx == nullptr) return Status::Internal("seccomp: seccomp_init failed");
+  int rc = seccomp_attr_set(ctx.get(), SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
+  if (rc == 0) rc = seccomp_attr_set(ctx.get(), SCMP_FLTATR_CTL_TSYNC, 1);
+  if (rc != 0) return Failed("seccomp_attr_set", rc);
+  for (const std::string& name : SeccompDeniedSyscalls()) {
+    rc = seccomp_rule_add(ctx.get(), SCMP_ACT_ERRNO(EPERM),
+                          seccomp_syscall_resolve_name(name.c_str()), 0);
+    if (rc != 0) return Failed(("deny " + name).c_str(), rc);
+  }
+  for (unsigned long flag : kNamespaceFlags) {
+    rc = seccomp_rule_add(ctx.get(), SCMP_ACT_ERRNO(EPERM), SCMP_SYS(clone), 1,
+                          SCMP_A0(SCMP_CMP_MASKED_EQ, flag, flag));
+    if (rc != 0) return Failed("deny clone with a namespace flag", rc);
+  }
+  rc = seccomp_rule_add(ctx.get(), SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
+  if (rc != 0) return Failed("deny clone3", rc);
+  rc = seccomp_load(ctx.get());
+  if (rc != 0) return Failed("seccomp_load", rc);
+  return Status::OK();
+}
+
+}  // namespace wisp::runtime
