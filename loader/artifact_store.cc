@@ -132,6 +132,33 @@ bool ArtifactStore::Contains(std::string_view sha256) const {
   return IsValidDigest(sha256) && IsRegularFile(PathFor(sha256));
 }
 
+StatusOr<std::string> ArtifactStore::Read(std::string_view sha256) const {
+  if (!IsValidDigest(sha256)) {
+    return Status::InvalidArgument("not a SHA-256 digest: " + std::string(sha256));
+  }
+  const std::string path = PathFor(sha256);
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return Status::NotFound("no artifact " + std::string(sha256));
+    return Status::FromErrno("open " + path, errno);
+  }
+  std::string bytes;
+  char buf[64 * 1024];
+  while (true) {
+    const ssize_t n = ::read(fd, buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int err = errno;
+      ::close(fd);
+      return Status::FromErrno("read " + path, err);
+    }
+    if (n == 0) break;
+    bytes.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return bytes;
+}
+
 Status ArtifactStore::Remove(std::string_view sha256) {
   if (!IsValidDigest(sha256)) {
     return Status::InvalidArgument("not a SHA-256 digest: " + std::string(sha256));

@@ -31,6 +31,9 @@ class ArtifactStore {
   // sha256 must be 64 lower-case hex digits (checked by IsValidDigest).
   std::string PathFor(std::string_view sha256) const;
   bool Contains(std::string_view sha256) const;
+  // The artifact's bytes. NotFound if absent, InvalidArgument for a bad
+  // digest, IOError if it cannot be read.
+  StatusOr<std::string> Read(std::string_view sha256) const;
   // Removes the artifact; NotFound if absent.
   Status Remove(std::string_view sha256);
 

@@ -112,6 +112,7 @@ Status Controller::Start() {
                                        options_.warm_pool_size, options_.warmup_path);
   WISP_RETURN_IF_ERROR(StartBroker());
   WISP_RETURN_IF_ERROR(RestoreDeployments());
+  WISP_RETURN_IF_ERROR(StartCluster());
 
   triggers::HttpServerOptions http;
   http.max_body_bytes = std::max(options_.max_request_bytes, options_.max_upload_bytes);
@@ -731,20 +732,39 @@ void Controller::HandleDeploy(triggers::ReplyToken token, const std::string& nam
   std::fprintf(stderr, "wisp: deployed %s (sha256 %.12s, %llu bytes)\n", name.c_str(),
                record.sha256.c_str(), static_cast<unsigned long long>(record.size_bytes));
   const int status = existing == functions_.end() ? 201 : 200;
-  if (jetstream_ == nullptr) return ReplyJson(token, status, DescribeJson(*functions_[name], false));
-  // Answered once its JetStream consumers exist: events published after
-  // the deploy reach it.
-  jetstream_->WhenReady(name, [this, token, name, status](Status ready) {
-    auto it = functions_.find(name);
-    if (it == functions_.end()) {
-      return ReplyError(token, 409, "function_removed", name + " was removed while it was deployed");
+  auto answer = [this, token, name, status]() {
+    if (jetstream_ == nullptr) {
+      auto it = functions_.find(name);
+      if (it == functions_.end()) {
+        return ReplyError(token, 409, "function_removed", name + " was removed while it was deployed");
+      }
+      return ReplyJson(token, status, DescribeJson(*it->second, false));
     }
-    if (!ready.ok()) {
-      return ReplyError(token, 503, "jetstream_unavailable",
-                        name + " is stored, but its durable triggers cannot take events yet: " +
-                            ready.message() + " (wisp keeps trying)");
+    // Answered once its JetStream consumers exist: events published after
+    // the deploy reach it.
+    jetstream_->WhenReady(name, [this, token, name, status](Status ready) {
+      auto it = functions_.find(name);
+      if (it == functions_.end()) {
+        return ReplyError(token, 409, "function_removed", name + " was removed while it was deployed");
+      }
+      if (!ready.ok()) {
+        return ReplyError(token, 503, "jetstream_unavailable",
+                          name + " is stored, but its durable triggers cannot take events yet: " +
+                              ready.message() + " (wisp keeps trying)");
+      }
+      ReplyJson(token, status, DescribeJson(*it->second, false));
+    });
+  };
+  if (cluster_ == nullptr) return answer();
+  // Shared with the cluster before it is answered: once the client has its
+  // answer, every node can read the new version.
+  cluster_->Publish(record, [this, token, name, answer](Status shared) {
+    if (!shared.ok()) {
+      return ReplyError(token, HttpStatusFor(shared), "cluster_error",
+                        name + " is deployed here, but not shared with the cluster: " +
+                            shared.message());
     }
-    ReplyJson(token, status, DescribeJson(*it->second, false));
+    answer();
   });
 }
 
@@ -806,7 +826,16 @@ void Controller::HandleRollback(triggers::ReplyToken token, const std::string& n
   std::fprintf(stderr, "wisp: rolled %s back from %s to %s\n", name.c_str(), current.c_str(),
                target->version.c_str());
   Install(*target);
-  ReplyJson(token, 200, DescribeJson(*functions_[name], false));
+  if (cluster_ == nullptr) return ReplyJson(token, 200, DescribeJson(*functions_[name], false));
+  cluster_->Publish(*target, [this, token, name](Status shared) {
+    auto it = functions_.find(name);
+    if (!shared.ok() || it == functions_.end()) {
+      return ReplyError(token, shared.ok() ? 409 : HttpStatusFor(shared), "cluster_error",
+                        name + " is rolled back here, but not in the cluster: " +
+                            (shared.ok() ? "it was removed meanwhile" : shared.message()));
+    }
+    ReplyJson(token, 200, DescribeJson(*it->second, false));
+  });
 }
 
 void Controller::HandleRemove(triggers::ReplyToken token, const std::string& name) {
@@ -814,10 +843,24 @@ void Controller::HandleRemove(triggers::ReplyToken token, const std::string& nam
   if (it == functions_.end()) {
     return ReplyError(token, 404, "function_not_found", "no function named '" + name + "' is deployed");
   }
+  const std::string json = DescribeJson(*it->second, false);
+  Status s = RemoveFunction(name);
+  if (!s.ok()) return ReplyError(token, HttpStatusFor(s), "storage_error", s.message());
+  if (cluster_ == nullptr) return ReplyJson(token, 200, json);
+  cluster_->PublishRemoval(name, [this, token, name, json](Status shared) {
+    if (!shared.ok()) {
+      return ReplyError(token, HttpStatusFor(shared), "cluster_error",
+                        name + " is removed here, but not from the cluster: " + shared.message());
+    }
+    ReplyJson(token, 200, json);
+  });
+}
+
+Status Controller::RemoveFunction(const std::string& name) {
+  auto it = functions_.find(name);
+  if (it == functions_.end()) return Status::NotFound("no function named '" + name + "' is deployed");
   Status s = store_.Remove(name);
-  if (!s.ok() && s.code() != Status::Code::kNotFound) {
-    return ReplyError(token, HttpStatusFor(s), "storage_error", s.message());
-  }
+  if (!s.ok() && s.code() != Status::Code::kNotFound) return s;
   std::unique_ptr<Deployed> deployed = std::move(it->second);
   functions_.erase(it);
   events_->Unbind(name);
@@ -825,10 +868,9 @@ void Controller::HandleRemove(triggers::ReplyToken token, const std::string& nam
   if (jetstream_) jetstream_->Remove(name);
   if (timers_) timers_->Unbind(name);
   metrics_.Forget(name);
-  const std::string json = DescribeJson(*deployed, false);
   Retire(name, std::move(deployed->dispatcher), deployed->counters, deployed->record.sha256);
   std::fprintf(stderr, "wisp: removed %s\n", name.c_str());
-  ReplyJson(token, 200, json);
+  return Status::OK();
 }
 
 void Controller::Describe(const Deployed& deployed, bool with_status, api::Function* fn) const {
@@ -963,6 +1005,13 @@ void Controller::Shutdown(std::function<void()> on_done) {
   if (jetstream_) {
     ++shutdown_waits_;
     jetstream_->Close([this] {
+      --shutdown_waits_;
+      MaybeFinishShutdown();
+    });
+  }
+  if (cluster_) {
+    ++shutdown_waits_;
+    cluster_->Close([this] {
       --shutdown_waits_;
       MaybeFinishShutdown();
     });

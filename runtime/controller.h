@@ -54,6 +54,7 @@
 #include "runtime/base/loop_thread.h"
 #include "runtime/base/status.h"
 #include "runtime/broker_requests.h"
+#include "runtime/cluster_sync.h"
 #include "runtime/dispatcher.h"
 #include "runtime/durable_delivery.h"
 #include "runtime/jetstream_delivery.h"
@@ -95,6 +96,10 @@ struct ControllerOptions {
   size_t max_upload_bytes = 64 * 1024 * 1024;   // .so uploads
   std::string nats_urls;  // comma-separated; empty: the embedded broker
   std::string nats_module_path;  // wisp-nats.so, loaded only with nats_urls
+  // With nats_urls: the cluster whose nodes share deployments through
+  // JetStream KV (runtime/cluster_sync.h), kept in cluster_replicas copies.
+  std::string cluster;
+  int cluster_replicas = 1;
   bool record_invocations = true;  // invocation records and log lines in sqlite
   RetentionOptions retention;
   WorkerIdentities::Options worker_identities;  // who workers run as
@@ -142,6 +147,12 @@ class Controller {
   void HandleDeploy(triggers::ReplyToken token, const std::string& name,
                     triggers::HttpRequest& request);
   void HandleRemove(triggers::ReplyToken token, const std::string& name);
+  // Removes name with all its versions here. NotFound if it is not deployed.
+  Status RemoveFunction(const std::string& name);
+  // Joins options_.cluster, if any (controller_cluster.cc).
+  Status StartCluster();
+  // Makes a version another node deployed current here.
+  Status ApplyFromCluster(const FunctionRecord& record);
   void HandleRollback(triggers::ReplyToken token, const std::string& name,
                       const triggers::HttpRequest& request);
   void HandleInvocations(triggers::ReplyToken token, const triggers::HttpRequest& request);
@@ -226,6 +237,7 @@ class Controller {
   std::unique_ptr<TimerTriggers> timers_;
   std::unique_ptr<ServiceRegistry> services_;
   std::unique_ptr<BrokerRequests> requests_;
+  std::unique_ptr<ClusterSync> cluster_;  // with options_.cluster only
   std::map<std::string, int> loaded_versions_;  // loaded dispatchers per name
   std::map<std::string, std::unique_ptr<Deployed>> functions_;
   std::vector<std::unique_ptr<Retired>> retired_;

@@ -52,8 +52,10 @@ constexpr const char* kSchema4Tables =
     "  line TEXT NOT NULL);"
     "CREATE INDEX logs_by_function ON logs (function, seq);";
 
-std::string EncodeConfig(const FunctionRecord& r) {
-  api::FunctionConfig config;
+}  // namespace
+
+void RecordToConfig(const FunctionRecord& r, api::FunctionConfig* out) {
+  api::FunctionConfig& config = *out;
   config.set_timeout_ms(static_cast<uint32_t>(r.timeout_ms));
   config.set_idle_ms(static_cast<uint32_t>(r.idle_ms));
   config.set_max_workers(r.max_workers);
@@ -74,12 +76,9 @@ std::string EncodeConfig(const FunctionRecord& r) {
   config.set_max_request_bytes(r.limits.max_request_bytes);
   config.set_max_reply_bytes(r.limits.max_reply_bytes);
   config.set_max_events(r.limits.max_events);
-  return config.SerializeAsString();
 }
 
-bool DecodeConfig(const std::string& blob, FunctionRecord* r) {
-  api::FunctionConfig config;
-  if (!config.ParseFromString(blob)) return false;
+void ConfigToRecord(const api::FunctionConfig& config, FunctionRecord* r) {
   r->timeout_ms = config.timeout_ms();
   r->idle_ms = config.idle_ms();
   r->max_workers = config.max_workers();
@@ -104,6 +103,20 @@ bool DecodeConfig(const std::string& blob, FunctionRecord* r) {
   if (config.has_max_request_bytes()) r->limits.max_request_bytes = config.max_request_bytes();
   if (config.max_reply_bytes() > 0) r->limits.max_reply_bytes = config.max_reply_bytes();
   if (config.has_max_events()) r->limits.max_events = config.max_events();
+}
+
+namespace {
+
+std::string EncodeConfig(const FunctionRecord& r) {
+  api::FunctionConfig config;
+  RecordToConfig(r, &config);
+  return config.SerializeAsString();
+}
+
+bool DecodeConfig(const std::string& blob, FunctionRecord* r) {
+  api::FunctionConfig config;
+  if (!config.ParseFromString(blob)) return false;
+  ConfigToRecord(config, r);
   return true;
 }
 

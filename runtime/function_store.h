@@ -21,6 +21,10 @@
 
 struct sqlite3;
 
+namespace wisp::api {
+class FunctionConfig;
+}  // namespace wisp::api
+
 namespace wisp::runtime {
 
 struct FunctionRecord {
@@ -47,6 +51,12 @@ struct FunctionRecord {
   std::string cron;
   FunctionLimits limits;
 };
+
+// A record's configuration (everything but name, version, artifact and
+// deploy time) as the API's FunctionConfig, and back; fields a config from an
+// older wisp lacks keep the record's defaults.
+void RecordToConfig(const FunctionRecord& record, api::FunctionConfig* config);
+void ConfigToRecord(const api::FunctionConfig& config, FunctionRecord* record);
 
 class FunctionStore {
  public:

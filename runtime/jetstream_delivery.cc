@@ -12,6 +12,7 @@
 #include "runtime/base/time_format.h"
 #include "runtime/base/uv_timer.h"
 #include "runtime/event_triggers.h"
+#include "runtime/jetstream_api.h"
 #include "runtime/json_print.h"
 #include "runtime/trace_context.h"
 #include "triggers/cloudevents.h"
@@ -21,7 +22,6 @@
 namespace wisp::runtime {
 namespace {
 
-constexpr int kStreamNotFound = 10059;
 
 std::vector<std::string_view> Tokens(std::string_view subject) {
   std::vector<std::string_view> out;
@@ -32,18 +32,6 @@ std::vector<std::string_view> Tokens(std::string_view subject) {
     if (dot == std::string_view::npos) return out;
     start = dot + 1;
   }
-}
-
-template <typename Message>
-bool ParseReply(const std::string& json, Message* message) {
-  google::protobuf::util::JsonParseOptions options;
-  options.ignore_unknown_fields = true;
-  return google::protobuf::util::JsonStringToMessage(json, message, options).ok();
-}
-
-Status ApiFailure(const std::string& what, const jetstream::ApiError& error) {
-  return Status::Unavailable("JetStream " + what + ": " + error.description() + " (" +
-                             std::to_string(error.err_code()) + ")");
 }
 
 std::string JsonArray(const std::set<std::string>& items) {
@@ -143,16 +131,7 @@ void JetStreamDelivery::Api(const std::string& subject, std::string body,
   triggers::BrokerMessage request;
   request.subject = subject;
   request.data = std::move(body);
-  std::weak_ptr<int> alive = alive_;
-  requests_->Request(std::move(request), kApiTimeoutMs,
-                     [alive, done = std::move(done)](Status s, triggers::BrokerMessage reply) {
-                       if (alive.expired()) return;
-                       if (s.code() == Status::Code::kNotFound) {
-                         s = Status::Unavailable(
-                             "JetStream does not answer: is the server run with -js?");
-                       }
-                       done(std::move(s), std::move(reply));
-                     });
+  JetStreamRequest(requests_, alive_, std::move(request), kApiTimeoutMs, std::move(done));
 }
 
 std::set<std::string> JetStreamDelivery::WantedSubjects() const {
@@ -219,9 +198,9 @@ void JetStreamDelivery::DeleteConsumer(const std::string& durable) {
   Api(std::string("$JS.API.CONSUMER.DELETE.") + kStream + "." + durable, "",
       [this, durable](Status s, triggers::BrokerMessage reply) {
         jetstream::ConsumerReply parsed;
-        if (s.ok() && ParseReply(reply.data, &parsed) && parsed.has_error() &&
+        if (s.ok() && ParseJetStreamReply(reply.data, &parsed) && parsed.has_error() &&
             parsed.error().code() != 404) {
-          s = ApiFailure("delete consumer " + durable, parsed.error());
+          s = JetStreamFailure("delete consumer " + durable, parsed.error());
         }
         if (!s.ok()) {
           ++counters_.api_errors;
@@ -246,11 +225,11 @@ void JetStreamDelivery::SyncStream() {
 
 void JetStreamDelivery::OnStreamInfo(Status s, triggers::BrokerMessage reply) {
   jetstream::StreamInfo info;
-  if (s.ok() && !ParseReply(reply.data, &info)) {
+  if (s.ok() && !ParseJetStreamReply(reply.data, &info)) {
     s = Status::Corruption("JetStream stream info: unreadable reply '" + reply.data.substr(0, 200) + "'");
   }
-  const bool missing = s.ok() && info.has_error() && info.error().err_code() == kStreamNotFound;
-  if (s.ok() && info.has_error() && !missing) s = ApiFailure("stream info", info.error());
+  const bool missing = s.ok() && info.has_error() && info.error().err_code() == kJsStreamNotFound;
+  if (s.ok() && info.has_error() && !missing) s = JetStreamFailure("stream info", info.error());
   auto finish = [this](Status result) {
     syncing_ = false;
     if (sync_again_) return SyncStream();
@@ -297,10 +276,10 @@ void JetStreamDelivery::OnStreamInfo(Status s, triggers::BrokerMessage reply) {
   Api(std::string("$JS.API.STREAM.") + verb + "." + kStream, config,
       [this, finish, subjects, verb](Status s, triggers::BrokerMessage reply) {
         jetstream::StreamInfo info;
-        if (s.ok() && !ParseReply(reply.data, &info)) {
+        if (s.ok() && !ParseJetStreamReply(reply.data, &info)) {
           s = Status::Corruption("JetStream stream " + verb + ": unreadable reply");
         }
-        if (s.ok() && info.has_error()) s = ApiFailure("stream " + verb, info.error());
+        if (s.ok() && info.has_error()) s = JetStreamFailure("stream " + verb, info.error());
         if (s.ok()) {
           stream_subjects_.assign(info.config().subjects().begin(), info.config().subjects().end());
           stream_ready_ = true;
@@ -340,10 +319,10 @@ void JetStreamDelivery::CreateConsumer(const std::string& name, Binding* binding
         Consumer* consumer = c->second.get();
         consumer->creating = false;
         jetstream::ConsumerReply parsed;
-        if (s.ok() && !ParseReply(reply.data, &parsed)) {
+        if (s.ok() && !ParseJetStreamReply(reply.data, &parsed)) {
           s = Status::Corruption("JetStream consumer create: unreadable reply");
         }
-        if (s.ok() && parsed.has_error()) s = ApiFailure("create consumer " + durable, parsed.error());
+        if (s.ok() && parsed.has_error()) s = JetStreamFailure("create consumer " + durable, parsed.error());
         if (!s.ok()) {
           consumer->failed = s;
           SyncFailed(s);
@@ -518,10 +497,7 @@ Status JetStreamDelivery::Capture(triggers::BrokerMessage& message, bool* publis
 
 void JetStreamDelivery::OnPubAck(uint64_t seq, Status s, const triggers::BrokerMessage& reply) {
   jetstream::PubAck ack;
-  if (s.ok() && !ParseReply(reply.data, &ack)) {
-    s = Status::Corruption("JetStream publish: unreadable acknowledgement '" + reply.data.substr(0, 200) + "'");
-  }
-  if (s.ok() && ack.has_error()) s = ApiFailure("publish", ack.error());
+  s = PubAckStatus(std::move(s), reply.data, "publish", &ack);
   if (!s.ok() && s.code() == Status::Code::kNotFound) {
     s = Status::Unavailable("JetStream did not take the event (no stream answers)");
   }

@@ -34,6 +34,8 @@ struct UpArgs {
   uint64_t max_body = 6 * 1024 * 1024;
   uint64_t max_upload = 64 * 1024 * 1024;  // largest .so a deploy may upload
   std::string nats;       // NATS URLs; empty: the embedded broker
+  std::string cluster;    // with nats: the cluster sharing deployments
+  int cluster_replicas = 1;
   bool no_records = false;            // no invocation records or log lines
   uint64_t keep_invocations = 100000; // records kept, newest first
   uint64_t keep_log_lines = 100000;   // log lines kept, newest first

@@ -57,6 +57,12 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   up_cmd->add_option("--nats", up.nats,
                      "NATS server URLs, comma-separated (default: the embedded broker)");
+  up_cmd->add_option("--cluster", up.cluster,
+                     "with --nats: share deployments with every controller of this cluster "
+                     "(JetStream KV buckets wisp-NAME-functions and wisp-NAME-artifacts)");
+  up_cmd->add_option("--cluster-replicas", up.cluster_replicas,
+                     "copies JetStream keeps of the cluster's buckets")
+      ->capture_default_str()->check(CLI::Range(1, 5));
   up_cmd->add_flag("--no-records", up.no_records, "keep no invocation records or function logs");
   up_cmd->add_option("--keep-invocations", up.keep_invocations, "invocation records kept")
       ->capture_default_str()->check(CLI::Range(uint64_t{1}, uint64_t{100000000}));

@@ -112,6 +112,8 @@ int RunUp(const UpArgs& args) {
   options.max_request_bytes = args.max_body;
   options.max_upload_bytes = args.max_upload;
   options.nats_urls = args.nats;
+  options.cluster = args.cluster;
+  options.cluster_replicas = args.cluster_replicas;
   options.record_invocations = !args.no_records;
   options.retention.max_invocations = args.keep_invocations;
   options.retention.max_log_lines = args.keep_log_lines;
@@ -131,9 +133,10 @@ int RunUp(const UpArgs& args) {
     uv_run(loop, UV_RUN_DEFAULT);
     return kExitStartFailed;
   }
-  std::printf("wisp listening on http://%s:%d (data %s, events %s)\n",
+  std::printf("wisp listening on http://%s:%d (data %s, events %s%s%s)\n",
               options.listen_host.c_str(), controller->port(), options.data_dir.c_str(),
-              options.nats_urls.empty() ? "embedded" : options.nats_urls.c_str());
+              options.nats_urls.empty() ? "embedded" : options.nats_urls.c_str(),
+              options.cluster.empty() ? "" : ", cluster ", options.cluster.c_str());
   std::printf("workers: %s\n", controller->WorkerIsolation().c_str());
   std::fflush(stdout);
 

@@ -1,0 +1,240 @@
+// Controllers of one cluster (wisp up --nats URL --cluster NAME) on a real
+// nats-server -js share their deployments through JetStream KV: a deploy,
+// a new version, a rollback and a removal on one node are served by every
+// node; a node started later catches up; a value whose artifact does not
+// match its SHA-256 is never served; the buckets are readable by a plain
+// nats.c KV client.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <nats/nats.h>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <functional>
+#include <iterator>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "api.pb.h"
+#include "tests/integration/harness.h"
+#include "tests/support/nats_server.h"
+
+namespace wisp::testing {
+namespace {
+
+using ::testing::HasSubstr;
+using Clock = std::chrono::steady_clock;
+
+constexpr int kNodes = 3;
+constexpr const char* kCluster = "test";
+
+std::string ReadBytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+class ClusterTest : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_TRUE(nats_.Start()); }
+
+  void TearDown() override {
+    for (int i = 0; i < kNodes; ++i) {
+      if (!nodes_[i]) continue;
+      if (HasFailure()) std::fprintf(stderr, "---- node %d log ----\n%s", i, nodes_[i]->Log().c_str());
+      nodes_[i]->Stop();
+    }
+    if (HasFailure()) std::fprintf(stderr, "---- nats-server log ----\n%s", nats_.Log().c_str());
+  }
+
+  Controller* StartNode(int i) {
+    nodes_[i] = std::make_unique<Controller>(
+        dirs_[i].path(), std::vector<std::string>{"--nats", nats_.url(), "--cluster", kCluster});
+    std::string error;
+    EXPECT_TRUE(nodes_[i]->Start(&error)) << "node " << i << ": " << error;
+    return nodes_[i].get();
+  }
+
+  // Polls node i's /fn/<name> until check(status, body) holds; the time it
+  // took, or -1 ms after timeout_ms (with the last answer in *last).
+  std::chrono::milliseconds WaitFor(int i, const std::string& name,
+                                    const std::function<bool(int, const std::string&)>& check,
+                                    std::string* last, int timeout_ms = 10000) {
+    const auto start = Clock::now();
+    while (Clock::now() - start < std::chrono::milliseconds(timeout_ms)) {
+      runtime::HttpClientResponse r = nodes_[i]->Call("POST", "/fn/" + name, "world");
+      *last = std::to_string(r.status) + " " + r.body;
+      if (check(r.status, r.body)) {
+        return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return std::chrono::milliseconds(-1);
+  }
+
+  // Expects every node to answer /fn/<name> with status and body within 10 s.
+  void ExpectEveryNodeAnswers(const std::string& name, int status, const std::string& body,
+                              const std::string& step) {
+    for (int i = 0; i < kNodes; ++i) {
+      if (!nodes_[i]) continue;
+      std::string last;
+      auto took = WaitFor(
+          i, name, [&](int s, const std::string& b) { return s == status && b == body; }, &last);
+      EXPECT_GE(took.count(), 0) << step << ": node " << i << " should answer " << status << " '"
+                                 << body << "' within 10 s; its last answer was " << last;
+      if (took.count() >= 0) {
+        std::printf("[ cluster  ] %s: node %d after %lld ms\n", step.c_str(), i,
+                    static_cast<long long>(took.count()));
+      }
+    }
+  }
+
+  NatsServerProcess nats_{NatsServerOptions{.jetstream = true}};
+  TempDir dirs_[kNodes];
+  std::unique_ptr<Controller> nodes_[kNodes];
+};
+
+TEST_F(ClusterTest, ChangesOnOneNodeAreServedByEveryNode) {
+  for (int i = 0; i < kNodes; ++i) ASSERT_NE(StartNode(i), nullptr);
+  ASSERT_FALSE(HasFailure());
+  EXPECT_THAT(nodes_[0]->startup_output(), HasSubstr("cluster test"));
+
+  CliResult r = nodes_[0]->Deploy(ExamplePath("hello"), "svc");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ExpectEveryNodeAnswers("svc", 200, "hello, world", "deploy on node 0");
+
+  r = nodes_[1]->Deploy(ExamplePath("echo"), "svc", {"--version", "2.0.0"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ExpectEveryNodeAnswers("svc", 200, "world", "new version on node 1");
+  api::Function described;
+  ASSERT_TRUE(nodes_[2]->Describe("svc", &described));
+  EXPECT_EQ(described.version(), "2.0.0");
+  EXPECT_EQ(described.versions_size(), 2) << "node 2 keeps both versions, for rollback";
+
+  r = RunCli({"rollback", "svc", "--server", nodes_[2]->url(), "--token", nodes_[2]->token()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ExpectEveryNodeAnswers("svc", 200, "hello, world", "rollback on node 2");
+
+  r = RunCli({"rm", "svc", "--server", nodes_[1]->url(), "--token", nodes_[1]->token()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  for (int i = 0; i < kNodes; ++i) {
+    std::string last;
+    auto took = WaitFor(
+        i, "svc", [](int s, const std::string&) { return s == 404; }, &last);
+    EXPECT_GE(took.count(), 0) << "node " << i << " should forget svc after rm on node 1; it said "
+                               << last;
+  }
+}
+
+TEST_F(ClusterTest, ANodeStartedLaterCatchesUpWithConfig) {
+  ASSERT_NE(StartNode(0), nullptr);
+  ASSERT_FALSE(HasFailure());
+  CliResult r = nodes_[0]->Deploy(ExamplePath("hello"), "greeter",
+                                  {"--timeout", "7s", "--max-workers", "3", "--version", "1.2.3"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  api::Function there;
+  ASSERT_TRUE(nodes_[0]->Describe("greeter", &there));
+
+  ASSERT_NE(StartNode(1), nullptr);
+  ASSERT_FALSE(HasFailure());
+  std::string last;
+  auto took = WaitFor(
+      1, "greeter", [](int s, const std::string& b) { return s == 200 && b == "hello, world"; },
+      &last);
+  ASSERT_GE(took.count(), 0) << "the late node should serve greeter; it said " << last;
+  api::Function here;
+  ASSERT_TRUE(nodes_[1]->Describe("greeter", &here));
+  EXPECT_EQ(here.version(), "1.2.3");
+  EXPECT_EQ(here.sha256(), there.sha256());
+  EXPECT_EQ(here.config().timeout_ms(), 7000u);
+  EXPECT_EQ(here.config().max_workers(), 3u);
+}
+
+// A plain nats.c KV client: reads what wisp wrote, and writes a value
+// whose artifact does not match its digest.
+TEST_F(ClusterTest, AValueWhoseArtifactDoesNotMatchItsDigestIsNeverServed) {
+  ASSERT_NE(StartNode(0), nullptr);
+  ASSERT_NE(StartNode(1), nullptr);
+  ASSERT_FALSE(HasFailure());
+  CliResult r = nodes_[0]->Deploy(ExamplePath("hello"), "honest");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::string last;
+  ASSERT_GE(WaitFor(1, "honest", [](int s, const std::string&) { return s == 200; }, &last).count(), 0)
+      << last;
+
+  natsConnection* nc = nullptr;
+  ASSERT_EQ(natsConnection_ConnectTo(&nc, nats_.url().c_str()), NATS_OK);
+  jsCtx* js = nullptr;
+  ASSERT_EQ(natsConnection_JetStream(&js, nc, nullptr), NATS_OK);
+  kvStore* functions = nullptr;
+  kvStore* artifacts = nullptr;
+  ASSERT_EQ(js_KeyValue(&functions, js, "wisp-test-functions"), NATS_OK);
+  ASSERT_EQ(js_KeyValue(&artifacts, js, "wisp-test-artifacts"), NATS_OK);
+
+  kvEntry* entry = nullptr;
+  ASSERT_EQ(kvStore_Get(&entry, functions, "honest"), NATS_OK);
+  const std::string value = kvEntry_ValueString(entry);
+  kvEntry_Destroy(entry);
+  EXPECT_THAT(value, HasSubstr("\"name\":\"honest\""));
+  EXPECT_THAT(value, HasSubstr("\"chunks\":1"));
+
+  // hello.so's bytes under a digest they do not have.
+  const std::string bytes = ReadBytes(ExamplePath("hello"));
+  ASSERT_FALSE(bytes.empty());
+  const std::string digest(64, 'a');
+  const std::string forged =
+      "{\"name\":\"forged\",\"version\":{\"version\":\"1.0.0\",\"sha256\":\"" + digest +
+      "\",\"size_bytes\":" + std::to_string(bytes.size()) +
+      ",\"config\":{\"timeout_ms\":30000,\"idle_ms\":60000,\"max_workers\":2}},\"chunks\":1}";
+  uint64_t rev = 0;
+  ASSERT_EQ(kvStore_Put(&rev, artifacts, (digest + ".0").c_str(), bytes.data(),
+                        static_cast<int>(bytes.size())),
+            NATS_OK);
+  ASSERT_EQ(kvStore_Put(&rev, functions, "forged", forged.data(), static_cast<int>(forged.size())),
+            NATS_OK);
+  // A value that is not a deployment at all.
+  const std::string junk = "not json";
+  ASSERT_EQ(kvStore_Put(&rev, functions, "junk", junk.data(), static_cast<int>(junk.size())),
+            NATS_OK);
+
+  // Both nodes see the hint at once and a full pass within 5 s: wait for
+  // the log lines, then check nothing is served.
+  for (int i = 0; i < 2; ++i) {
+    const auto start = Clock::now();
+    auto refused_both = [&] {
+      const std::string log = nodes_[i]->Log();
+      return log.find("refusing forged") != std::string::npos &&
+             log.find("refusing junk") != std::string::npos;
+    };
+    while (Clock::now() - start < std::chrono::seconds(10) && !refused_both()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    EXPECT_THAT(nodes_[i]->Log(), HasSubstr("refusing forged 1.0.0: its artifact's SHA-256 is"))
+        << "node " << i;
+    EXPECT_THAT(nodes_[i]->Log(), HasSubstr("refusing junk")) << "node " << i;
+    runtime::HttpClientResponse forged_call = nodes_[i]->Call("POST", "/fn/forged", "x");
+    EXPECT_EQ(forged_call.status, 404) << "node " << i << ": " << forged_call.body;
+    runtime::HttpClientResponse honest_call = nodes_[i]->Call("POST", "/fn/honest", "x");
+    EXPECT_EQ(honest_call.status, 200) << "node " << i << " stops serving what it had: "
+                                       << honest_call.body;
+  }
+  kvStore_Destroy(functions);
+  kvStore_Destroy(artifacts);
+  jsCtx_Destroy(js);
+  natsConnection_Destroy(nc);
+}
+
+TEST_F(ClusterTest, ClusterWithoutNatsIsRefusedAtStart) {
+  Controller lone(dirs_[0].path(), {"--cluster", "test"});
+  std::string error;
+  EXPECT_FALSE(lone.Start(&error));
+  EXPECT_THAT(lone.Log(), HasSubstr("--cluster needs --nats"));
+  Controller bad(dirs_[1].path(), {"--nats", nats_.url(), "--cluster", "no spaces"});
+  EXPECT_FALSE(bad.Start(&error));
+  EXPECT_THAT(bad.Log(), HasSubstr("must be 1 to 64 of"));
+}
+
+}  // namespace
+}  // namespace wisp::testing
