@@ -27,6 +27,7 @@
 #include <cstdlib>
 #include <deque>
 #include <mutex>
+#include <string>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -395,7 +396,23 @@ struct NatsBroker::Impl {
   }
 
   natsStatus Configure(natsOptions* o) {
-    natsStatus s = natsOptions_SetURL(o, urls.c_str());
+    // natsOptions_SetURL takes one URL; a comma-separated list is the
+    // server pool (tried in random order, each one again on reconnect).
+    std::vector<std::string> pool;
+    size_t start = 0;
+    while (start <= urls.size()) {
+      size_t comma = urls.find(',', start);
+      if (comma == std::string::npos) comma = urls.size();
+      std::string url = urls.substr(start, comma - start);
+      url.erase(0, url.find_first_not_of(" \t"));
+      url.erase(url.find_last_not_of(" \t") + 1);
+      if (!url.empty()) pool.push_back(std::move(url));
+      start = comma + 1;
+    }
+    if (pool.empty()) return NATS_INVALID_ARG;
+    std::vector<const char*> servers;
+    for (const std::string& url : pool) servers.push_back(url.c_str());
+    natsStatus s = natsOptions_SetServers(o, servers.data(), static_cast<int>(servers.size()));
     if (s == NATS_OK) s = natsOptions_SetName(o, options.name.c_str());
     // Without it every publish waits for the flusher thread's 1 ms timer.
     if (s == NATS_OK) s = natsOptions_SetSendAsap(o, true);

@@ -236,5 +236,116 @@ TEST_F(ClusterTest, ClusterWithoutNatsIsRefusedAtStart) {
   EXPECT_THAT(bad.Log(), HasSubstr("must be 1 to 64 of"));
 }
 
+// Three nats-servers as one NATS cluster with JetStream, each standing in
+// for a host; two controllers, each connected to all three, keep the
+// cluster's buckets in three replicas. Losing a server loses nothing.
+class NatsClusterTest : public ::testing::Test {
+ protected:
+  static constexpr int kServers = 3;
+
+  void SetUp() override {
+    int route_ports[kServers];
+    for (int i = 0; i < kServers; ++i) route_ports[i] = NatsServerProcess::PickFreePort();
+    for (int i = 0; i < kServers; ++i) {
+      NatsServerOptions options;
+      options.jetstream = true;
+      options.port = NatsServerProcess::PickFreePort();
+      options.cluster_name = "wisp-test";
+      options.cluster_port = route_ports[i];
+      for (int j = 0; j < kServers; ++j) {
+        if (j != i) options.route_ports.push_back(route_ports[j]);
+      }
+      servers_[i] = std::make_unique<NatsServerProcess>(options);
+    }
+    for (int i = 0; i < kServers; ++i) ASSERT_TRUE(servers_[i]->Start()) << "server " << i;
+    for (int i = 0; i < kServers; ++i) {
+      urls_ += (i > 0 ? "," : "") + servers_[i]->url();
+    }
+  }
+
+  void TearDown() override {
+    for (int i = 0; i < 2; ++i) {
+      if (!nodes_[i]) continue;
+      if (HasFailure()) std::fprintf(stderr, "---- node %d log ----\n%s", i, nodes_[i]->Log().c_str());
+      nodes_[i]->Stop();
+    }
+    if (HasFailure()) {
+      for (int i = 0; i < kServers; ++i) {
+        std::fprintf(stderr, "---- nats-server %d log (tail) ----\n%s", i,
+                     servers_[i]->Log().substr(servers_[i]->Log().size() > 3000
+                                                   ? servers_[i]->Log().size() - 3000
+                                                   : 0).c_str());
+      }
+    }
+  }
+
+  // Deploys so_path as name on node i, trying again while the NATS cluster
+  // elects its JetStream leaders (the deploy is refused with 503 until the
+  // buckets exist); false after timeout_s.
+  bool DeployWhenReady(int i, const std::string& so_path, const std::string& name,
+                       std::string* last, int timeout_s = 30) {
+    const auto start = Clock::now();
+    while (Clock::now() - start < std::chrono::seconds(timeout_s)) {
+      CliResult r = nodes_[i]->Deploy(so_path, name);
+      if (r.exit_code == 0) return true;
+      *last = r.err;
+      std::this_thread::sleep_for(std::chrono::milliseconds(250));
+    }
+    return false;
+  }
+
+  bool Answers(int i, const std::string& name, const std::string& body, std::string* last,
+               int timeout_s = 20) {
+    const auto start = Clock::now();
+    while (Clock::now() - start < std::chrono::seconds(timeout_s)) {
+      runtime::HttpClientResponse r = nodes_[i]->Call("POST", "/fn/" + name, "world");
+      *last = std::to_string(r.status) + " " + r.body;
+      if (r.status == 200 && r.body == body) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return false;
+  }
+
+  std::unique_ptr<NatsServerProcess> servers_[kServers];
+  std::string urls_;
+  TempDir dirs_[2];
+  std::unique_ptr<Controller> nodes_[2];
+};
+
+TEST_F(NatsClusterTest, DeploymentsSurviveTheLossOfOneServerOfThree) {
+  for (int i = 0; i < 2; ++i) {
+    nodes_[i] = std::make_unique<Controller>(
+        dirs_[i].path(), std::vector<std::string>{"--nats", urls_, "--cluster", "three",
+                                                  "--cluster-replicas", "3"});
+    std::string error;
+    ASSERT_TRUE(nodes_[i]->Start(&error)) << "node " << i << ": " << error;
+  }
+  std::string last;
+  ASSERT_TRUE(DeployWhenReady(0, ExamplePath("hello"), "before", &last))
+      << "the deploy on node 0 kept failing: " << last;
+  ASSERT_TRUE(Answers(1, "before", "hello, world", &last)) << "node 1 said " << last;
+
+  // The server node 0 is connected to goes; the buckets' other two replicas
+  // keep going.
+  int lost = -1;
+  for (int i = 0; i < kServers; ++i) {
+    if (nodes_[0]->Log().find("connected to " + servers_[i]->url() + "\n") != std::string::npos) {
+      lost = i;
+    }
+  }
+  ASSERT_GE(lost, 0) << "node 0's log names no server it connected to:\n" << nodes_[0]->Log();
+  servers_[lost]->Kill();
+  ASSERT_TRUE(DeployWhenReady(1, ExamplePath("echo"), "after", &last))
+      << "with one server down, the deploy on node 1 kept failing: " << last;
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_TRUE(Answers(i, "after", "world", &last))
+        << "node " << i << " should serve what was deployed after the loss; it said " << last;
+    EXPECT_TRUE(Answers(i, "before", "hello, world", &last))
+        << "node " << i << " should still serve what was deployed before; it said " << last;
+  }
+  EXPECT_THAT(nodes_[0]->Log(), HasSubstr("reconnected to"))
+      << "node 0 lost its server and should say where it reconnected";
+}
+
 }  // namespace
 }  // namespace wisp::testing

@@ -158,6 +158,16 @@ std::string NatsServerProcess::Log() const {
   std::string store = dir_ + "/jetstream";
   std::vector<std::string> args = {binary, "-a", "127.0.0.1", "-p", port, "-n", name_};
   if (options_.jetstream) args.insert(args.end(), {"-js", "-sd", store});
+  if (!options_.cluster_name.empty()) {
+    std::string routes;
+    for (int route : options_.route_ports) {
+      if (!routes.empty()) routes += ',';
+      routes += "nats://127.0.0.1:" + std::to_string(route);
+    }
+    args.insert(args.end(), {"--cluster_name", options_.cluster_name, "--cluster",
+                             "nats://127.0.0.1:" + std::to_string(options_.cluster_port),
+                             "--routes", routes});
+  }
   std::vector<char*> argv;
   for (std::string& arg : args) argv.push_back(arg.data());
   argv.push_back(nullptr);

@@ -16,12 +16,19 @@
 #include <sys/types.h>
 
 #include <string>
+#include <vector>
 
 namespace wisp::testing {
 
 struct NatsServerOptions {
   bool jetstream = false;  // -js, with the store in the temporary directory
   int port = 0;            // 0: a free port, picked at Start
+  // A member of a cluster: its name, this server's route port on
+  // 127.0.0.1, and the route ports of the others (give fixed ports: the
+  // members must know each other's before they start).
+  std::string cluster_name;
+  int cluster_port = 0;
+  std::vector<int> route_ports;
 };
 
 class NatsServerProcess {
