@@ -195,6 +195,7 @@ Status Controller::StartBroker() {
     jetstream_ = std::make_unique<JetStreamDelivery>(loop_, broker_.get(), requests_.get(),
                                                      events_.get(), event_queue_.get(), dispatcher,
                                                      held);
+    jetstream_->set_replicas(options_.cluster_replicas);
   }
   timers_ = std::make_unique<TimerTriggers>(
       loop_, [this](const std::string& name, int64_t tick_ms) { FireTimer(name, tick_ms); });

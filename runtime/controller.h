@@ -97,7 +97,8 @@ struct ControllerOptions {
   std::string nats_urls;  // comma-separated; empty: the embedded broker
   std::string nats_module_path;  // wisp-nats.so, loaded only with nats_urls
   // With nats_urls: the cluster whose nodes share deployments through
-  // JetStream KV (runtime/cluster_sync.h), kept in cluster_replicas copies.
+  // JetStream KV (runtime/cluster_sync.h). cluster_replicas: the copies
+  // JetStream keeps of wisp's streams (the cluster's buckets and WISP_EVENTS).
   std::string cluster;
   int cluster_replicas = 1;
   bool record_invocations = true;  // invocation records and log lines in sqlite

@@ -271,7 +271,8 @@ void JetStreamDelivery::OnStreamInfo(Status s, triggers::BrokerMessage reply) {
                              JsonArray(sorted) +
                              ",\"retention\":\"limits\",\"storage\":\"file\",\"max_age\":" +
                              std::to_string(kMaxAgeNs) +
-                             ",\"duplicate_window\":120000000000,\"num_replicas\":1}";
+                             ",\"duplicate_window\":120000000000,\"num_replicas\":" +
+                             std::to_string(replicas_) + "}";
   const std::string verb = missing ? "CREATE" : "UPDATE";
   Api(std::string("$JS.API.STREAM.") + verb + "." + kStream, config,
       [this, finish, subjects, verb](Status s, triggers::BrokerMessage reply) {

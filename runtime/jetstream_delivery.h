@@ -112,6 +112,11 @@ class JetStreamDelivery {
   // (here after a restart, or to another controller) after their lease.
   void Close(std::function<void()> on_closed);
 
+  // Copies JetStream keeps of the stream (1 by default; 3 on a three-server
+  // NATS cluster), applied when the stream is next created or updated. Call
+  // before the first Bind.
+  void set_replicas(int replicas) { replicas_ = replicas; }
+
   const JetStreamCounters& counters() const { return counters_; }
 
   // Whether pattern a matches every subject pattern b matches.
@@ -177,6 +182,7 @@ class JetStreamDelivery {
   // The stream's subjects as last seen on the server (ours included once
   // synced); a publish on one of them is a JetStream publish.
   std::vector<std::string> stream_subjects_;
+  int replicas_ = 1;
   bool stream_ready_ = false;
   bool syncing_ = false;
   bool sync_again_ = false;

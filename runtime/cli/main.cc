@@ -61,7 +61,7 @@ int main(int argc, char** argv) {
                      "with --nats: share deployments with every controller of this cluster "
                      "(JetStream KV buckets wisp-NAME-functions and wisp-NAME-artifacts)");
   up_cmd->add_option("--cluster-replicas", up.cluster_replicas,
-                     "copies JetStream keeps of the cluster's buckets")
+                     "copies JetStream keeps of wisp's streams (the cluster's buckets, durable events)")
       ->capture_default_str()->check(CLI::Range(1, 5));
   up_cmd->add_flag("--no-records", up.no_records, "keep no invocation records or function logs");
   up_cmd->add_option("--keep-invocations", up.keep_invocations, "invocation records kept")

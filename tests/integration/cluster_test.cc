@@ -19,7 +19,9 @@
 #include <vector>
 
 #include "api.pb.h"
+#include "runtime/http_client.h"
 #include "tests/integration/harness.h"
+#include "tests/integration/sink_tally.h"
 #include "tests/support/nats_server.h"
 
 namespace wisp::testing {
@@ -281,12 +283,12 @@ class NatsClusterTest : public ::testing::Test {
 
   // Deploys so_path as name on node i, trying again while the NATS cluster
   // elects its JetStream leaders (the deploy is refused with 503 until the
-  // buckets exist); false after timeout_s.
+  // buckets exist); false after 30 s.
   bool DeployWhenReady(int i, const std::string& so_path, const std::string& name,
-                       std::string* last, int timeout_s = 30) {
+                       std::string* last, std::vector<std::string> args = {}) {
     const auto start = Clock::now();
-    while (Clock::now() - start < std::chrono::seconds(timeout_s)) {
-      CliResult r = nodes_[i]->Deploy(so_path, name);
+    while (Clock::now() - start < std::chrono::seconds(30)) {
+      CliResult r = nodes_[i]->Deploy(so_path, name, args);
       if (r.exit_code == 0) return true;
       *last = r.err;
       std::this_thread::sleep_for(std::chrono::milliseconds(250));
@@ -306,20 +308,42 @@ class NatsClusterTest : public ::testing::Test {
     return false;
   }
 
+  // Starts both nodes on all three servers, keeping three replicas.
+  void StartNodes() {
+    for (int i = 0; i < 2; ++i) {
+      nodes_[i] = std::make_unique<Controller>(
+          dirs_[i].path(), std::vector<std::string>{"--nats", urls_, "--cluster", "three",
+                                                    "--cluster-replicas", "3"});
+      std::string error;
+      ASSERT_TRUE(nodes_[i]->Start(&error)) << "node " << i << ": " << error;
+    }
+  }
+
+  // The server node i's log says it connected to last, or -1.
+  int ServerOf(int i) const {
+    const std::string log = nodes_[i]->Log();
+    size_t best = std::string::npos;
+    int server = -1;
+    for (int s = 0; s < kServers; ++s) {
+      const size_t at = log.rfind("connected to " + servers_[s]->url() + "\n");
+      if (at != std::string::npos && (best == std::string::npos || at > best)) {
+        best = at;
+        server = s;
+      }
+    }
+    return server;
+  }
+
   std::unique_ptr<NatsServerProcess> servers_[kServers];
   std::string urls_;
+  TempDir shared_;  // the sink's file, written by both nodes' workers
   TempDir dirs_[2];
   std::unique_ptr<Controller> nodes_[2];
 };
 
 TEST_F(NatsClusterTest, DeploymentsSurviveTheLossOfOneServerOfThree) {
-  for (int i = 0; i < 2; ++i) {
-    nodes_[i] = std::make_unique<Controller>(
-        dirs_[i].path(), std::vector<std::string>{"--nats", urls_, "--cluster", "three",
-                                                  "--cluster-replicas", "3"});
-    std::string error;
-    ASSERT_TRUE(nodes_[i]->Start(&error)) << "node " << i << ": " << error;
-  }
+  StartNodes();
+  ASSERT_FALSE(HasFailure());
   std::string last;
   ASSERT_TRUE(DeployWhenReady(0, ExamplePath("hello"), "before", &last))
       << "the deploy on node 0 kept failing: " << last;
@@ -327,12 +351,7 @@ TEST_F(NatsClusterTest, DeploymentsSurviveTheLossOfOneServerOfThree) {
 
   // The server node 0 is connected to goes; the buckets' other two replicas
   // keep going.
-  int lost = -1;
-  for (int i = 0; i < kServers; ++i) {
-    if (nodes_[0]->Log().find("connected to " + servers_[i]->url() + "\n") != std::string::npos) {
-      lost = i;
-    }
-  }
+  const int lost = ServerOf(0);
   ASSERT_GE(lost, 0) << "node 0's log names no server it connected to:\n" << nodes_[0]->Log();
   servers_[lost]->Kill();
   ASSERT_TRUE(DeployWhenReady(1, ExamplePath("echo"), "after", &last))
@@ -345,6 +364,74 @@ TEST_F(NatsClusterTest, DeploymentsSurviveTheLossOfOneServerOfThree) {
   }
   EXPECT_THAT(nodes_[0]->Log(), HasSubstr("reconnected to"))
       << "node 0 lost its server and should say where it reconnected";
+}
+
+// Durable events on a three-replica WISP_EVENTS stream: a function deployed
+// on node 0 (and so on node 1, through the cluster) takes 2,000 events
+// published through both nodes while the server node 0 uses is killed.
+TEST_F(NatsClusterTest, DurableEventsSurviveTheLossOfOneServerOfThree) {
+  constexpr int kEvents = 2000;
+  StartNodes();
+  ASSERT_FALSE(HasFailure());
+  const std::string sink = shared_.path() + "/sink.txt";
+  std::string last;
+  ASSERT_TRUE(DeployWhenReady(0, TestFunctionPath("journal"), "sink", &last,
+                              {"--subscribe", "cl.in", "--durable", "--timeout", "2s", "--backoff",
+                               "50ms", "--max-attempts", "100", "--env", "JOURNAL=" + sink}))
+      << "the durable deploy kept failing: " << last;
+  api::Function fn;
+  const auto propagated = Clock::now();
+  while (!nodes_[1]->Describe("sink", &fn) && Clock::now() - propagated < std::chrono::seconds(10)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_EQ(fn.name(), "sink") << "node 1 never got the durable function";
+
+  const int lost = ServerOf(0);
+  ASSERT_GE(lost, 0) << nodes_[0]->Log();
+  int refused = 0;
+  std::unique_ptr<runtime::HttpClient> clients[2];
+  for (int n = 0; n < kEvents; ++n) {
+    if (n == kEvents / 4) servers_[lost]->Kill();
+    const std::string id = "evt-" + std::to_string(n);
+    for (int attempt = 0;; ++attempt) {
+      const int which = (n + attempt) % 2;
+      if (clients[which] == nullptr) {
+        clients[which] = std::make_unique<runtime::HttpClient>("127.0.0.1", nodes_[which]->port(), 5000);
+      }
+      StatusOr<runtime::HttpClientResponse> r = clients[which]->Request(
+          "POST", "/v1/events/cl.in",
+          {{"Authorization", "Bearer " + nodes_[which]->token()}, {"ce-id", id}}, id);
+      if (r.ok() && r->status == 202) break;
+      ++refused;
+      clients[which].reset();
+      ASSERT_LT(attempt, 400) << "event " << id << " was refused 400 times; last: "
+                              << (r.ok() ? std::to_string(r->status) + " " + r->body
+                                         : r.status().ToString());
+      std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    }
+  }
+  const SinkTally tally = WaitForSink(sink, kEvents, "evt-", std::chrono::seconds(120));
+  std::fprintf(stderr,
+               "[ cluster  ] %d durable events, server %d of 3 killed after %d: %d publish attempts "
+               "refused and retried, %zu distinct at the sink, %d missing, %d duplicates\n",
+               kEvents, lost, kEvents / 4, refused, tally.seen.size(), tally.missing,
+               tally.duplicates);
+  EXPECT_EQ(tally.missing, 0) << "first missing: " << tally.first_missing;
+
+  // The streams wisp made have three replicas (read with a plain nats.c client).
+  natsConnection* nc = nullptr;
+  ASSERT_EQ(natsConnection_ConnectTo(&nc, urls_.c_str()), NATS_OK);
+  jsCtx* js = nullptr;
+  ASSERT_EQ(natsConnection_JetStream(&js, nc, nullptr), NATS_OK);
+  for (const char* stream : {"WISP_EVENTS", "KV_wisp-three-functions", "KV_wisp-three-artifacts"}) {
+    jsStreamInfo* info = nullptr;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    ASSERT_EQ(js_GetStreamInfo(&info, js, stream, nullptr, &jerr), NATS_OK) << stream;
+    EXPECT_EQ(info->Config->Replicas, 3) << stream;
+    jsStreamInfo_Destroy(info);
+  }
+  jsCtx_Destroy(js);
+  natsConnection_Destroy(nc);
 }
 
 }  // namespace
