@@ -45,6 +45,24 @@ std::string StreamConfigJson(const std::string& bucket, int replicas) {
          "\"duplicate_window\":120000000000}";
 }
 
+// What a deploy's parameters would have refused (deploy_params.h), checked
+// again for a value another node wrote.
+Status CheckSharedConfig(const FunctionRecord& record) {
+  if (record.timeout_ms == 0) return Status::InvalidArgument("its timeout is 0");
+  if (record.max_workers == 0 || record.max_workers > kMaxWorkersLimit) {
+    return Status::InvalidArgument("its max_workers is not 1 to " +
+                                   std::to_string(kMaxWorkersLimit));
+  }
+  if (record.subjects.size() > kMaxSubjectsPerFunction) {
+    return Status::InvalidArgument("it has too many subjects");
+  }
+  for (const std::string& subject : record.subjects) {
+    WISP_RETURN_IF_ERROR(triggers::ValidateSubscribeSubject(subject).WithContext("its subject"));
+  }
+  if (record.env.size() > kMaxEnvEntries) return Status::InvalidArgument("its env is too large");
+  return Status::OK();
+}
+
 uint32_t ChunksFor(uint64_t size) {
   return static_cast<uint32_t>((size + ClusterSync::kChunkBytes - 1) / ClusterSync::kChunkBytes);
 }
@@ -63,7 +81,7 @@ bool ClusterSync::IsValidClusterName(std::string_view name) {
 
 ClusterSync::ClusterSync(uv_loop_t* loop, triggers::Broker* broker, BrokerRequests* requests,
                          loader::ArtifactStore* artifacts, std::string cluster, int replicas,
-                         std::string node, Hooks hooks)
+                         std::string node, uint64_t max_artifact_bytes, Hooks hooks)
     : loop_(loop),
       broker_(broker),
       requests_(requests),
@@ -71,6 +89,7 @@ ClusterSync::ClusterSync(uv_loop_t* loop, triggers::Broker* broker, BrokerReques
       cluster_(std::move(cluster)),
       replicas_(replicas),
       node_(std::move(node)),
+      max_artifact_bytes_(max_artifact_bytes),
       hooks_(std::move(hooks)),
       timer_(new uv_timer_t) {
   uv_timer_init(loop_, timer_);
@@ -248,8 +267,15 @@ void ClusterSync::ApplyDeployment(const std::string& name, uint64_t seq, const s
   } else if (!IsSemver(deployment.version().version())) {
     invalid = Status::InvalidArgument("the version is not semver");
   } else if (deployment.version().size_bytes() == 0 ||
-             deployment.chunks() != ChunksFor(deployment.version().size_bytes())) {
+             deployment.version().size_bytes() > max_artifact_bytes_) {
+    invalid = Status::InvalidArgument("the artifact's size is 0 or over the upload limit of " +
+                                      std::to_string(max_artifact_bytes_) + " bytes");
+  } else if (deployment.chunks() != ChunksFor(deployment.version().size_bytes())) {
     invalid = Status::InvalidArgument("the artifact's size and chunks disagree");
+  }
+  if (invalid.ok()) {
+    ConfigToRecord(deployment.version().config(), &record);
+    invalid = CheckSharedConfig(record);
   }
   if (!invalid.ok()) {
     ++counters_.refused;
@@ -259,7 +285,6 @@ void ClusterSync::ApplyDeployment(const std::string& name, uint64_t seq, const s
     return DoneReading(name);
   }
   record.name = name;
-  ConfigToRecord(deployment.version().config(), &record);
   record.version = deployment.version().version();
   record.sha256 = deployment.version().sha256();
   record.size_bytes = deployment.version().size_bytes();

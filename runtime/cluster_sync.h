@@ -69,10 +69,11 @@ class ClusterSync {
   static constexpr uint64_t kResyncMs = 5000;
   static constexpr uint64_t kApiTimeoutMs = 5000;
 
-  // node names this controller in the values it writes (for logs).
+  // node names this controller in the values it writes (for logs); a value
+  // naming an artifact over max_artifact_bytes is refused unread.
   ClusterSync(uv_loop_t* loop, triggers::Broker* broker, BrokerRequests* requests,
               loader::ArtifactStore* artifacts, std::string cluster, int replicas,
-              std::string node, Hooks hooks);
+              std::string node, uint64_t max_artifact_bytes, Hooks hooks);
   ~ClusterSync();  // Close first
   ClusterSync(const ClusterSync&) = delete;
   ClusterSync& operator=(const ClusterSync&) = delete;
@@ -131,6 +132,7 @@ class ClusterSync {
   std::string cluster_;
   int replicas_;
   std::string node_;
+  uint64_t max_artifact_bytes_;
   Hooks hooks_;
   LoopThread loop_thread_;
   triggers::SubscriptionId hints_ = 0;

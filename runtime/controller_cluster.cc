@@ -27,7 +27,7 @@ Status Controller::StartCluster() {
   hooks.remove = [this](const std::string& name) { return RemoveFunction(name); };
   cluster_ = std::make_unique<ClusterSync>(loop_, broker_.get(), requests_.get(), artifacts_.get(),
                                            options_.cluster, options_.cluster_replicas, node,
-                                           std::move(hooks));
+                                           options_.max_upload_bytes, std::move(hooks));
   return cluster_->Start().WithContext("join cluster " + options_.cluster);
 }
 

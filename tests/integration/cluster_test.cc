@@ -1,7 +1,7 @@
 // Controllers of one cluster (wisp up --nats URL --cluster NAME) on a real
 // nats-server -js share their deployments through JetStream KV: a deploy,
 // a new version, a rollback and a removal on one node are served by every
-// node; a node started later catches up; a value whose artifact does not
+// node; a node started later, or down for a while, catches up; a value whose artifact does not
 // match its SHA-256 is never served; the buckets are readable by a plain
 // nats.c KV client.
 #include <gmock/gmock.h>
@@ -154,6 +154,34 @@ TEST_F(ClusterTest, ANodeStartedLaterCatchesUpWithConfig) {
   EXPECT_EQ(here.config().max_workers(), 3u);
 }
 
+TEST_F(ClusterTest, ANodeThatWasDownCatchesUpWhenItRejoins) {
+  ASSERT_NE(StartNode(0), nullptr);
+  ASSERT_NE(StartNode(1), nullptr);
+  ASSERT_FALSE(HasFailure());
+  ASSERT_EQ(nodes_[0]->Deploy(ExamplePath("hello"), "kept").exit_code, 0);
+  ASSERT_EQ(nodes_[0]->Deploy(ExamplePath("hello"), "dropped").exit_code, 0);
+  std::string last;
+  ASSERT_GE(WaitFor(1, "dropped", [](int s, const std::string&) { return s == 200; }, &last).count(),
+            0)
+      << last;
+  nodes_[1]->Stop();
+  // While node 1 is down: a new version of one, the other removed.
+  ASSERT_EQ(nodes_[0]->Deploy(ExamplePath("echo"), "kept").exit_code, 0);
+  CliResult r = RunCli({"rm", "dropped", "--server", nodes_[0]->url(), "--token", nodes_[0]->token()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+
+  std::string error;
+  ASSERT_TRUE(nodes_[1]->Start(&error)) << error;
+  EXPECT_GE(WaitFor(1, "kept", [](int s, const std::string& b) { return s == 200 && b == "world"; },
+                    &last)
+                .count(),
+            0)
+      << "the rejoined node should serve kept's new version; it said " << last;
+  EXPECT_GE(WaitFor(1, "dropped", [](int s, const std::string&) { return s == 404; }, &last).count(),
+            0)
+      << "the rejoined node should have removed dropped; it said " << last;
+}
+
 // A plain nats.c KV client: reads what wisp wrote, and writes a value
 // whose artifact does not match its digest.
 TEST_F(ClusterTest, AValueWhoseArtifactDoesNotMatchItsDigestIsNeverServed) {
@@ -196,9 +224,15 @@ TEST_F(ClusterTest, AValueWhoseArtifactDoesNotMatchItsDigestIsNeverServed) {
             NATS_OK);
   ASSERT_EQ(kvStore_Put(&rev, functions, "forged", forged.data(), static_cast<int>(forged.size())),
             NATS_OK);
-  // A value that is not a deployment at all.
+  // A value that is not a deployment at all, and one naming a terabyte.
   const std::string junk = "not json";
   ASSERT_EQ(kvStore_Put(&rev, functions, "junk", junk.data(), static_cast<int>(junk.size())),
+            NATS_OK);
+  const std::string huge =
+      "{\"name\":\"huge\",\"version\":{\"version\":\"1.0.0\",\"sha256\":\"" + digest +
+      "\",\"size_bytes\":1000000000000,\"config\":{\"timeout_ms\":1,\"max_workers\":1}},"
+      "\"chunks\":7629395}";
+  ASSERT_EQ(kvStore_Put(&rev, functions, "huge", huge.data(), static_cast<int>(huge.size())),
             NATS_OK);
 
   // Both nodes see the hint at once and a full pass within 5 s: wait for
@@ -208,7 +242,8 @@ TEST_F(ClusterTest, AValueWhoseArtifactDoesNotMatchItsDigestIsNeverServed) {
     auto refused_both = [&] {
       const std::string log = nodes_[i]->Log();
       return log.find("refusing forged") != std::string::npos &&
-             log.find("refusing junk") != std::string::npos;
+             log.find("refusing junk") != std::string::npos &&
+             log.find("refusing huge") != std::string::npos;
     };
     while (Clock::now() - start < std::chrono::seconds(10) && !refused_both()) {
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -216,6 +251,9 @@ TEST_F(ClusterTest, AValueWhoseArtifactDoesNotMatchItsDigestIsNeverServed) {
     EXPECT_THAT(nodes_[i]->Log(), HasSubstr("refusing forged 1.0.0: its artifact's SHA-256 is"))
         << "node " << i;
     EXPECT_THAT(nodes_[i]->Log(), HasSubstr("refusing junk")) << "node " << i;
+    EXPECT_THAT(nodes_[i]->Log(), HasSubstr("refusing huge at revision"))
+        << "node " << i;
+    EXPECT_THAT(nodes_[i]->Log(), HasSubstr("over the upload limit")) << "node " << i;
     runtime::HttpClientResponse forged_call = nodes_[i]->Call("POST", "/fn/forged", "x");
     EXPECT_EQ(forged_call.status, 404) << "node " << i << ": " << forged_call.body;
     runtime::HttpClientResponse honest_call = nodes_[i]->Call("POST", "/fn/honest", "x");
