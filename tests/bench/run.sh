@@ -64,6 +64,11 @@
 #   PIPELINE_GAP_US        pause between latency events, us (default: 2000)
 #   PIPELINE_ROUNDS        throughput + latency rounds per mode, medians (default: 3)
 #   PIPELINE_FLOOR_EVENTS  raw nats.c messages per floor throughput round (default: 50000)
+#   WISP_BENCH_CLUSTER_ONLY 1: run only the cluster section: two controllers of
+#                          one cluster on a nats-server -js; deploy on one until
+#                          the other serves, against a raw KV put seen by a
+#                          subscriber (tests/bench/cluster_bench.cc)
+#   CLUSTER_ROUNDS         deploys measured (default: 20)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -109,6 +114,8 @@ if [[ "${WISP_BENCH_NO_BUILD:-0}" != "1" ]]; then
     targets=(wisp_bench_floor)
   elif [[ "$PIPELINE_ONLY" == "1" ]]; then
     targets=(wisp wisp-worker wisp_warmup wisp_bench_pipeline testfn_forward testfn_journal)
+  elif [[ "${WISP_BENCH_CLUSTER_ONLY:-0}" == "1" ]]; then
+    targets=(wisp wisp-worker wisp_warmup wisp_bench_cluster hello)
   else
     targets=(wisp wisp-worker wisp_warmup wisp_bench_floor wisp_bench_cold_start hello
       wisp_bench_events testfn_relay wisp_bench_pipeline testfn_forward testfn_journal)
@@ -157,6 +164,7 @@ stop_controller() {
 }
 
 cleanup() {
+  stop_pid "${CLUSTER_B_PID:-}"
   stop_pid "$FLOOR_PID"
   FLOOR_PID=
   stop_controller
@@ -343,7 +351,9 @@ print_events_rows() {
   fi
 }
 
-if [[ "$FLOOR_ONLY" != "1" && "$PIPELINE_ONLY" != "1" && "${WISP_BENCH_EVENTS:-1}" == "1" ]]; then
+CLUSTER_ONLY="${WISP_BENCH_CLUSTER_ONLY:-0}"
+if [[ "$FLOOR_ONLY" != "1" && "$PIPELINE_ONLY" != "1" && "$CLUSTER_ONLY" != "1" &&
+      "${WISP_BENCH_EVENTS:-1}" == "1" ]]; then
   run_events
 fi
 if [[ "$EVENTS_ONLY" == "1" ]]; then
@@ -554,7 +564,8 @@ print_pipeline_rows() {
   echo "(accepted events/s, N / the last 202: $accepted; lost/dup summed over rounds)"
 }
 
-if [[ "$FLOOR_ONLY" != "1" && "$EVENTS_ONLY" != "1" && "${WISP_BENCH_PIPELINE:-1}" == "1" ]]; then
+if [[ "$FLOOR_ONLY" != "1" && "$EVENTS_ONLY" != "1" && "$CLUSTER_ONLY" != "1" &&
+      "${WISP_BENCH_PIPELINE:-1}" == "1" ]]; then
   run_pipeline
 fi
 if [[ "$PIPELINE_ONLY" == "1" ]]; then
@@ -574,6 +585,51 @@ if [[ "$PIPELINE_ONLY" == "1" ]]; then
   exit 0
 fi
 # ---------------------------------------------------------------- end of pipeline
+
+# ---------------------------------------------------------------- cluster
+if [[ "$CLUSTER_ONLY" == "1" ]]; then
+  nats_bin="$(find_nats_server || true)"
+  [[ -n "$nats_bin" ]] || die "cluster: nats-server not found (set WISP_NATS_SERVER)"
+  nats_port="$(free_port)"
+  "$nats_bin" -a 127.0.0.1 -p "$nats_port" -js -sd "$WORK/js" >"$WORK/nats-server.log" 2>&1 &
+  NATS_PID=$!
+  wait_tcp "$NATS_PID" "$nats_port" || { cat "$WORK/nats-server.log" >&2; die "nats-server did not start"; }
+  nats_url="nats://127.0.0.1:$nats_port"
+  a_port="$(free_port)"
+  b_port="$(free_port)"
+  mkdir -p "$WORK/cluster-a" "$WORK/cluster-b"
+  "$BIN/wisp" up --listen "127.0.0.1:$a_port" --data "$WORK/cluster-a" --nats "$nats_url" \
+    --cluster bench >"$WORK/cluster-a.log" 2>&1 &
+  CONTROLLER_PID=$!
+  "$BIN/wisp" up --listen "127.0.0.1:$b_port" --data "$WORK/cluster-b" --nats "$nats_url" \
+    --cluster bench >"$WORK/cluster-b.log" 2>&1 &
+  CLUSTER_B_PID=$!
+  wait_http "$CONTROLLER_PID" "http://127.0.0.1:$a_port/healthz" || { cat "$WORK/cluster-a.log" >&2; die "controller A did not start"; }
+  wait_http "$CLUSTER_B_PID" "http://127.0.0.1:$b_port/healthz" || { cat "$WORK/cluster-b.log" >&2; die "controller B did not start"; }
+  sleep 1  # the buckets are made in the background
+  log "cluster: two controllers (cluster bench) on $nats_url, ${CLUSTER_ROUNDS:-20} deploys"
+  "$BIN/wisp_bench_cluster" --nats "$nats_url" --a "127.0.0.1:$a_port" \
+    --a-token "$(cat "$WORK/cluster-a/token")" --b "127.0.0.1:$b_port" \
+    --b-token "$(cat "$WORK/cluster-b/token")" --so "$HELLO_SO" \
+    --rounds "${CLUSTER_ROUNDS:-20}" >"$WORK/cluster.txt" || {
+    tail -20 "$WORK/cluster-a.log" "$WORK/cluster-b.log" >&2
+    die "wisp_bench_cluster failed"
+  }
+  field() { sed -nE "s/.* $1=([0-9.]+).*/\1/p" "$WORK/cluster.txt"; }
+  f50="$(field floor_p50_us)"; fmax="$(field floor_max_us)"
+  p50="$(field propagation_p50_us)"; pmax="$(field propagation_max_us)"
+  echo
+  echo "wisp cluster benchmark ($(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPUs)"
+  printf '%-52s %12s %12s %10s\n' "" "p50 us" "max us" "x floor"
+  printf '%-52s %12s %12s %10s\n' "floor: raw KV put -> subscriber (nats.c)" "$f50" "$fmax" "1.00"
+  printf '%-52s %12s %12s %10s\n' "deploy on A -> first 200 from B (target < 1 s)" "$p50" "$pmax" \
+    "$(awk -v a="$p50" -v b="$f50" 'BEGIN { if (b > 0) printf "%.1f", a / b; else print "-" }')"
+  if ((pmax >= 1000000)); then
+    echo "target missed: a deploy took ${pmax} us to reach B"
+    [[ "${WISP_BENCH_STRICT:-0}" != "1" ]] || exit 1
+  fi
+  exit 0
+fi
 
 # ---------------------------------------------------------------- floor
 FLOOR_PORT="$(free_port)"
