@@ -67,7 +67,8 @@
 #   WISP_BENCH_CLUSTER_ONLY 1: run only the cluster section: two controllers of
 #                          one cluster on a nats-server -js; deploy on one until
 #                          the other serves, against a raw KV put seen by a
-#                          subscriber (tests/bench/cluster_bench.cc)
+#                          subscriber (tests/bench/cluster_bench.cc); then hello
+#                          under wrk -c32 on one controller, and on both at once
 #   CLUSTER_ROUNDS         deploys measured (default: 20)
 set -euo pipefail
 
@@ -115,7 +116,7 @@ if [[ "${WISP_BENCH_NO_BUILD:-0}" != "1" ]]; then
   elif [[ "$PIPELINE_ONLY" == "1" ]]; then
     targets=(wisp wisp-worker wisp_warmup wisp_bench_pipeline testfn_forward testfn_journal)
   elif [[ "${WISP_BENCH_CLUSTER_ONLY:-0}" == "1" ]]; then
-    targets=(wisp wisp-worker wisp_warmup wisp_bench_cluster hello)
+    targets=(wisp wisp-worker wisp_warmup wisp_bench_cluster wisp_bench_floor hello)
   else
     targets=(wisp wisp-worker wisp_warmup wisp_bench_floor wisp_bench_cold_start hello
       wisp_bench_events testfn_relay wisp_bench_pipeline testfn_forward testfn_journal)
@@ -618,12 +619,45 @@ if [[ "$CLUSTER_ONLY" == "1" ]]; then
   field() { sed -nE "s/.* $1=([0-9.]+).*/\1/p" "$WORK/cluster.txt"; }
   f50="$(field floor_p50_us)"; fmax="$(field floor_max_us)"
   p50="$(field propagation_p50_us)"; pmax="$(field propagation_max_us)"
+
+  # Throughput: hello deployed on A (so served by B too) under wrk -t1 -c32
+  # on A alone, then on A and B at once, against the floor server alone.
+  curl -fsS -o /dev/null -X PUT --data-binary @"$HELLO_SO" \
+    -H "Authorization: Bearer $(cat "$WORK/cluster-a/token")" \
+    "http://127.0.0.1:$a_port/v1/functions/hello" || die "cluster: deploying hello on A failed"
+  for _ in $(seq 100); do
+    curl -fsS -o /dev/null -d world "http://127.0.0.1:$b_port/fn/hello" 2>/dev/null && break
+    sleep 0.05
+  done
+  FLOOR_PORT="$(free_port)"
+  "$BIN/wisp_bench_floor" "$FLOOR_PORT" &
+  FLOOR_PID=$!
+  wait_http "$FLOOR_PID" "http://127.0.0.1:$FLOOR_PORT/" || die "the floor server did not start"
+  run_wrk cluster_floor -t1 -c32 -d"${DURATION}s" -s "$LUA" "http://127.0.0.1:$FLOOR_PORT/"
+  stop_pid "$FLOOR_PID"
+  FLOOR_PID=
+  run_wrk cluster_one -t1 -c32 -d"${DURATION}s" -s "$LUA" "http://127.0.0.1:$a_port/fn/hello"
+  run_wrk cluster_two_a -t1 -c32 -d"${DURATION}s" -s "$LUA" "http://127.0.0.1:$a_port/fn/hello" &
+  two_a_pid=$!
+  run_wrk cluster_two_b -t1 -c32 -d"${DURATION}s" -s "$LUA" "http://127.0.0.1:$b_port/fn/hello"
+  wait "$two_a_pid" || die "wrk on A failed"
+  r_floor="$(rps cluster_floor)"; r_one="$(rps cluster_one)"
+  r_two="$(( $(rps cluster_two_a) + $(rps cluster_two_b) ))"
+  ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
   echo
   echo "wisp cluster benchmark ($(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPUs)"
   printf '%-52s %12s %12s %10s\n' "" "p50 us" "max us" "x floor"
   printf '%-52s %12s %12s %10s\n' "floor: raw KV put -> subscriber (nats.c)" "$f50" "$fmax" "1.00"
   printf '%-52s %12s %12s %10s\n' "deploy on A -> first 200 from B (target < 1 s)" "$p50" "$pmax" \
     "$(awk -v a="$p50" -v b="$f50" 'BEGIN { if (b > 0) printf "%.1f", a / b; else print "-" }')"
+  printf '%-52s %12s %12s %10s\n' "" "req/s" "" "x floor"
+  printf '%-52s %12s %12s %10s\n' "floor: bare libuv server, wrk -c32" "$r_floor" "" "1.00"
+  printf '%-52s %12s %12s %10s\n' "hello on one controller of the cluster, wrk -c32" "$r_one" "" \
+    "$(ratio "$r_one" "$r_floor")"
+  printf '%-52s %12s %12s %10s\n' "hello on both controllers at once (sum), 2 x wrk" "$r_two" "" \
+    "$(ratio "$r_two" "$r_floor")"
+  echo "two controllers / one: $(ratio "$r_two" "$r_one")x (this machine has $(nproc) CPUs for" \
+    "both controllers, their workers, nats-server and both wrk)"
   if ((pmax >= 1000000)); then
     echo "target missed: a deploy took ${pmax} us to reach B"
     [[ "${WISP_BENCH_STRICT:-0}" != "1" ]] || exit 1

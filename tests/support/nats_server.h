@@ -26,9 +26,9 @@ struct NatsServerOptions {
   // A member of a cluster: its name, this server's route port on
   // 127.0.0.1, and the route ports of the others (give fixed ports: the
   // members must know each other's before they start).
-  std::string cluster_name;
+  std::string cluster_name{};
   int cluster_port = 0;
-  std::vector<int> route_ports;
+  std::vector<int> route_ports{};
 };
 
 class NatsServerProcess {
