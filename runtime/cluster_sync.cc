@@ -330,6 +330,11 @@ void ClusterSync::FetchArtifact(FunctionRecord record, uint64_t seq, uint32_t ch
             s = Status::Corruption("unreadable reply");
           }
           if (s.ok() && got.has_error()) s = JetStreamFailure("read " + key, got.error());
+          // A piece over the chunk size is refused as it arrives, so a hostile
+          // bucket cannot make this node hold more than the declared size.
+          if (s.ok() && got.message().data().size() > kChunkBytes) {
+            s = Status::Corruption(key + " is larger than a chunk");
+          }
           if (s.ok()) gathering->pieces[i] = got.message().data();
           if (!s.ok() && gathering->failure.ok()) gathering->failure = s;
           if (--gathering->pending > 0) return;

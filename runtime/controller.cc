@@ -723,13 +723,7 @@ void Controller::HandleDeploy(triggers::ReplyToken token, const std::string& nam
     return ReplyError(token, 500, "storage_error", s.message());
   }
   Install(record);  // the previous version drains; it stays stored for rollback
-  StatusOr<std::vector<std::string>> pruned = store_.PruneVersions(name, kVersionsKept);
-  if (!pruned.ok()) {
-    std::fprintf(stderr, "wisp: keeping old versions of %s: %s\n", name.c_str(),
-                 pruned.status().ToString().c_str());
-  } else {
-    for (const std::string& sha256 : *pruned) RemoveArtifactIfUnused(sha256);
-  }
+  PruneOldVersions(name);
   std::fprintf(stderr, "wisp: deployed %s (sha256 %.12s, %llu bytes)\n", name.c_str(),
                record.sha256.c_str(), static_cast<unsigned long long>(record.size_bytes));
   const int status = existing == functions_.end() ? 201 : 200;
@@ -767,6 +761,16 @@ void Controller::HandleDeploy(triggers::ReplyToken token, const std::string& nam
     }
     answer();
   });
+}
+
+void Controller::PruneOldVersions(const std::string& name) {
+  StatusOr<std::vector<std::string>> pruned = store_.PruneVersions(name, kVersionsKept);
+  if (!pruned.ok()) {
+    std::fprintf(stderr, "wisp: keeping old versions of %s: %s\n", name.c_str(),
+                 pruned.status().ToString().c_str());
+    return;
+  }
+  for (const std::string& sha256 : *pruned) RemoveArtifactIfUnused(sha256);
 }
 
 void Controller::HandleRollback(triggers::ReplyToken token, const std::string& name,

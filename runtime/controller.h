@@ -195,6 +195,9 @@ class Controller {
   void Retire(const std::string& name, std::unique_ptr<Dispatcher> dispatcher,
               std::shared_ptr<FunctionCounters> counters, std::string sha256);
   void RemoveArtifactIfUnused(const std::string& sha256);
+  // Deletes name's versions beyond the newest kVersionsKept and the
+  // artifacts no version names any more; a failure is logged.
+  void PruneOldVersions(const std::string& name);
   void Describe(const Deployed& deployed, bool with_status, api::Function* fn) const;
   static void DescribeConfig(const FunctionRecord& record, api::FunctionConfig* config);
   std::string DescribeJson(const Deployed& deployed, bool with_status) const;

@@ -5,7 +5,6 @@
 #include <cstdio>
 
 #include "runtime/controller.h"
-#include "runtime/deploy_params.h"
 
 namespace wisp::runtime {
 
@@ -38,10 +37,7 @@ Status Controller::ApplyFromCluster(const FunctionRecord& record) {
   if (s.code() == Status::Code::kAlreadyExists) s = store_.SetCurrent(record.name, record.version);
   if (!s.ok()) return s;
   Install(record);
-  StatusOr<std::vector<std::string>> pruned = store_.PruneVersions(record.name, kVersionsKept);
-  if (pruned.ok()) {
-    for (const std::string& sha256 : *pruned) RemoveArtifactIfUnused(sha256);
-  }
+  PruneOldVersions(record.name);
   std::fprintf(stderr, "wisp: deployed %s %s from cluster %s (sha256 %.12s)\n", record.name.c_str(),
                record.version.c_str(), options_.cluster.c_str(), record.sha256.c_str());
   return Status::OK();
