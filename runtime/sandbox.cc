@@ -1,11 +1,13 @@
 #include "runtime/sandbox.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -105,11 +107,85 @@ bool AloneAsUser() {
   return true;
 }
 
+// The decimal number at text; 0 when there is none.
+unsigned long ParseDecimal(const char* text) {
+  unsigned long value = 0;
+  while (*text >= '0' && *text <= '9') value = value * 10 + static_cast<unsigned long>(*text++ - '0');
+  return value;
+}
+
+// Whether /proc/<pid>/status names a live process (not a zombie) that uid
+// can signal: its real or saved uid is uid. False when it cannot be read
+// (the process is gone).
+bool LiveProcessOf(const char* pid, uid_t uid) {
+  char path[64];
+  const size_t length = std::strlen(pid);
+  if (length > 20) return false;
+  std::memcpy(path, "/proc/", 6);
+  std::memcpy(path + 6, pid, length);
+  std::memcpy(path + 6 + length, "/status", 8);
+  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  char text[4096];
+  ssize_t n;
+  do {
+    n = ::read(fd, text, sizeof(text) - 1);
+  } while (n < 0 && errno == EINTR);
+  ::close(fd);
+  if (n <= 0) return false;
+  text[n] = '\0';
+  const char* state = std::strstr(text, "\nState:\t");
+  const char* uids = std::strstr(text, "\nUid:\t");
+  if (state == nullptr || uids == nullptr) return false;
+  const char code = state[8];
+  if (code == 'Z' || code == 'X' || code == 'x') return false;
+  // "Uid:\t<real>\t<effective>\t<saved>\t<filesystem>"
+  const char* field = uids + 6;
+  const unsigned long real = ParseDecimal(field);
+  for (int skip = 0; skip < 2 && field != nullptr; ++skip) {
+    field = std::strchr(field, '\t');
+    if (field != nullptr) ++field;
+  }
+  const unsigned long saved = field != nullptr ? ParseDecimal(field) : real;
+  return real == uid || saved == uid;
+}
+
+// Whether a process of uid other than the caller is still alive. Zombies do
+// not count: SIGKILL cannot end them, they run nothing, and when their parent
+// died too they wait for pid 1, which in a container may take seconds to reap
+// them. System calls and stack buffers only: the caller is a fork.
+bool OthersAliveAsUser(uid_t uid) {
+  const int dir = ::open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir < 0) return true;
+  char self[24];
+  std::snprintf(self, sizeof(self), "%d", static_cast<int>(::getpid()));
+  alignas(8) char entries[8192];
+  bool alive = false;
+  long n;
+  while (!alive && (n = ::syscall(SYS_getdents64, dir, entries, sizeof(entries))) > 0) {
+    for (long at = 0; at < n && !alive;) {
+      const auto* entry = reinterpret_cast<const dirent64*>(entries + at);
+      at += entry->d_reclen;
+      const char* name = entry->d_name;
+      if (name[0] < '1' || name[0] > '9' || std::strcmp(name, self) == 0) continue;
+      alive = LiveProcessOf(name, uid);
+    }
+  }
+  ::close(dir);
+  return alive;
+}
+
 }  // namespace
 
 pid_t StartSweep(uid_t uid, gid_t gid) {
+  const pid_t parent = ::getpid();
   const pid_t pid = ::fork();
   if (pid != 0) return pid;
+  // A sweep dies with its parent (the zygote, or a worker about to start):
+  // it must never outlive its claim on the user and kill the processes of
+  // whoever holds that user next.
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (::getppid() != parent) ::_exit(3);
   rlimit two{2, 2};
   if (::setgroups(0, nullptr) != 0 || ::setresgid(gid, gid, gid) != 0 ||
       ::setrlimit(RLIMIT_NPROC, &two) != 0 || ::setresuid(uid, uid, uid) != 0) {
@@ -117,11 +193,16 @@ pid_t StartSweep(uid_t uid, gid_t gid) {
   }
   // kill(-1) reaches every process this user may signal but the caller;
   // repeated, because a fork bomb forks while it is being killed, and until
-  // the killed are reaped (by the zygote, their subreaper).
+  // the killed are reaped: by the zygote, their subreaper, or by pid 1 when
+  // the zygote died too (zombies left to pid 1 run nothing and are not
+  // waited for).
   for (int round = 0; round < 3000; ++round) {
     if (AloneAsUser()) ::_exit(0);
     ::kill(-1, SIGKILL);
-    if (round >= 10) ::usleep(1000);
+    if (round >= 10) {
+      if (!OthersAliveAsUser(uid)) ::_exit(0);
+      ::usleep(1000);
+    }
   }
   ::_exit(2);
 }

@@ -38,8 +38,10 @@ inline constexpr int kExitUncaughtException = 87;  // another exception escaped
                                   int* artifact_fd);
 
 // Forks a process that becomes uid/gid and sends SIGKILL to every process of
-// that user until none is left; returns its pid (the caller reaps it), or -1
-// with errno set. Needs root.
+// that user until none is left alive (zombies waiting for pid 1 do not
+// count); returns its pid (the caller reaps it: exit status 0 once the user
+// is clear, 2 if it never cleared within about 3 s), or -1 with errno set.
+// The sweep dies with the calling process. Needs root.
 pid_t StartSweep(uid_t uid, gid_t gid);
 
 // Installs the std::terminate handler that turns an escaped exception into
