@@ -489,6 +489,22 @@ void Controller::HandleRequest(triggers::ReplyToken token, triggers::HttpRequest
           e->set_durable_redelivered(e->durable_redelivered() + j.redelivered);
         }
       }
+      if (cluster_ != nullptr && forwarding_ != nullptr) {
+        api::ClusterState* c = health.mutable_cluster();
+        c->set_name(options_.cluster);
+        c->set_node(forwarding_->node());
+        const ClusterCounters& shared = cluster_->counters();
+        c->set_applied(shared.applied);
+        c->set_removed(shared.removed);
+        c->set_refused(shared.refused);
+        c->set_conflicts(shared.conflicts);
+        const ForwardingCounters& f = forwarding_->counters();
+        c->set_forwarded(f.forwarded);
+        c->set_unplaced(f.unplaced);
+        c->set_taken(f.taken);
+        c->set_forwards_refused(f.refused);
+        for (std::string& name : forwarding_->Offering()) c->add_offering(std::move(name));
+      }
       ReplyJson(token, 200, ToJson(health));
       return;
     }
@@ -625,17 +641,34 @@ void Controller::HandleInvoke(triggers::ReplyToken token, const std::string& nam
     h->set_value(std::move(value));
   }
   StartInvocationSpan(&invoke);
+  Dispatcher* dispatcher = it->second->dispatcher.get();
+  if (forwarding_ != nullptr && !dispatcher->has_room()) {
+    // Full here: another node of the cluster may have room.
+    const uint64_t timeout_ms = dispatcher->spec().timeout_ms + kForwardLoadAllowanceMs;
+    Status forwarded = forwarding_->Forward(
+        name, invoke, timeout_ms,
+        [this, token, invocation](InvocationOutcome outcome, std::string node) {
+          ReplyOutcome(token, invocation, std::move(outcome), node);
+        });
+    if (forwarded.ok()) return;
+  }
+  RunInvocation(name, dispatcher, std::move(invoke),
+                [this, token, invocation](InvocationOutcome outcome) {
+                  ReplyOutcome(token, invocation, std::move(outcome));
+                });
+}
+
+void Controller::RunInvocation(const std::string& name, Dispatcher* dispatcher,
+                               proto::Invoke invoke, InvocationDone done) {
   EventTriggers* events = events_.get();
-  it->second->dispatcher->Submit(
-      std::move(invoke),
-      [this, events, token, name, invocation](InvocationOutcome outcome) {
+  dispatcher->Submit(
+      std::move(invoke), [this, events, name, done = std::move(done)](InvocationOutcome outcome) {
         if (outcome.has_result && outcome.result.events_size() > 0) {
           events->PublishEmitted(name, &outcome);
           if (event_queue_ != nullptr) {
-            // Reply once the events it emitted for durable functions are stored.
+            // Answer once the events it emitted for durable functions are stored.
             return AfterEventsStored(
-                [this, token, name, invocation,
-                 outcome = std::move(outcome)](Status stored) mutable {
+                [name, done, outcome = std::move(outcome)](Status stored) mutable {
                   if (!stored.ok()) {
                     outcome = InvocationOutcome{};
                     outcome.http_status = 503;
@@ -643,16 +676,16 @@ void Controller::HandleInvoke(triggers::ReplyToken token, const std::string& nam
                     outcome.error_message = "the events " + name +
                                             " emitted could not be stored: " + stored.message();
                   }
-                  ReplyOutcome(token, invocation, std::move(outcome));
+                  done(std::move(outcome));
                 });
           }
         }
-        ReplyOutcome(token, invocation, std::move(outcome));
+        done(std::move(outcome));
       });
 }
 
 void Controller::ReplyOutcome(triggers::ReplyToken token, uint64_t invocation,
-                              InvocationOutcome outcome) {
+                              InvocationOutcome outcome, const std::string& served_by) {
   if (!outcome.has_result) {
     triggers::HttpResponse response = triggers::JsonErrorResponse(
         outcome.http_status, outcome.error_code, outcome.error_message);
@@ -660,14 +693,16 @@ void Controller::ReplyOutcome(triggers::ReplyToken token, uint64_t invocation,
       response.headers.emplace_back("Retry-After", std::to_string(outcome.retry_after_s));
     }
     response.headers.emplace_back("X-Wisp-Invocation-Id", InvocationId(invocation));
+    if (!served_by.empty()) response.headers.emplace_back("X-Wisp-Node", served_by);
     server_->Reply(token, std::move(response));
     return;
   }
   proto::Result& result = outcome.result;
   triggers::HttpResponse response;
   response.status = OutcomeStatus(outcome);
-  response.headers.reserve(static_cast<size_t>(result.headers_size()) + 1);
+  response.headers.reserve(static_cast<size_t>(result.headers_size()) + 2);
   response.headers.emplace_back("X-Wisp-Invocation-Id", InvocationId(invocation));
+  if (!served_by.empty()) response.headers.emplace_back("X-Wisp-Node", served_by);
   for (proto::Header& h : *result.mutable_headers()) {
     response.headers.emplace_back(std::move(*h.mutable_name()), std::move(*h.mutable_value()));
   }
@@ -1010,6 +1045,13 @@ void Controller::Shutdown(std::function<void()> on_done) {
   if (jetstream_) {
     ++shutdown_waits_;
     jetstream_->Close([this] {
+      --shutdown_waits_;
+      MaybeFinishShutdown();
+    });
+  }
+  if (forwarding_) {
+    ++shutdown_waits_;
+    forwarding_->Close([this] {
       --shutdown_waits_;
       MaybeFinishShutdown();
     });

@@ -54,6 +54,7 @@
 #include "runtime/base/loop_thread.h"
 #include "runtime/base/status.h"
 #include "runtime/broker_requests.h"
+#include "runtime/call_forwarding.h"
 #include "runtime/cluster_sync.h"
 #include "runtime/dispatcher.h"
 #include "runtime/durable_delivery.h"
@@ -144,7 +145,17 @@ class Controller {
   void HandleInvoke(triggers::ReplyToken token, const std::string& name, std::string rest,
                     triggers::HttpRequest request);
   // Replies to a /fn/ call with its outcome, as X-Wisp-Invocation-Id invocation.
-  void ReplyOutcome(triggers::ReplyToken token, uint64_t invocation, InvocationOutcome outcome);
+  // served_by: the node of the cluster that ran a forwarded call (the
+  // X-Wisp-Node header); empty for a call run here.
+  void ReplyOutcome(triggers::ReplyToken token, uint64_t invocation, InvocationOutcome outcome,
+                    const std::string& served_by = "");
+  // Runs invoke on name's dispatcher; done gets the outcome once the events
+  // it emitted are published (and stored, for durable functions).
+  void RunInvocation(const std::string& name, Dispatcher* dispatcher, proto::Invoke invoke,
+                     InvocationDone done);
+  // A forwarded call may wait this long for the other node to load the
+  // function, on top of the function's timeout.
+  static constexpr uint64_t kForwardLoadAllowanceMs = 5000;
   void HandleDeploy(triggers::ReplyToken token, const std::string& name,
                     triggers::HttpRequest& request);
   void HandleRemove(triggers::ReplyToken token, const std::string& name);
@@ -242,6 +253,7 @@ class Controller {
   std::unique_ptr<ServiceRegistry> services_;
   std::unique_ptr<BrokerRequests> requests_;
   std::unique_ptr<ClusterSync> cluster_;  // with options_.cluster only
+  std::unique_ptr<CallForwarding> forwarding_;  // with options_.cluster only
   std::map<std::string, int> loaded_versions_;  // loaded dispatchers per name
   std::map<std::string, std::unique_ptr<Deployed>> functions_;
   std::vector<std::unique_ptr<Retired>> retired_;

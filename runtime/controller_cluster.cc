@@ -27,7 +27,33 @@ Status Controller::StartCluster() {
   cluster_ = std::make_unique<ClusterSync>(loop_, broker_.get(), requests_.get(), artifacts_.get(),
                                            options_.cluster, options_.cluster_replicas, node,
                                            options_.max_upload_bytes, std::move(hooks));
-  return cluster_->Start().WithContext("join cluster " + options_.cluster);
+  WISP_RETURN_IF_ERROR(cluster_->Start().WithContext("join cluster " + options_.cluster));
+  CallForwarding::Hooks forward;
+  forward.dispatcher = [this](const std::string& name) -> Dispatcher* {
+    auto it = functions_.find(name);
+    return it == functions_.end() ? nullptr : it->second->dispatcher.get();
+  };
+  forward.names = [this] {
+    std::vector<std::string> names;
+    names.reserve(functions_.size());
+    for (const auto& [name, deployed] : functions_) names.push_back(name);
+    return names;
+  };
+  forward.run = [this](const std::string& name, proto::Invoke invoke, InvocationDone done) {
+    auto it = functions_.find(name);
+    if (it == functions_.end()) {
+      InvocationOutcome outcome;
+      outcome.http_status = 404;
+      outcome.error_code = "function_not_found";
+      outcome.error_message = "no function named '" + name + "' is deployed";
+      return done(std::move(outcome));
+    }
+    RunInvocation(name, it->second->dispatcher.get(), std::move(invoke), std::move(done));
+  };
+  forwarding_ = std::make_unique<CallForwarding>(loop_, broker_.get(), requests_.get(),
+                                                 options_.cluster, node, options_.max_request_bytes,
+                                                 std::move(forward));
+  return forwarding_->Start();
 }
 
 Status Controller::ApplyFromCluster(const FunctionRecord& record) {

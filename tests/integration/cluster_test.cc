@@ -18,6 +18,8 @@
 #include <thread>
 #include <vector>
 
+#include <google/protobuf/util/json_util.h>
+
 #include "api.pb.h"
 #include "runtime/http_client.h"
 #include "tests/integration/harness.h"
@@ -51,9 +53,10 @@ class ClusterTest : public ::testing::Test {
     if (HasFailure()) std::fprintf(stderr, "---- nats-server log ----\n%s", nats_.Log().c_str());
   }
 
-  Controller* StartNode(int i) {
-    nodes_[i] = std::make_unique<Controller>(
-        dirs_[i].path(), std::vector<std::string>{"--nats", nats_.url(), "--cluster", kCluster});
+  Controller* StartNode(int i, std::vector<std::string> extra_args = {}) {
+    std::vector<std::string> args{"--nats", nats_.url(), "--cluster", kCluster};
+    args.insert(args.end(), extra_args.begin(), extra_args.end());
+    nodes_[i] = std::make_unique<Controller>(dirs_[i].path(), std::move(args));
     std::string error;
     EXPECT_TRUE(nodes_[i]->Start(&error)) << "node " << i << ": " << error;
     return nodes_[i].get();
@@ -264,6 +267,97 @@ TEST_F(ClusterTest, AValueWhoseArtifactDoesNotMatchItsDigestIsNeverServed) {
   kvStore_Destroy(artifacts);
   jsCtx_Destroy(js);
   natsConnection_Destroy(nc);
+}
+
+// Calls that find one node full go to a node with room; with no such node
+// they get 503 no_capacity at once.
+TEST_F(ClusterTest, AFullNodeForwardsCallsToANodeWithRoom) {
+  ASSERT_NE(StartNode(0, {"--max-queue", "2", "--pipeline-depth", "1"}), nullptr);
+  ASSERT_NE(StartNode(1), nullptr);
+  ASSERT_FALSE(HasFailure());
+  CliResult r = nodes_[0]->Deploy(TestFunctionPath("sleep"), "slow", {"--max-workers", "1"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::string last;
+  ASSERT_GE(WaitFor(1, "slow", [](int s, const std::string&) { return s == 200; }, &last).count(), 0)
+      << "node 1 never served slow: " << last;
+  // Node 1 offers room for slow at its next check of its queues.
+  api::Health health;
+  const auto offered_by = Clock::now() + std::chrono::seconds(10);
+  do {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    runtime::HttpClientResponse h = nodes_[1]->Call("GET", "/healthz");
+    ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(h.body, &health).ok()) << h.body;
+  } while (health.cluster().offering_size() == 0 && Clock::now() < offered_by);
+  ASSERT_EQ(health.cluster().offering_size(), 1) << "node 1 never offered room for slow";
+  EXPECT_EQ(health.cluster().offering(0), "slow");
+  const std::string node1_suffix = ":" + std::to_string(nodes_[1]->pid());
+
+  // Twelve calls of 300 ms at once on node 0: one runs, two wait, the rest
+  // find it full.
+  auto burst = [&](std::vector<runtime::HttpClientResponse>* replies) {
+    replies->assign(12, {});
+    std::vector<std::thread> callers;
+    for (size_t i = 0; i < replies->size(); ++i) {
+      callers.emplace_back([&, i] { (*replies)[i] = nodes_[0]->Call("POST", "/fn/slow", "300"); });
+    }
+    for (std::thread& t : callers) t.join();
+  };
+  std::vector<runtime::HttpClientResponse> replies;
+  burst(&replies);
+  int forwarded = 0;
+  for (const runtime::HttpClientResponse& reply : replies) {
+    EXPECT_EQ(reply.status, 200) << "every call should be served, here or on node 1: " << reply.body;
+    EXPECT_EQ(reply.body, "slept 300");
+    if (const std::string* node = reply.Header("x-wisp-node")) {
+      EXPECT_THAT(*node, ::testing::EndsWith(node1_suffix)) << "forwarded to an unknown node";
+      ++forwarded;
+    }
+  }
+  EXPECT_GE(forwarded, 6) << "expected the calls node 0 had no room for to run on node 1";
+  std::printf("[ cluster  ] %d of 12 calls forwarded to node 1\n", forwarded);
+  api::Function on_node1;
+  ASSERT_TRUE(nodes_[1]->Describe("slow", &on_node1));
+  EXPECT_GE(on_node1.status().invocations(), static_cast<uint64_t>(forwarded))
+      << "node 1 counts the calls it ran for node 0";
+  runtime::HttpClientResponse h = nodes_[0]->Call("GET", "/healthz");
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(h.body, &health).ok()) << h.body;
+  EXPECT_EQ(health.cluster().forwarded(), static_cast<uint64_t>(forwarded)) << h.body;
+  EXPECT_EQ(health.cluster().name(), kCluster);
+
+  // A request on the forwarding subject that is not a forwarded call is
+  // refused with its reason; node 1 goes on serving.
+  natsConnection* nc = nullptr;
+  ASSERT_EQ(natsConnection_ConnectTo(&nc, nats_.url().c_str()), NATS_OK);
+  for (const std::string& junk : {std::string("not a protobuf \xff\xff"), std::string()}) {
+    natsMsg* reply = nullptr;
+    ASSERT_EQ(natsConnection_Request(&reply, nc, "wisp.fwd.test.slow", junk.data(),
+                                     static_cast<int>(junk.size()), 5000),
+              NATS_OK);
+    const std::string answer(natsMsg_GetData(reply), static_cast<size_t>(natsMsg_GetDataLength(reply)));
+    EXPECT_THAT(answer, HasSubstr("bad_forward")) << "junk of " << junk.size() << " bytes";
+    natsMsg_Destroy(reply);
+  }
+  natsConnection_Destroy(nc);
+  EXPECT_EQ(nodes_[1]->Call("POST", "/fn/slow", "1").status, 200);
+
+  // Alone, node 0 answers what it has no room for with 503 at once.
+  if (HasFailure()) std::fprintf(stderr, "---- node 1 log ----\n%s", nodes_[1]->Log().c_str());
+  nodes_[1]->Stop();
+  nodes_[1].reset();
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  burst(&replies);
+  int refused = 0;
+  for (const runtime::HttpClientResponse& reply : replies) {
+    EXPECT_EQ(reply.Header("x-wisp-node"), nullptr) << "forwarded to a node that is gone";
+    if (reply.status == 503) {
+      EXPECT_THAT(reply.body, HasSubstr("\"code\":\"no_capacity\"")) << reply.body;
+      EXPECT_NE(reply.Header("retry-after"), nullptr);
+      ++refused;
+    } else {
+      EXPECT_EQ(reply.status, 200) << reply.body;
+    }
+  }
+  EXPECT_GE(refused, 6) << "expected the calls node 0 had no room for to be refused";
 }
 
 TEST_F(ClusterTest, ClusterWithoutNatsIsRefusedAtStart) {
