@@ -1,7 +1,8 @@
 /* journal: appends the body and a newline to the file named by the query
  * string (for events, which have none: by JOURNAL from its config map), then replies
- * with the body; a body of "crash" segfaults after appending. Lets a test
- * count how often each invocation really ran. */
+ * with the body; a body of "crash" segfaults after appending; DELAY_US in
+ * its config map makes it wait that long after appending, before replying.
+ * Lets a test count how often each invocation really ran. */
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <stdlib.h>
@@ -31,6 +32,8 @@ WISP_EXPORT int wisp_handle(void* state, wisp_ctx* ctx, const wisp_request* req)
   (void)ignored;
   free(line);
   close(fd);
+  const char* delay = getenv("DELAY_US");
+  if (delay != NULL) usleep((useconds_t)strtoul(delay, NULL, 10));
   if (req->body_len == 5 && memcmp(req->body, "crash", 5) == 0) {
     volatile int* nowhere = 0;
     *nowhere = 1;
