@@ -16,6 +16,7 @@
 #include <functional>
 #include <iterator>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -269,6 +270,31 @@ TEST_F(ClusterTest, AValueWhoseArtifactDoesNotMatchItsDigestIsNeverServed) {
   kvStore_Destroy(artifacts);
   jsCtx_Destroy(js);
   natsConnection_Destroy(nc);
+}
+
+// A function loaded on two nodes is one NATS service with two instances.
+TEST_F(ClusterTest, EachNodeIsAnInstanceOfTheFunctionsService) {
+  for (int i = 0; i < 2; ++i) ASSERT_NE(StartNode(i), nullptr);
+  ASSERT_FALSE(HasFailure());
+  CliResult r = nodes_[0]->Deploy(ExamplePath("hello"), "svc", {"--version", "1.2.3"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  for (int i = 0; i < 2; ++i) {  // a call loads it on each node
+    std::string last;
+    EXPECT_GE(WaitFor(i, "svc", [](int s, const std::string&) { return s == 200; }, &last).count(), 0)
+        << "node " << i << ": " << last;
+  }
+  runtime::HttpClientResponse listed = nodes_[1]->Call("GET", "/v1/services?wait=500ms");
+  ASSERT_EQ(listed.status, 200) << listed.body;
+  api::ServiceList services;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(listed.body, &services).ok()) << listed.body;
+  std::set<std::string> ids;
+  for (const api::ServiceInfo& service : services.services()) {
+    if (service.name() != "svc") continue;
+    EXPECT_EQ(service.version(), "1.2.3");
+    ids.insert(service.id());
+  }
+  EXPECT_EQ(ids.size(), 2u) << "expected svc from both nodes, each with its own id: "
+                            << listed.body;
 }
 
 // Calls that find one node full go to a node with room; with no such node
