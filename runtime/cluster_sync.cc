@@ -81,7 +81,8 @@ bool ClusterSync::IsValidClusterName(std::string_view name) {
 
 ClusterSync::ClusterSync(uv_loop_t* loop, triggers::Broker* broker, BrokerRequests* requests,
                          loader::ArtifactStore* artifacts, std::string cluster, int replicas,
-                         std::string node, uint64_t max_artifact_bytes, Hooks hooks)
+                         std::string node, uint64_t max_artifact_bytes,
+                         uint64_t artifact_grace_ms, Hooks hooks)
     : loop_(loop),
       broker_(broker),
       requests_(requests),
@@ -90,6 +91,7 @@ ClusterSync::ClusterSync(uv_loop_t* loop, triggers::Broker* broker, BrokerReques
       replicas_(replicas),
       node_(std::move(node)),
       max_artifact_bytes_(max_artifact_bytes),
+      artifact_grace_ms_(artifact_grace_ms),
       hooks_(std::move(hooks)),
       timer_(new uv_timer_t) {
   uv_timer_init(loop_, timer_);
@@ -198,6 +200,7 @@ void ClusterSync::Resync() {
           if (triggers::IsValidFunctionName(name)) ReadKey(name);
         }
         last_resync_ms_ = uv_now(loop_);
+        MaybeCollectArtifacts();
       });
 }
 
@@ -241,6 +244,7 @@ void ClusterSync::OnValue(const std::string& name, Status s, triggers::BrokerMes
   if (known != revisions_.end() && known->second >= seq && seq != 0) return DoneReading(name);
   if (missing || IsDeleteMarker(got.message().hdrs())) {
     revisions_[name] = seq;
+    NoteShared(name, "");
     if (hooks_.current(name) != nullptr) {
       Status removed = hooks_.remove(name);
       if (removed.ok()) {
@@ -279,11 +283,13 @@ void ClusterSync::ApplyDeployment(const std::string& name, uint64_t seq, const s
   }
   if (!invalid.ok()) {
     ++counters_.refused;
+    NoteShared(name, "");
     revisions_[name] = seq;  // not read again until it changes
     std::fprintf(stderr, "wisp: cluster %s: refusing %s at revision %llu: %s\n", cluster_.c_str(),
                  name.c_str(), static_cast<unsigned long long>(seq), invalid.message().c_str());
     return DoneReading(name);
   }
+  NoteShared(name, deployment.version().sha256());
   record.name = name;
   record.version = deployment.version().version();
   record.sha256 = deployment.version().sha256();
@@ -376,13 +382,18 @@ void ClusterSync::FetchArtifact(FunctionRecord record, uint64_t seq, uint32_t ch
   }
 }
 
-void ClusterSync::PutValue(const std::string& name, std::string value, triggers::Headers headers,
-                           std::function<void(Status)> done) {
+void ClusterSync::NoteShared(const std::string& name, const std::string& sha256) {
+  shared_sha_[name] = sha256;
+  if (!sha256.empty()) unnamed_since_.erase(sha256);
+}
+
+void ClusterSync::PutValue(const std::string& name, const std::string& sha256, std::string value,
+                           triggers::Headers headers, std::function<void(Status)> done) {
   auto known = revisions_.find(name);
   headers.emplace_back("Nats-Expected-Last-Subject-Sequence",
                        std::to_string(known == revisions_.end() ? 0 : known->second));
   Api("$KV." + FunctionsBucket() + "." + name, std::move(value), std::move(headers),
-      [this, name, done = std::move(done)](Status s, triggers::BrokerMessage reply) {
+      [this, name, sha256, done = std::move(done)](Status s, triggers::BrokerMessage reply) {
         jetstream::PubAck ack;
         s = PubAckStatus(std::move(s), reply.data, "put " + name, &ack);
         if (!s.ok() && ack.has_error()) {
@@ -393,7 +404,10 @@ void ClusterSync::PutValue(const std::string& name, std::string value, triggers:
                                               " at the same time; its change is kept"));
           }
         }
-        if (s.ok()) revisions_[name] = ack.seq();
+        if (s.ok()) {
+          revisions_[name] = ack.seq();
+          NoteShared(name, sha256);
+        }
         done(s);
       });
 }
@@ -426,19 +440,23 @@ void ClusterSync::Publish(const FunctionRecord& record, std::function<void(Statu
   auto value = std::make_shared<std::string>(ToJson(deployment, false));
   auto shared_done = std::make_shared<std::function<void(Status)>>(std::move(done));
   const std::string name = record.name;
+  const std::string sha256 = record.sha256;
+  // Named from now on, so a collection does not take it while it is written.
+  unnamed_since_.erase(sha256);
   for (uint32_t i = 0; i < chunks; ++i) {
     const std::string key = record.sha256 + "." + std::to_string(i);
     // Put again on every publish (no Nats-Msg-Id): a chunk someone stored
     // under this key before is replaced, never kept in place of this one.
     Api("$KV." + ArtifactsBucket() + "." + key,
         bytes->substr(size_t{i} * kChunkBytes, kChunkBytes), {},
-        [this, sending, value, shared_done, name, key](Status s, triggers::BrokerMessage reply) {
+        [this, sending, value, shared_done, name, sha256, key](Status s,
+                                                                triggers::BrokerMessage reply) {
           jetstream::PubAck ack;
           s = PubAckStatus(std::move(s), reply.data, "put " + key, &ack);
           if (!s.ok() && sending->failure.ok()) sending->failure = s;
           if (--sending->pending > 0) return;
           if (!sending->failure.ok()) return (*shared_done)(sending->failure);
-          PutValue(name, *value, {}, *shared_done);
+          PutValue(name, sha256, *value, {}, *shared_done);
         });
   }
 }
@@ -448,7 +466,7 @@ void ClusterSync::PublishRemoval(const std::string& name, std::function<void(Sta
   if (closed_ || !buckets_ready_) {
     return done(Status::Unavailable("the cluster's buckets are not ready yet"));
   }
-  PutValue(name, "", {{"KV-Operation", "DEL"}}, std::move(done));
+  PutValue(name, "", "", {{"KV-Operation", "DEL"}}, std::move(done));
 }
 
 void ClusterSync::Close(std::function<void()> on_closed) {

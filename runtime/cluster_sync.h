@@ -22,6 +22,15 @@
 // served. Functions deployed here before the cluster existed stay local
 // until they are deployed again.
 //
+// Artifacts no key names any more are removed from the artifacts bucket
+// (cluster_artifact_gc.cc): every kGcEveryMs (or every pass, when
+// artifact_grace_ms is shorter), a node lists the bucket's artifacts and
+// purges those that no key of the functions bucket has named for
+// artifact_grace_ms as it saw them, so an artifact whose key is being
+// written is never taken. Only when this node has read every key: one it
+// could not read might name any artifact. A rollback puts its artifact
+// back (every publish writes the chunks).
+//
 // Ownership: borrows the loop, broker, requests and artifact store (they
 // outlive it); owns its timer (freed in its close callback).
 // Threading: the loop thread only.
@@ -52,6 +61,7 @@ struct ClusterCounters {
   uint64_t removed = 0;    // functions removed here by a delete marker
   uint64_t refused = 0;    // values or artifacts refused (bad value, hash mismatch)
   uint64_t conflicts = 0;  // puts refused for a stale revision
+  uint64_t artifacts_removed = 0;  // artifacts no key named, removed from the bucket
 };
 
 class ClusterSync {
@@ -68,12 +78,15 @@ class ClusterSync {
   static constexpr size_t kChunkBytes = 128 * 1024;
   static constexpr uint64_t kResyncMs = 5000;
   static constexpr uint64_t kApiTimeoutMs = 5000;
+  static constexpr uint64_t kGcEveryMs = 60000;
 
   // node names this controller in the values it writes (for logs); a value
-  // naming an artifact over max_artifact_bytes is refused unread.
+  // naming an artifact over max_artifact_bytes is refused unread; an
+  // artifact no key has named for artifact_grace_ms is removed.
   ClusterSync(uv_loop_t* loop, triggers::Broker* broker, BrokerRequests* requests,
               loader::ArtifactStore* artifacts, std::string cluster, int replicas,
-              std::string node, uint64_t max_artifact_bytes, Hooks hooks);
+              std::string node, uint64_t max_artifact_bytes, uint64_t artifact_grace_ms,
+              Hooks hooks);
   ~ClusterSync();  // Close first
   ClusterSync(const ClusterSync&) = delete;
   ClusterSync& operator=(const ClusterSync&) = delete;
@@ -117,9 +130,16 @@ class ClusterSync {
   void OnValue(const std::string& name, Status s, triggers::BrokerMessage reply);
   void ApplyDeployment(const std::string& name, uint64_t seq, const std::string& json);
   void FetchArtifact(FunctionRecord record, uint64_t seq, uint32_t chunks);
-  void PutValue(const std::string& name, std::string value, triggers::Headers headers,
-                std::function<void(Status)> done);
+  // Puts value on name's key; on success notes that it names sha256.
+  void PutValue(const std::string& name, const std::string& sha256, std::string value,
+                triggers::Headers headers, std::function<void(Status)> done);
   void DoneReading(const std::string& name);
+  // Notes the artifact key name now names ("" for none: removed, refused).
+  void NoteShared(const std::string& name, const std::string& sha256);
+  // Artifact collection (cluster_artifact_gc.cc).
+  void MaybeCollectArtifacts();
+  void CollectArtifacts(const std::vector<std::string>& names);
+  void PurgeArtifact(const std::string& sha256);
   static void TimerCb(uv_timer_t* timer);
 
   std::string FunctionsBucket() const { return "wisp-" + cluster_ + "-functions"; }
@@ -133,6 +153,7 @@ class ClusterSync {
   int replicas_;
   std::string node_;
   uint64_t max_artifact_bytes_;
+  uint64_t artifact_grace_ms_;
   Hooks hooks_;
   LoopThread loop_thread_;
   triggers::SubscriptionId hints_ = 0;
@@ -145,6 +166,12 @@ class ClusterSync {
   // The revision (stream sequence) of each key as last read or written here.
   std::map<std::string, uint64_t> revisions_;
   std::map<std::string, Fetch> reading_;
+  // The artifact each key names, as last read or written here ("" none).
+  std::map<std::string, std::string> shared_sha_;
+  // Artifacts in the bucket no key names, since when (uv_now ms).
+  std::map<std::string, uint64_t> unnamed_since_;
+  bool collecting_ = false;
+  uint64_t last_gc_ms_ = 0;
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);
   ClusterCounters counters_;
 };

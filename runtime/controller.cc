@@ -498,6 +498,7 @@ void Controller::HandleRequest(triggers::ReplyToken token, triggers::HttpRequest
         c->set_removed(shared.removed);
         c->set_refused(shared.refused);
         c->set_conflicts(shared.conflicts);
+        c->set_artifacts_removed(shared.artifacts_removed);
         const ForwardingCounters& f = forwarding_->counters();
         c->set_forwarded(f.forwarded);
         c->set_unplaced(f.unplaced);

@@ -102,6 +102,8 @@ struct ControllerOptions {
   // JetStream keeps of wisp's streams (the cluster's buckets and WISP_EVENTS).
   std::string cluster;
   int cluster_replicas = 1;
+  // An artifact no key of the cluster has named this long leaves its bucket.
+  uint64_t cluster_gc_after_ms = 600000;
   bool record_invocations = true;  // invocation records and log lines in sqlite
   RetentionOptions retention;
   WorkerIdentities::Options worker_identities;  // who workers run as

@@ -26,7 +26,8 @@ Status Controller::StartCluster() {
   hooks.remove = [this](const std::string& name) { return RemoveFunction(name); };
   cluster_ = std::make_unique<ClusterSync>(loop_, broker_.get(), requests_.get(), artifacts_.get(),
                                            options_.cluster, options_.cluster_replicas, node,
-                                           options_.max_upload_bytes, std::move(hooks));
+                                           options_.max_upload_bytes, options_.cluster_gc_after_ms,
+                                           std::move(hooks));
   WISP_RETURN_IF_ERROR(cluster_->Start().WithContext("join cluster " + options_.cluster));
   CallForwarding::Hooks forward;
   forward.dispatcher = [this](const std::string& name) -> Dispatcher* {

@@ -36,6 +36,7 @@ struct UpArgs {
   std::string nats;       // NATS URLs; empty: the embedded broker
   std::string cluster;    // with nats: the cluster sharing deployments
   int cluster_replicas = 1;
+  std::string cluster_gc_after = "10m";  // unnamed artifacts leave the bucket after this
   bool no_records = false;            // no invocation records or log lines
   uint64_t keep_invocations = 100000; // records kept, newest first
   uint64_t keep_log_lines = 100000;   // log lines kept, newest first

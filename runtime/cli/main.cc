@@ -63,6 +63,10 @@ int main(int argc, char** argv) {
   up_cmd->add_option("--cluster-replicas", up.cluster_replicas,
                      "copies JetStream keeps of wisp's streams (the cluster's buckets, durable events)")
       ->capture_default_str()->check(CLI::Range(1, 5));
+  up_cmd->add_option("--cluster-gc-after", up.cluster_gc_after,
+                     "an artifact no function of the cluster has named this long is removed "
+                     "from the cluster's bucket")
+      ->capture_default_str();
   up_cmd->add_flag("--no-records", up.no_records, "keep no invocation records or function logs");
   up_cmd->add_option("--keep-invocations", up.keep_invocations, "invocation records kept")
       ->capture_default_str()->check(CLI::Range(uint64_t{1}, uint64_t{100000000}));

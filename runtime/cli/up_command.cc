@@ -90,6 +90,13 @@ int RunUp(const UpArgs& args) {
   }
   uint64_t keep_ms = 0;  // 0: no age limit
   if (s.ok()) s = runtime::ParseDurationMs(args.keep_for, &keep_ms).WithContext("--keep-for");
+  if (s.ok()) {
+    s = runtime::ParseDurationMs(args.cluster_gc_after, &options.cluster_gc_after_ms)
+            .WithContext("--cluster-gc-after");
+  }
+  if (s.ok() && options.cluster_gc_after_ms < 1000) {
+    s = Status::InvalidArgument("--cluster-gc-after must be at least 1s");
+  }
   if (s.ok()) s = ParseWorkerUids(args.worker_uids, &options.worker_identities);
   options.worker_identities.seccomp = !args.no_seccomp;
   if (!s.ok()) {

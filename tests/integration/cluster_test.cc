@@ -272,6 +272,66 @@ TEST_F(ClusterTest, AValueWhoseArtifactDoesNotMatchItsDigestIsNeverServed) {
   natsConnection_Destroy(nc);
 }
 
+// An artifact no function names any more leaves the artifacts bucket after
+// --cluster-gc-after; a rollback to it puts it back.
+TEST_F(ClusterTest, AnArtifactNoFunctionNamesLeavesTheBucket) {
+  for (int i = 0; i < 2; ++i) ASSERT_NE(StartNode(i, {"--cluster-gc-after", "1s"}), nullptr);
+  ASSERT_FALSE(HasFailure());
+  CliResult r = nodes_[0]->Deploy(ExamplePath("hello"), "svc", {"--version", "1.0.0"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ExpectEveryNodeAnswers("svc", 200, "hello, world", "first version");
+  api::Function fn;
+  ASSERT_TRUE(nodes_[0]->Describe("svc", &fn));
+  const std::string first = fn.sha256();
+  r = nodes_[0]->Deploy(ExamplePath("echo"), "svc", {"--version", "2.0.0"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ExpectEveryNodeAnswers("svc", 200, "world", "second version");
+  ASSERT_TRUE(nodes_[0]->Describe("svc", &fn));
+  const std::string second = fn.sha256();
+
+  natsConnection* nc = nullptr;
+  ASSERT_EQ(natsConnection_ConnectTo(&nc, nats_.url().c_str()), NATS_OK);
+  jsCtx* js = nullptr;
+  ASSERT_EQ(natsConnection_JetStream(&js, nc, nullptr), NATS_OK);
+  const std::string stream = std::string("KV_wisp-") + kCluster + "-artifacts";
+  auto stored = [&](const std::string& sha256) {
+    natsMsg* msg = nullptr;
+    const std::string subject = std::string("$KV.wisp-") + kCluster + "-artifacts." + sha256 + ".0";
+    const natsStatus s = js_GetLastMsg(&msg, js, stream.c_str(), subject.c_str(), nullptr, nullptr);
+    natsMsg_Destroy(msg);
+    return s == NATS_OK;
+  };
+  EXPECT_TRUE(stored(first));
+  // A pass every 5 s: the first notes it unnamed, the next (1 s later or
+  // more) removes it.
+  const auto deadline = Clock::now() + std::chrono::seconds(30);
+  while (stored(first) && Clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  EXPECT_FALSE(stored(first)) << "version 1.0.0's artifact was still in the bucket after 30 s";
+  EXPECT_TRUE(stored(second)) << "the current version's artifact must stay";
+  uint64_t removed = 0;
+  const auto counted_by = Clock::now() + std::chrono::seconds(5);
+  do {  // the node that removed it counts it once JetStream answered
+    removed = 0;
+    for (int i = 0; i < 2; ++i) {
+      api::Health health;
+      runtime::HttpClientResponse h = nodes_[i]->Call("GET", "/healthz");
+      ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(h.body, &health).ok()) << h.body;
+      removed += health.cluster().artifacts_removed();
+    }
+  } while (removed == 0 && Clock::now() < counted_by);
+  EXPECT_EQ(removed, 1u) << "one node removes it; the other finds it gone";
+
+  // Node 1 still has 1.0.0 and its artifact: a rollback there shares it again.
+  r = RunCli({"rollback", "svc", "--server", nodes_[1]->url(), "--token", nodes_[1]->token()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ExpectEveryNodeAnswers("svc", 200, "hello, world", "rollback on node 1");
+  EXPECT_TRUE(stored(first)) << "the rollback put the artifact back";
+  jsCtx_Destroy(js);
+  natsConnection_Destroy(nc);
+}
+
 // A function loaded on two nodes is one NATS service with two instances.
 TEST_F(ClusterTest, EachNodeIsAnInstanceOfTheFunctionsService) {
   for (int i = 0; i < 2; ++i) ASSERT_NE(StartNode(i), nullptr);
