@@ -82,12 +82,39 @@ JetStreamDelivery::JetStreamDelivery(uv_loop_t* loop, triggers::Broker* broker,
       lookup_(std::move(lookup)),
       capacity_(std::move(capacity)),
       inbox_prefix_(broker->NewInbox()),
-      retry_timer_(new uv_timer_t) {
+      retry_timer_(new uv_timer_t),
+      pull_watchdog_(new uv_timer_t) {
   uv_timer_init(loop_, retry_timer_);
   retry_timer_->data = this;
+  uv_timer_init(loop_, pull_watchdog_);
+  pull_watchdog_->data = this;
+  uv_timer_start(
+      pull_watchdog_,
+      [](uv_timer_t* timer) { static_cast<JetStreamDelivery*>(timer->data)->ReplaceLostPulls(); },
+      kPullExpiresMs, kPullExpiresMs);
 }
 
-JetStreamDelivery::~JetStreamDelivery() { WISP_CHECK(retry_timer_ == nullptr); }
+JetStreamDelivery::~JetStreamDelivery() {
+  WISP_CHECK(retry_timer_ == nullptr && pull_watchdog_ == nullptr);
+}
+
+void JetStreamDelivery::ReplaceLostPulls() {
+  if (stopped_) return;
+  const uint64_t now = uv_now(loop_);
+  for (auto& [name, binding] : bindings_) {
+    for (auto& [durable, consumer] : binding.consumers) {
+      if (!consumer->pulling || now < consumer->pull_given_up_ms) continue;
+      ++counters_.lost_pulls;
+      std::fprintf(stderr,
+                   "wisp: jetstream: the pull for %s never ended (its server or the consumer's "
+                   "leader changed); pulling again\n",
+                   durable.c_str());
+      consumer->pulling = false;
+      consumer->requested = 0;
+      Pull(consumer.get());
+    }
+  }
+}
 
 void JetStreamDelivery::RetryCb(uv_timer_t* timer) {
   auto* self = static_cast<JetStreamDelivery*>(timer->data);
@@ -376,6 +403,7 @@ void JetStreamDelivery::Pull(Consumer* consumer) {
   }
   consumer->pulling = true;
   consumer->requested = batch;
+  consumer->pull_given_up_ms = uv_now(loop_) + kPullExpiresMs + kPullGraceMs;
 }
 
 void JetStreamDelivery::OnMessage(const std::string& name, const std::string& durable,
@@ -545,6 +573,8 @@ void JetStreamDelivery::RunWaiters() {
 void JetStreamDelivery::Close(std::function<void()> on_closed) {
   WISP_ASSERT_LOOP_THREAD(loop_thread_);
   stopped_ = true;
+  CloseOwnedTimer(pull_watchdog_, nullptr);
+  pull_watchdog_ = nullptr;
   CloseOwnedTimer(retry_timer_, std::move(on_closed));
   retry_timer_ = nullptr;
   for (auto& [name, binding] : bindings_) {

@@ -23,7 +23,10 @@
 // (or failed: the callback gets the error).
 //
 // Delivery: each consumer keeps one pull request (batch = free capacity,
-// expiring after kPullExpiresMs) outstanding while it has room. The attempt
+// expiring after kPullExpiresMs) outstanding while it has room. A pull whose
+// end the server never reported (its server died, the consumer's leader
+// moved) is given up kPullGraceMs after it expired, checked every
+// kPullExpiresMs, and a new one is sent. The attempt
 // number is the delivery count from the message's ack subject. After the
 // function: success -> the events it emitted are stored (AfterStored), then
 // +ACK; failure -> -NAK with the backoff delay (DurableDelivery::BackoffMs);
@@ -65,6 +68,7 @@ struct JetStreamCounters {
   uint64_t dead_lettered = 0;
   uint64_t redelivered = 0;   // deliveries after the first
   uint64_t api_errors = 0;    // $JS.API replies that were errors, or none came
+  uint64_t lost_pulls = 0;    // pulls whose end never came, replaced
 };
 
 class JetStreamDelivery {
@@ -79,6 +83,7 @@ class JetStreamDelivery {
   static constexpr size_t kHeldPerWorker = 2;
   static constexpr int kMaxAckPending = 10000;
   static constexpr uint64_t kPullExpiresMs = 5000;
+  static constexpr uint64_t kPullGraceMs = 2000;
   static constexpr uint64_t kApiTimeoutMs = 5000;
 
   JetStreamDelivery(uv_loop_t* loop, triggers::Broker* broker, BrokerRequests* requests,
@@ -136,6 +141,7 @@ class JetStreamDelivery {
     Status failed;  // why it could not be created, the last time
     uint64_t requested = 0;  // messages the outstanding pull may still bring
     bool pulling = false;
+    uint64_t pull_given_up_ms = 0;  // uv_now after which the outstanding pull is lost
   };
   struct Binding {
     std::vector<std::string> subjects;
@@ -155,6 +161,8 @@ class JetStreamDelivery {
   void DeleteConsumer(const std::string& durable);
   void Pull(Consumer* consumer);
   void PullAll(const std::string& name);
+  // Sends a new pull for each consumer whose outstanding one is lost.
+  void ReplaceLostPulls();
   void OnMessage(const std::string& name, const std::string& durable,
                  triggers::BrokerMessage message);
   void Finish(const std::string& name, std::string ack, uint32_t attempt,
@@ -188,6 +196,7 @@ class JetStreamDelivery {
   bool sync_again_ = false;
   bool stopped_ = false;
   uv_timer_t* retry_timer_;  // owned; closed by Close
+  uv_timer_t* pull_watchdog_;  // owned; closed by Close; every kPullExpiresMs
   // Publishing: sequence numbers of publishes awaiting their PubAck, the
   // failures among them, and the callbacks waiting for them.
   uint64_t next_publish_ = 1;
