@@ -412,11 +412,19 @@ void ClusterSync::PutValue(const std::string& name, const std::string& sha256, s
       });
 }
 
+Status ClusterSync::CheckWritable() const {
+  WISP_ASSERT_LOOP_THREAD(loop_thread_);
+  if (closed_) return Status::Unavailable("this node is leaving cluster " + cluster_);
+  if (!buckets_ready_) {
+    return Status::Unavailable("this node is still joining cluster " + cluster_ +
+                               " (its JetStream buckets are not ready yet)");
+  }
+  return Status::OK();
+}
+
 void ClusterSync::Publish(const FunctionRecord& record, std::function<void(Status)> done) {
   WISP_ASSERT_LOOP_THREAD(loop_thread_);
-  if (closed_ || !buckets_ready_) {
-    return done(Status::Unavailable("the cluster's buckets are not ready yet"));
-  }
+  if (Status writable = CheckWritable(); !writable.ok()) return done(writable);
   StatusOr<std::string> bytes = artifacts_->Read(record.sha256);
   if (!bytes.ok()) return done(bytes.status());
   cluster::Deployment deployment;
@@ -463,9 +471,7 @@ void ClusterSync::Publish(const FunctionRecord& record, std::function<void(Statu
 
 void ClusterSync::PublishRemoval(const std::string& name, std::function<void(Status)> done) {
   WISP_ASSERT_LOOP_THREAD(loop_thread_);
-  if (closed_ || !buckets_ready_) {
-    return done(Status::Unavailable("the cluster's buckets are not ready yet"));
-  }
+  if (Status writable = CheckWritable(); !writable.ok()) return done(writable);
   PutValue(name, "", "", {{"KV-Operation", "DEL"}}, std::move(done));
 }
 

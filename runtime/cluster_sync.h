@@ -97,6 +97,11 @@ class ClusterSync {
   // [A-Za-z0-9_-]{1,64} or replicas outside 1..5.
   [[nodiscard]] Status Start();
 
+  // OK when a change made here can be shared now (the buckets exist);
+  // Unavailable while the node is still joining (or closing), so a caller
+  // refuses the change before it makes it here. Loop thread only.
+  [[nodiscard]] Status CheckWritable() const;
+
   // Shares record (current here, its artifact stored) with the cluster: the
   // artifact's chunks, then the key. done runs once, on the loop thread:
   // OK once JetStream stored it; AlreadyExists when another node changed the

@@ -423,6 +423,17 @@ void Controller::ReplyError(triggers::ReplyToken token, int status, std::string_
   server_->Reply(token, triggers::JsonErrorResponse(status, code, message));
 }
 
+bool Controller::RefusedUntilClusterWritable(triggers::ReplyToken token) {
+  if (cluster_ == nullptr) return false;
+  Status writable = cluster_->CheckWritable();
+  if (writable.ok()) return false;
+  triggers::HttpResponse response =
+      triggers::JsonErrorResponse(503, "cluster_not_ready", writable.message() + "; nothing was changed");
+  response.headers.emplace_back("Retry-After", "1");
+  server_->Reply(token, std::move(response));
+  return true;
+}
+
 void Controller::HandleRequest(triggers::ReplyToken token, triggers::HttpRequest request) {
   WISP_ASSERT_LOOP_THREAD(loop_thread_);
   if (shutting_down_) {
@@ -726,6 +737,7 @@ void Controller::HandleDeploy(triggers::ReplyToken token, const std::string& nam
   if (request.body.empty()) {
     return ReplyError(token, 400, "invalid_function", "the request body must be the function's .so file");
   }
+  if (RefusedUntilClusterWritable(token)) return;
   s = loader::ValidateSharedObject(request.body);
   if (!s.ok()) {
     return ReplyError(token, 400, "invalid_function", "refusing " + name + ": " + s.message());
@@ -862,6 +874,7 @@ void Controller::HandleRollback(triggers::ReplyToken token, const std::string& n
     return ReplyError(token, 500, "storage_error",
                       "the artifact of " + name + " " + target->version + " is missing");
   }
+  if (RefusedUntilClusterWritable(token)) return;
   s = store_.SetCurrent(name, target->version);
   if (!s.ok()) return ReplyError(token, HttpStatusFor(s), "storage_error", s.message());
   std::fprintf(stderr, "wisp: rolled %s back from %s to %s\n", name.c_str(), current.c_str(),
@@ -884,6 +897,7 @@ void Controller::HandleRemove(triggers::ReplyToken token, const std::string& nam
   if (it == functions_.end()) {
     return ReplyError(token, 404, "function_not_found", "no function named '" + name + "' is deployed");
   }
+  if (RefusedUntilClusterWritable(token)) return;
   const std::string json = DescribeJson(*it->second, false);
   Status s = RemoveFunction(name);
   if (!s.ok()) return ReplyError(token, HttpStatusFor(s), "storage_error", s.message());

@@ -200,6 +200,10 @@ class Controller {
   void ReplyError(triggers::ReplyToken token, int status, std::string_view code,
                   std::string_view message);
   void ReplyJson(triggers::ReplyToken token, int status, const std::string& json);
+  // In a cluster, answers 503 cluster_not_ready (Retry-After: 1) and returns
+  // true while a change made here could not be shared yet: a deploy,
+  // rollback or removal is refused before anything changes here.
+  bool RefusedUntilClusterWritable(triggers::ReplyToken token);
 
   Status RestoreDeployments();
   void Install(FunctionRecord record);
