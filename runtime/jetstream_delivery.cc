@@ -91,7 +91,7 @@ JetStreamDelivery::JetStreamDelivery(uv_loop_t* loop, triggers::Broker* broker,
   uv_timer_start(
       pull_watchdog_,
       [](uv_timer_t* timer) { static_cast<JetStreamDelivery*>(timer->data)->ReplaceLostPulls(); },
-      kPullExpiresMs, kPullExpiresMs);
+      kPullCheckMs, kPullCheckMs);
 }
 
 JetStreamDelivery::~JetStreamDelivery() {
@@ -110,6 +110,7 @@ void JetStreamDelivery::ReplaceLostPulls() {
                    "leader changed); pulling again\n",
                    durable.c_str());
       consumer->pulling = false;
+      consumer->answered = false;
       consumer->requested = 0;
       Pull(consumer.get());
     }
@@ -222,8 +223,10 @@ void JetStreamDelivery::Remove(const std::string& name) {
 }
 
 void JetStreamDelivery::DeleteConsumer(const std::string& durable) {
+  deleting_.insert(durable);
   Api(std::string("$JS.API.CONSUMER.DELETE.") + kStream + "." + durable, "",
       [this, durable](Status s, triggers::BrokerMessage reply) {
+        deleting_.erase(durable);
         jetstream::ConsumerReply parsed;
         if (s.ok() && ParseJetStreamReply(reply.data, &parsed) && parsed.has_error() &&
             parsed.error().code() != 404) {
@@ -232,6 +235,10 @@ void JetStreamDelivery::DeleteConsumer(const std::string& durable) {
         if (!s.ok()) {
           ++counters_.api_errors;
           std::fprintf(stderr, "wisp: jetstream: %s\n", s.ToString().c_str());
+        }
+        // Bound again while it was being deleted: make it now.
+        for (const auto& [name, binding] : bindings_) {
+          if (binding.consumers.count(durable) != 0) return SyncStream();
         }
       });
 }
@@ -321,7 +328,9 @@ void JetStreamDelivery::EnsureConsumers() {
   for (auto& [name, binding] : bindings_) {
     names.push_back(name);
     for (auto& [durable, consumer] : binding.consumers) {
-      if (!consumer->created && !consumer->creating) CreateConsumer(name, &binding, consumer.get());
+      if (!consumer->created && !consumer->creating && deleting_.count(durable) == 0) {
+        CreateConsumer(name, &binding, consumer.get());
+      }
     }
   }
   for (const std::string& name : names) CheckReady(name);
@@ -357,6 +366,7 @@ void JetStreamDelivery::CreateConsumer(const std::string& name, Binding* binding
           return CheckReady(name);
         }
         consumer->created = true;
+        consumer->answered = false;
         consumer->failed = Status::OK();
         if (consumer->subscription == 0) {
           StatusOr<triggers::SubscriptionId> sub = broker_->Subscribe(
@@ -393,8 +403,9 @@ void JetStreamDelivery::Pull(Consumer* consumer) {
   triggers::BrokerMessage request;
   request.subject = std::string("$JS.API.CONSUMER.MSG.NEXT.") + kStream + "." + consumer->durable;
   request.reply = consumer->inbox;
+  const uint64_t expires_ms = consumer->answered ? kPullExpiresMs : kFirstPullExpiresMs;
   request.data = "{\"batch\":" + std::to_string(batch) +
-                 ",\"expires\":" + std::to_string(kPullExpiresMs * 1000000) + "}";
+                 ",\"expires\":" + std::to_string(expires_ms * 1000000) + "}";
   Status s = broker_->Publish(std::move(request));
   if (!s.ok()) {
     std::fprintf(stderr, "wisp: jetstream: pull for %s: %s\n", consumer->durable.c_str(),
@@ -403,7 +414,7 @@ void JetStreamDelivery::Pull(Consumer* consumer) {
   }
   consumer->pulling = true;
   consumer->requested = batch;
-  consumer->pull_given_up_ms = uv_now(loop_) + kPullExpiresMs + kPullGraceMs;
+  consumer->pull_given_up_ms = uv_now(loop_) + expires_ms + kPullGraceMs;
 }
 
 void JetStreamDelivery::OnMessage(const std::string& name, const std::string& durable,
@@ -413,6 +424,7 @@ void JetStreamDelivery::OnMessage(const std::string& name, const std::string& du
   auto c = it->second.consumers.find(durable);
   if (c == it->second.consumers.end()) return;
   Consumer* consumer = c->second.get();
+  consumer->answered = true;
   const std::string* status = triggers::FindHeader(message.headers, "status");
   if (status != nullptr && message.reply.empty()) {
     // This pull is over. 404 no messages, 408 it expired: ask again; else

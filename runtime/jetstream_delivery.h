@@ -25,8 +25,11 @@
 // Delivery: each consumer keeps one pull request (batch = free capacity,
 // expiring after kPullExpiresMs) outstanding while it has room. A pull whose
 // end the server never reported (its server died, the consumer's leader
-// moved) is given up kPullGraceMs after it expired, checked every
-// kPullExpiresMs, and a new one is sent. The attempt
+// moved, or the consumer was just made and its leader's interest had not
+// reached our server yet) is given up kPullGraceMs after it expired, checked
+// every kPullCheckMs, and a new one is sent. Until a pull of a consumer has
+// been answered, its pulls expire after kFirstPullExpiresMs, so a lost one
+// costs seconds, not its whole expiry. The attempt
 // number is the delivery count from the message's ack subject. After the
 // function: success -> the events it emitted are stored (AfterStored), then
 // +ACK; failure -> -NAK with the backoff delay (DurableDelivery::BackoffMs);
@@ -83,7 +86,9 @@ class JetStreamDelivery {
   static constexpr size_t kHeldPerWorker = 2;
   static constexpr int kMaxAckPending = 10000;
   static constexpr uint64_t kPullExpiresMs = 5000;
+  static constexpr uint64_t kFirstPullExpiresMs = 1000;
   static constexpr uint64_t kPullGraceMs = 2000;
+  static constexpr uint64_t kPullCheckMs = 1000;
   static constexpr uint64_t kApiTimeoutMs = 5000;
 
   JetStreamDelivery(uv_loop_t* loop, triggers::Broker* broker, BrokerRequests* requests,
@@ -142,6 +147,7 @@ class JetStreamDelivery {
     uint64_t requested = 0;  // messages the outstanding pull may still bring
     bool pulling = false;
     uint64_t pull_given_up_ms = 0;  // uv_now after which the outstanding pull is lost
+    bool answered = false;  // a pull of it was answered: pulls reach its leader
   };
   struct Binding {
     std::vector<std::string> subjects;
@@ -186,6 +192,10 @@ class JetStreamDelivery {
   std::function<size_t(const std::string&)> capacity_;
   LoopThread loop_thread_;
   std::map<std::string, Binding> bindings_;
+  // Durables whose delete is in flight: one bound again meanwhile is made
+  // once the delete is answered (else the server could answer the create
+  // with the old consumer, then delete it, and its pulls go unanswered).
+  std::set<std::string> deleting_;
   std::string inbox_prefix_;
   // The stream's subjects as last seen on the server (ours included once
   // synced); a publish on one of them is a JetStream publish.
@@ -196,7 +206,7 @@ class JetStreamDelivery {
   bool sync_again_ = false;
   bool stopped_ = false;
   uv_timer_t* retry_timer_;  // owned; closed by Close
-  uv_timer_t* pull_watchdog_;  // owned; closed by Close; every kPullExpiresMs
+  uv_timer_t* pull_watchdog_;  // owned; closed by Close; every kPullCheckMs
   // Publishing: sequence numbers of publishes awaiting their PubAck, the
   // failures among them, and the callbacks waiting for them.
   uint64_t next_publish_ = 1;

@@ -12,6 +12,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <iterator>
@@ -458,6 +459,41 @@ TEST_F(ClusterTest, ClusterWithoutNatsIsRefusedAtStart) {
   EXPECT_THAT(bad.Log(), HasSubstr("must be 1 to 64 of"));
 }
 
+// A node that cannot share a change yet (its JetStream buckets are not
+// ready: here the server has no JetStream at all) refuses deploys with 503
+// cluster_not_ready and Retry-After, and keeps nothing of them: were it
+// kept, the node would serve a version the cluster never heard of.
+TEST(ClusterJoiningTest, ChangesAreRefusedUntilTheNodeHasJoined) {
+  NatsServerProcess nats{NatsServerOptions{.jetstream = false}};
+  ASSERT_TRUE(nats.Start());
+  TempDir dir;
+  Controller node(dir.path(), {"--nats", nats.url(), "--cluster", kCluster});
+  std::string error;
+  ASSERT_TRUE(node.Start(&error)) << error;
+  runtime::HttpClient client("127.0.0.1", node.port(), 5000);
+  StatusOr<runtime::HttpClientResponse> r =
+      client.Request("PUT", "/v1/functions/hello", {{"Authorization", "Bearer " + node.token()}},
+                     ReadBytes(ExamplePath("hello")));
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->status, 503) << r->body;
+  EXPECT_THAT(r->body, HasSubstr("\"cluster_not_ready\"")) << r->body;
+  EXPECT_THAT(r->body, HasSubstr("still joining cluster test")) << r->body;
+  const std::string* retry_after = r->Header("retry-after");
+  EXPECT_TRUE(retry_after != nullptr && *retry_after == "1")
+      << "expected Retry-After: 1, got " << (retry_after != nullptr ? *retry_after : "none");
+  CliResult cli = node.Deploy(ExamplePath("hello"), "hello");
+  EXPECT_NE(cli.exit_code, 0) << cli.out;
+  EXPECT_THAT(cli.err, HasSubstr("cluster_not_ready"));
+  api::Function fn;
+  EXPECT_FALSE(node.Describe("hello", &fn)) << "a refused deploy left hello deployed here";
+  EXPECT_EQ(node.Call("POST", "/fn/hello", "world").status, 404);
+  std::error_code ec;
+  auto artifacts = std::filesystem::directory_iterator(dir.path() + "/artifacts", ec);
+  EXPECT_TRUE(ec || artifacts == std::filesystem::directory_iterator())
+      << "a refused deploy left its artifact in the data dir";
+  node.Stop();
+}
+
 // Three nats-servers as one NATS cluster with JetStream, each standing in
 // for a host; two controllers, each connected to all three, keep the
 // cluster's buckets in three replicas. Losing a server loses nothing.
@@ -668,19 +704,21 @@ TEST_F(NatsClusterTest, DurableEventsSurviveTheLossOfOneServerOfThree) {
   natsConnection_Destroy(nc);
 }
 
-// kill -9 of a controller under load (each event takes 20 ms, and they come
-// faster): the durable events it had taken and not acknowledged go to the
-// other controller after their lease; none is lost, and every duplicate at
-// the sink is a redelivery the survivor counted.
+// kill -9 of a controller under load (one worker per node, each event takes
+// 50 ms, and they come faster): the durable events it had taken and not
+// acknowledged go to the other controller after their lease; none is lost,
+// and every duplicate at the sink is a redelivery the survivor counted.
 TEST_F(NatsClusterTest, AControllerKilledUnderLoadLosesNoEvents) {
-  constexpr int kEvents = 600;
+  constexpr int kEvents = 300;
+  constexpr int kKillAfter = kEvents / 3;
   StartNodes();
   ASSERT_FALSE(HasFailure());
   const std::string sink = shared_.path() + "/sink.txt";
   std::string last;
   ASSERT_TRUE(DeployWhenReady(0, TestFunctionPath("journal"), "sink", &last,
                               {"--subscribe", "kill.in", "--durable", "--timeout", "1s",
-                               "--env", "JOURNAL=" + sink, "--env", "DELAY_US=20000"}))
+                               "--max-workers", "1", "--env", "JOURNAL=" + sink, "--env",
+                               "DELAY_US=50000"}))
       << "the durable deploy kept failing: " << last;
   ASSERT_TRUE(Knows(1, "sink")) << "node 1 never got the durable function";
 
@@ -688,8 +726,27 @@ TEST_F(NatsClusterTest, AControllerKilledUnderLoadLosesNoEvents) {
   // both nodes take them from the shared durable consumer.
   runtime::HttpClient client("127.0.0.1", nodes_[1]->port(), 5000);
   int refused = 0;
+  // Node 0 is killed while it works through its share of a backlog: once
+  // kKillAfter are in and it has run a few (the two nodes run 40 a second;
+  // events come faster, and on at 40 a second while node 0 gets going).
+  uint64_t node0_ran = 0;
+  size_t done_at_kill = 0;
+  int published_at_kill = 0;
+  bool killed = false;
+  auto kill_node0_once_busy = [&](int published) {
+    api::Function on_node0;
+    if (!nodes_[0]->Describe("sink", &on_node0) || on_node0.status().invocations() < 3) return;
+    node0_ran = on_node0.status().invocations();
+    done_at_kill = CountLines(sink).size();
+    published_at_kill = published;
+    nodes_[0]->Kill();
+    killed = true;
+  };
   for (int n = 0; n < kEvents; ++n) {
-    if (n == kEvents / 3) nodes_[0]->Kill();
+    if (!killed && n >= kKillAfter) {
+      kill_node0_once_busy(n);
+      if (!killed) std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    }
     const std::string id = "kill-" + std::to_string(n);
     for (int attempt = 0;; ++attempt) {
       StatusOr<runtime::HttpClientResponse> r = client.Request(
@@ -703,20 +760,41 @@ TEST_F(NatsClusterTest, AControllerKilledUnderLoadLosesNoEvents) {
       std::this_thread::sleep_for(std::chrono::milliseconds(25));
     }
   }
-  const SinkTally tally = WaitForSink(sink, kEvents, "kill-", std::chrono::seconds(120));
+  const auto busy_by = Clock::now() + std::chrono::seconds(30);
+  while (!killed && Clock::now() < busy_by) {
+    kill_node0_once_busy(kEvents);
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ASSERT_TRUE(killed) << "node 0 never ran 3 of the durable events (expected it to share them)";
+  ASSERT_LE(done_at_kill + 10, static_cast<size_t>(published_at_kill))
+      << "no backlog left when node 0 was killed (" << done_at_kill << " of " << published_at_kill
+      << " started): the test would not show a redelivery";
+  SinkTally tally = WaitForSink(sink, kEvents, "kill-", std::chrono::seconds(120));
+  // Node 0 was killed holding events: node 1 gets them once their lease
+  // (the 1 s timeout and a margin) ends, which may be after every line is at
+  // the sink (node 0 wrote some before it died).
   api::Health health;
+  const auto leased_until = Clock::now() + std::chrono::seconds(30);
+  do {
+    runtime::HttpClientResponse h = nodes_[1]->Call("GET", "/healthz");
+    ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(h.body, &health).ok()) << h.body;
+    if (health.events().durable_redelivered() > 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  } while (Clock::now() < leased_until);
+  std::this_thread::sleep_for(std::chrono::seconds(1));  // the redelivered ones run
   runtime::HttpClientResponse h = nodes_[1]->Call("GET", "/healthz");
   ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(h.body, &health).ok()) << h.body;
+  tally = WaitForSink(sink, kEvents, "kill-", std::chrono::seconds(1));
   std::fprintf(stderr,
-               "[ cluster  ] %d durable events, node 0 killed with SIGKILL after %d: %zu distinct "
-               "at the sink, %d missing, %d duplicates, %llu redelivered to node 1, %d publish "
-               "attempts retried\n",
-               kEvents, kEvents / 3, tally.seen.size(), tally.missing, tally.duplicates,
+               "[ cluster  ] %d durable events, node 0 killed with SIGKILL after %d (it had run "
+               "%llu, %zu done): %zu distinct at the sink, %d missing, %d duplicates, %llu "
+               "redelivered to node 1, %d publish attempts retried\n",
+               kEvents, published_at_kill, static_cast<unsigned long long>(node0_ran), done_at_kill,
+               tally.seen.size(), tally.missing, tally.duplicates,
                static_cast<unsigned long long>(health.events().durable_redelivered()), refused);
   EXPECT_EQ(tally.missing, 0) << "first missing: " << tally.first_missing;
   EXPECT_LE(static_cast<uint64_t>(tally.duplicates), health.events().durable_redelivered())
       << "a duplicate at the sink that no redelivery explains";
-  // Each event takes 20 ms and they arrive faster: node 0 was holding some.
   EXPECT_GT(health.events().durable_redelivered(), 0u)
       << "expected node 0's unacknowledged events to be redelivered to node 1";
 }
