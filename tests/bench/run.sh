@@ -166,6 +166,7 @@ stop_controller() {
 
 cleanup() {
   stop_pid "${CLUSTER_B_PID:-}"
+  stop_pid "${CLUSTER_C_PID:-}"
   stop_pid "$FLOOR_PID"
   FLOOR_PID=
   stop_controller
@@ -641,8 +642,29 @@ if [[ "$CLUSTER_ONLY" == "1" ]]; then
   two_a_pid=$!
   run_wrk cluster_two_b -t1 -c32 -d"${DURATION}s" -s "$LUA" "http://127.0.0.1:$b_port/fn/hello"
   wait "$two_a_pid" || die "wrk on A failed"
+  # Forwarding: a third controller C with room for one call in flight and
+  # one waiting; under wrk -c32 on C, the calls it has no room for go over
+  # NATS to A or B.
+  c_port="$(free_port)"
+  mkdir -p "$WORK/cluster-c"
+  "$BIN/wisp" up --listen "127.0.0.1:$c_port" --data "$WORK/cluster-c" --nats "$nats_url" \
+    --cluster bench --max-queue 1 --pipeline-depth 1 --max-workers 1 >"$WORK/cluster-c.log" 2>&1 &
+  CLUSTER_C_PID=$!
+  wait_http "$CLUSTER_C_PID" "http://127.0.0.1:$c_port/healthz" || { cat "$WORK/cluster-c.log" >&2; die "controller C did not start"; }
+  for _ in $(seq 100); do
+    curl -fsS -o /dev/null -d world "http://127.0.0.1:$c_port/fn/hello" 2>/dev/null && break
+    sleep 0.05
+  done
+  sleep 0.2  # A and B offer room within 20 ms
+  run_wrk cluster_fwd -t1 -c32 -d"${DURATION}s" --latency -s "$LUA" "http://127.0.0.1:$c_port/fn/hello"
+  run_wrk cluster_direct -t1 -c32 -d"${DURATION}s" --latency -s "$LUA" "http://127.0.0.1:$a_port/fn/hello"
+  forwarded="$(curl -fsS "http://127.0.0.1:$c_port/healthz" | sed -nE 's/.*"forwarded":"([0-9]+)".*/\1/p')"
+  stop_pid "$CLUSTER_C_PID"
+  CLUSTER_C_PID=
   r_floor="$(rps cluster_floor)"; r_one="$(rps cluster_one)"
   r_two="$(( $(rps cluster_two_a) + $(rps cluster_two_b) ))"
+  r_fwd="$(rps cluster_fwd)"; r_direct="$(rps cluster_direct)"
+  fwd_total="$(awk '/requests in/ { print $1 }' "$WORK/cluster_fwd.txt")"
   ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
   echo
   echo "wisp cluster benchmark ($(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPUs)"
@@ -658,6 +680,13 @@ if [[ "$CLUSTER_ONLY" == "1" ]]; then
     "$(ratio "$r_two" "$r_floor")"
   echo "two controllers / one: $(ratio "$r_two" "$r_one")x (this machine has $(nproc) CPUs for" \
     "both controllers, their workers, nats-server and both wrk)"
+  printf '%-52s %12s %12s %10s\n' "" "req/s" "p50 us" "x floor"
+  printf '%-52s %12s %12s %10s\n' "hello on A, wrk -c32 --latency" "$r_direct" \
+    "$(p50_us cluster_direct)" "$(ratio "$r_direct" "$r_floor")"
+  printf '%-52s %12s %12s %10s\n' "hello on full C, forwarded to A or B over NATS" "$r_fwd" \
+    "$(p50_us cluster_fwd)" "$(ratio "$r_fwd" "$r_floor")"
+  echo "C forwarded ${forwarded:-?} of ${fwd_total:-?} calls; forwarded / direct:" \
+    "$(ratio "$r_fwd" "$r_direct")x"
   if ((pmax >= 1000000)); then
     echo "target missed: a deploy took ${pmax} us to reach B"
     [[ "${WISP_BENCH_STRICT:-0}" != "1" ]] || exit 1
