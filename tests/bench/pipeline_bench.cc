@@ -33,12 +33,16 @@
 //               written at the sink, with the same gap.
 // jsfloor (raw JetStream): a file-storage stream, and sequential js_Publish
 // calls each awaiting its PubAck (with a Nats-Msg-Id, as wisp publishes a
-// durable event): the latency of storing one event.
+// durable event): the latency of storing one event. Then the same three
+// hops through JetStream with durable pull consumers and acks (JsPipeline):
+// throughput (N events published asynchronously) and latency (one at a
+// time, js_Publish -> written at the sink), medians over rounds.
 //
 // Usage:
 //   wisp_bench_pipeline floor   --nats URL --dir DIR [--events N] [--latency-events N]
 //                               [--gap-us G] [--rounds R]
-//   wisp_bench_pipeline jsfloor --nats URL [--latency-events N] [--gap-us G]
+//   wisp_bench_pipeline jsfloor --nats URL --dir DIR [--events N] [--latency-events N]
+//                               [--gap-us G] [--rounds R]
 //   wisp_bench_pipeline wisp    --server HOST:PORT --token T --subject S --sink FILE
 //                               [--events N] [--publishers P] [--latency-events N]
 //                               [--gap-us G] [--warmup N] [--rounds R] [--idle-timeout-s S]
@@ -96,7 +100,8 @@ int Usage(const char* argv0) {
   std::fprintf(stderr,
                "usage: %s floor --nats URL --dir DIR [--events N] [--latency-events N] "
                "[--gap-us G] [--rounds R]\n"
-               "       %s jsfloor --nats URL [--latency-events N] [--gap-us G]\n"
+               "       %s jsfloor --nats URL --dir DIR [--events N] [--latency-events N] "
+               "[--gap-us G] [--rounds R]\n"
                "       %s wisp --server HOST:PORT --token T --subject S --sink FILE [--events N] "
                "[--publishers P] [--latency-events N] [--gap-us G] [--warmup N] [--rounds R] "
                "[--idle-timeout-s S]\n",
@@ -210,21 +215,24 @@ struct FloorSink {
   int64_t last_ns = 0;
 
   static void OnMsg(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) {
-    auto* self = static_cast<FloorSink*>(closure);
+    static_cast<FloorSink*>(closure)->Append(msg);
+    natsMsg_Destroy(msg);
+  }
+
+  void Append(natsMsg* msg) {
     const int len = natsMsg_GetDataLength(msg);
     std::string line(natsMsg_GetData(msg), static_cast<size_t>(len));
     line.push_back('\n');
-    natsMsg_Destroy(msg);
-    int fd = ::open(self->path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (fd >= 0) {
       ssize_t ignored = ::write(fd, line.data(), line.size());
       (void)ignored;
       ::close(fd);
     }
     const int64_t now = NowNs();
-    std::lock_guard<std::mutex> lock(self->mu);
-    self->last_ns = now;
-    if (++self->count >= self->want) self->cv.notify_all();
+    std::lock_guard<std::mutex> lock(mu);
+    last_ns = now;
+    if (++count >= want) cv.notify_all();
   }
 
   void Reset(long n) {
@@ -390,30 +398,180 @@ int RunFloor(const Options& opt) {
   return rc;
 }
 
+// Adds a file-storage stream named name on the subjects matching pattern.
+natsStatus AddFileStream(jsCtx* js, const char* name, const char* pattern,
+                         jsErrCode* jerr = nullptr) {
+  jsStreamConfig cfg;
+  jsStreamConfig_Init(&cfg);
+  cfg.Name = name;
+  const char* subjects[] = {pattern};
+  cfg.Subjects = subjects;
+  cfg.SubjectsLen = 1;
+  cfg.Storage = js_FileStorage;
+  jsStreamInfo* si = nullptr;
+  natsStatus s = js_AddStream(&si, js, &cfg, nullptr, jerr);
+  jsStreamInfo_Destroy(si);
+  return s;
+}
+
+// The same three hops through JetStream (the floor of wisp's durable
+// pipeline on JetStream): a file-storage stream, durable pull consumers with
+// explicit acks for A, B and the sink, each on its own connection and thread.
+// A and B publish a fetched batch to the next subject (Nats-Msg-Id set, as
+// wisp does) and ack the batch once its PubAcks came, as wisp acks an event
+// once what it emitted is stored; the sink appends each body, then acks.
+class JsPipeline {
+ public:
+  static constexpr const char* kStream = "WISP_BENCH_JSPIPE";
+
+  JsPipeline(const std::string& url, const std::string& sink_path) {
+    sink_.path = sink_path;
+    ::unlink(sink_path.c_str());
+    pub_ = Connect(url, "jspipe-pub", true);
+    Check(natsConnection_JetStream(&pub_js_, pub_, nullptr), "natsConnection_JetStream");
+    Check(AddFileStream(pub_js_, kStream, "jspipe.>"), "js_AddStream (pipeline)");
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    const char* from[] = {"jspipe.new", "jspipe.a", "jspipe.b"};
+    const char* to[] = {"jspipe.a", "jspipe.b", ""};
+    const char* durable[] = {"jspipe-a", "jspipe-b", "jspipe-sink"};
+    for (int i = 0; i < 3; ++i) {
+      Stage& stage = stages_[i];
+      stage.nc = Connect(url, durable[i], true);
+      Check(natsConnection_JetStream(&stage.js, stage.nc, nullptr), "natsConnection_JetStream");
+      jsSubOptions so;
+      jsSubOptions_Init(&so);
+      so.Stream = kStream;
+      so.Config.AckPolicy = js_AckExplicit;
+      Check(js_PullSubscribe(&stage.sub, stage.js, from[i], durable[i], nullptr, &so, &jerr),
+            "js_PullSubscribe");
+      stage.next = to[i];
+    }
+    for (Stage& stage : stages_) stage.thread = std::thread([this, &stage] { Run(&stage); });
+  }
+
+  ~JsPipeline() {
+    stop_ = true;
+    for (Stage& stage : stages_) {
+      stage.thread.join();
+      natsSubscription_Destroy(stage.sub);
+      jsCtx_Destroy(stage.js);
+      natsConnection_Destroy(stage.nc);
+    }
+    js_DeleteStream(pub_js_, kStream, nullptr, nullptr);
+    jsCtx_Destroy(pub_js_);
+    natsConnection_Destroy(pub_);
+  }
+
+  // n events published asynchronously (each with its Nats-Msg-Id), then
+  // every PubAck awaited; events/s = n / (first publish -> the sink's nth).
+  Rate Throughput(const std::string& prefix, long n, int idle_s) {
+    sink_.Reset(n);
+    const int64_t t0 = NowNs();
+    for (long i = 0; i < n; ++i) {
+      const std::string body = prefix + std::to_string(i);
+      jsPubOptions po;
+      jsPubOptions_Init(&po);
+      po.MsgId = body.c_str();
+      Check(js_PublishAsync(pub_js_, "jspipe.new", body.data(), static_cast<int>(body.size()), &po),
+            "js_PublishAsync");
+    }
+    Check(js_PublishAsyncComplete(pub_js_, nullptr), "js_PublishAsyncComplete");
+    Rate r;
+    r.sent = n;
+    r.received = sink_.Wait(idle_s);
+    std::lock_guard<std::mutex> lock(sink_.mu);
+    const double secs = static_cast<double>(sink_.last_ns - t0) / 1e9;
+    r.per_s = secs > 0 ? static_cast<double>(r.received) / secs : 0;
+    return r;
+  }
+
+  // One event at a time: js_Publish (awaiting its PubAck) -> its line at
+  // the sink, with gap_us between events.
+  Latency OneAtATime(const std::string& prefix, int warmup, int n, int gap_us, int idle_s) {
+    std::vector<double> micros;
+    int failures = 0;
+    for (int i = 0; i < warmup + n; ++i) {
+      const std::string body = prefix + std::to_string(i);
+      jsPubOptions po;
+      jsPubOptions_Init(&po);
+      po.MsgId = body.c_str();
+      sink_.Reset(1);
+      jsPubAck* ack = nullptr;
+      const int64_t t0 = NowNs();
+      natsStatus s = js_Publish(&ack, pub_js_, "jspipe.new", body.data(),
+                                static_cast<int>(body.size()), &po, nullptr);
+      jsPubAck_Destroy(ack);
+      if (s != NATS_OK || sink_.Wait(idle_s) < 1) {
+        ++failures;
+        continue;
+      }
+      {
+        std::lock_guard<std::mutex> lock(sink_.mu);
+        if (i >= warmup) micros.push_back(static_cast<double>(sink_.last_ns - t0) / 1e3);
+      }
+      SleepUs(gap_us);
+    }
+    return Summarize(std::move(micros), failures);
+  }
+
+ private:
+  struct Stage {
+    natsConnection* nc = nullptr;
+    jsCtx* js = nullptr;
+    natsSubscription* sub = nullptr;
+    std::string next;  // empty: the sink
+    std::thread thread;
+  };
+
+  void Run(Stage* stage) {
+    while (!stop_) {
+      natsMsgList list{};
+      if (natsSubscription_Fetch(&list, stage->sub, 64, 100, nullptr) != NATS_OK) continue;
+      for (int i = 0; i < list.Count; ++i) {
+        natsMsg* msg = list.Msgs[i];
+        if (stage->next.empty()) {
+          sink_.Append(msg);
+          continue;
+        }
+        const std::string id = std::string(natsMsg_GetData(msg), natsMsg_GetDataLength(msg)) +
+                               "." + stage->next;
+        jsPubOptions po;
+        jsPubOptions_Init(&po);
+        po.MsgId = id.c_str();
+        Check(js_PublishAsync(stage->js, stage->next.c_str(), natsMsg_GetData(msg),
+                              natsMsg_GetDataLength(msg), &po),
+              "js_PublishAsync (stage)");
+      }
+      if (!stage->next.empty()) {
+        Check(js_PublishAsyncComplete(stage->js, nullptr), "js_PublishAsyncComplete (stage)");
+      }
+      for (int i = 0; i < list.Count; ++i) natsMsg_Ack(list.Msgs[i], nullptr);
+      natsMsgList_Destroy(&list);
+    }
+  }
+
+  natsConnection* pub_ = nullptr;
+  jsCtx* pub_js_ = nullptr;
+  FloorSink sink_;
+  Stage stages_[3];
+  std::atomic<bool> stop_{false};
+};
+
 // Raw JetStream: sequential js_Publish, each awaiting its PubAck.
 int RunJsFloor(const Options& opt) {
-  if (opt.nats_url.empty()) return 2;
+  if (opt.nats_url.empty() || opt.dir.empty()) return 2;
   Check(nats_Open(-1), "nats_Open");
   natsConnection* nc = Connect(opt.nats_url, "pipeline-js", true);
   jsCtx* js = nullptr;
   Check(natsConnection_JetStream(&js, nc, nullptr), "natsConnection_JetStream");
   const char* stream = "WISP_BENCH_FLOOR";
-  jsStreamConfig cfg;
-  jsStreamConfig_Init(&cfg);
-  cfg.Name = stream;
-  const char* subjects[] = {"benchfloor.>"};
-  cfg.Subjects = subjects;
-  cfg.SubjectsLen = 1;
-  cfg.Storage = js_FileStorage;
   jsErrCode jerr = static_cast<jsErrCode>(0);
-  jsStreamInfo* si = nullptr;
-  natsStatus s = js_AddStream(&si, js, &cfg, nullptr, &jerr);
+  natsStatus s = AddFileStream(js, stream, "benchfloor.>", &jerr);
   if (s != NATS_OK) {
     std::fprintf(stderr, "pipeline_bench: js_AddStream: %s (js error %d)\n", natsStatus_GetText(s),
                  static_cast<int>(jerr));
     return 1;
   }
-  jsStreamInfo_Destroy(si);
 
   std::vector<double> micros;
   int failures = 0;
@@ -464,14 +622,40 @@ int RunJsFloor(const Options& opt) {
                "pipeline_bench: jsfloor: stored publish p50 %.1f us, p99 %.1f us (n=%d); %d "
                "back to back: %.0f/s\n",
                l.p50_us, l.p99_us, l.n, back_to_back, secs > 0 ? ok / secs : 0);
-  std::printf("pipeline mode=jsfloor p50_us=%.1f p99_us=%.1f sequential_per_s=%.0f failures=%d\n",
-              l.p50_us, l.p99_us, secs > 0 ? ok / secs : 0, failures);
-  std::fflush(stdout);
   js_DeleteStream(js, stream, nullptr, nullptr);
+
+  // The three durable hops, medians over rounds.
+  std::vector<double> rates, p50s, p99s;
+  long lost = 0;
+  {
+    JsPipeline pipe(opt.nats_url, opt.dir + "/jsfloor-sink.txt");
+    pipe.Throughput("w-", std::min<long>(opt.events, 1000), opt.idle_timeout_s);  // warm-up
+    for (int round = 1; round <= opt.rounds; ++round) {
+      const std::string tag = "r" + std::to_string(round) + "-";
+      Rate r = pipe.Throughput("t" + tag, opt.events, opt.idle_timeout_s);
+      Latency pl = pipe.OneAtATime("l" + tag, round == 1 ? 50 : 10, opt.latency_events,
+                                   opt.gap_us, opt.idle_timeout_s);
+      std::fprintf(stderr,
+                   "pipeline_bench: jsfloor pipeline round %d: %ld/%ld events, %.0f events/s; "
+                   "latency p50 %.1f us, p99 %.1f us\n",
+                   round, r.received, r.sent, r.per_s, pl.p50_us, pl.p99_us);
+      lost += r.sent - std::min(r.sent, r.received);
+      failures += pl.failures;
+      rates.push_back(r.per_s);
+      p50s.push_back(pl.p50_us);
+      p99s.push_back(pl.p99_us);
+    }
+  }
+  std::printf("pipeline mode=jsfloor p50_us=%.1f p99_us=%.1f sequential_per_s=%.0f "
+              "pipe_events_per_s=%.0f pipe_p50_us=%.1f pipe_p99_us=%.1f pipe_lost=%ld "
+              "failures=%d\n",
+              l.p50_us, l.p99_us, secs > 0 ? ok / secs : 0, Median(rates), Median(p50s),
+              Median(p99s), lost, failures);
+  std::fflush(stdout);
   jsCtx_Destroy(js);
   natsConnection_Destroy(nc);
   nats_Close();
-  return failures == 0 ? 0 : 1;
+  return failures == 0 && lost == 0 ? 0 : 1;
 }
 
 // ---------------------------------------------------------------- wisp

@@ -31,9 +31,11 @@
 #      end-to-end latency p50/p99 (events one at a time: POST sent -> line at
 #      the sink), as ratios to the floor: the same three hops on raw nats.c
 #      (subscribers republishing, the last appending the line), measured first
-#      on the same nats-server; the JetStream mode's latency also against a raw
-#      js_Publish awaiting its PubAck (storing one event). No targets; a lost
-#      event counts as a failure.
+#      on the same nats-server; the JetStream mode also against the same three
+#      hops on raw JetStream (nats.c durable pull consumers with explicit acks,
+#      each hop acking once its publishes are stored), and a raw js_Publish
+#      awaiting its PubAck (storing one event). No targets; a lost event counts
+#      as a failure.
 # Every wisp figure is printed next to the floor's from the same run, as a ratio
 # (DESIGN.md: "A benchmark reports its figure as a ratio to a floor measured in
 # the same run"), and cold start and RSS against the targets.
@@ -411,6 +413,10 @@ pipeline_mode() {
   url="http://127.0.0.1:$port"
   sink="$dir/sink.txt"
   : >"$sink"
+  # Run as root, wisp runs each worker as a user of its own: the sink
+  # function must reach the file and append to it.
+  chmod 755 "$WORK" "$dir"
+  chmod 666 "$sink"
   # A generous queue: up to PIPELINE_PUBLISHERS events arrive at once, and a
   # plain subscription's events beyond --max-queue would be dropped.
   "$BIN/wisp" up --listen "127.0.0.1:$port" --data "$dir/data" --warm-pool "$WARM_POOL" \
@@ -496,11 +502,12 @@ run_pipeline() {
     die "the pipeline floor failed (exit $rc)"
   ((rc == 0)) || WARNINGS+=("pipeline floor: messages lost on raw nats.c (exit $rc)")
   rc=0
-  timeout -k 5 60 "$BIN/wisp_bench_pipeline" jsfloor --nats "$url" \
-    --latency-events "$PIPELINE_LATENCY_EVENTS" --gap-us "$PIPELINE_GAP_US" \
+  timeout -k 5 180 "$BIN/wisp_bench_pipeline" jsfloor --nats "$url" --dir "$WORK" \
+    --events "$PIPELINE_EVENTS" --latency-events "$PIPELINE_LATENCY_EVENTS" \
+    --gap-us "$PIPELINE_GAP_US" --rounds "$PIPELINE_ROUNDS" \
     >"$WORK/pipeline-jsfloor.txt" 2>"$WORK/pipeline-jsfloor.err" || rc=$?
   sed 's/^pipeline_bench: /bench: pipeline: /' "$WORK/pipeline-jsfloor.err" >&2
-  ((rc == 0)) || WARNINGS+=("pipeline: the JetStream publish floor failed (exit $rc)")
+  ((rc == 0)) || WARNINGS+=("pipeline: the JetStream floor failed or lost events (exit $rc)")
 
   pipeline_mode plain
   pipeline_mode durable -- --durable
@@ -514,10 +521,12 @@ run_pipeline() {
 print_pipeline_rows() {
   ((PIPELINE_RAN)) || return 0
   local floor="$WORK/pipeline-floor.txt" jsfloor="$WORK/pipeline-jsfloor.txt"
-  local f_rate f_p50 f_p99 j_p50 j_p99
+  local f_rate f_p50 f_p99 j_p50 j_p99 jp_rate jp_p50 jp_p99
   f_rate="$(pipeline_field "$floor" events_per_s)"
   f_p50="$(pipeline_field "$floor" p50_us)"; f_p99="$(pipeline_field "$floor" p99_us)"
   j_p50="$(pipeline_field "$jsfloor" p50_us)"; j_p99="$(pipeline_field "$jsfloor" p99_us)"
+  jp_rate="$(pipeline_field "$jsfloor" pipe_events_per_s)"
+  jp_p50="$(pipeline_field "$jsfloor" pipe_p50_us)"; jp_p99="$(pipeline_field "$jsfloor" pipe_p99_us)"
   local fmt='%-40s %10s %8s %10s %8s %10s %8s %9s %8s\n'
   echo
   echo "pipeline: forward -> forward -> journal, POST /v1/events by $PIPELINE_PUBLISHERS publishers," \
@@ -548,15 +557,20 @@ print_pipeline_rows() {
       "$p50" "$(pipeline_ratio "$p50" "$f_p50")" \
       "$p99" "$(pipeline_ratio "$p99" "$f_p99")" "$lost/$dup" "$v"
   done
-  if [[ -n "$j_p50" ]]; then
-    printf "$fmt" "floor: js_Publish awaiting its PubAck" "" "" "$j_p50" "1x" "$j_p99" "1x" "" ""
+  if [[ -n "$jp_rate" ]]; then
+    printf "$fmt" "floor: raw JetStream, 3 durable hops" "$jp_rate" "1x" "$jp_p50" "1x" "$jp_p99" "1x" \
+      "$(pipeline_field "$jsfloor" pipe_lost)/0" ""
     res="${PL_RESULT[jetstream]:-}"
     if [[ -n "$res" ]]; then
+      rate="$(pipeline_field "$res" events_per_s)"
       p50="$(pipeline_field "$res" p50_us)"; p99="$(pipeline_field "$res" p99_us)"
-      printf "$fmt" "--durable, JetStream, to that floor" "" "" "$p50" \
-        "$(pipeline_ratio "$p50" "$j_p50")" "$p99" \
-        "$(pipeline_ratio "$p99" "$j_p99")" "" ""
+      printf "$fmt" "--durable, JetStream, to that floor" "$rate" \
+        "$(pipeline_ratio "$rate" "$jp_rate")" "$p50" "$(pipeline_ratio "$p50" "$jp_p50")" \
+        "$p99" "$(pipeline_ratio "$p99" "$jp_p99")" "" ""
     fi
+  fi
+  if [[ -n "$j_p50" ]]; then
+    printf "$fmt" "floor: one js_Publish awaiting its PubAck" "" "" "$j_p50" "1x" "$j_p99" "1x" "" ""
   fi
   local accepted=""
   for mode in "${PIPELINE_MODES[@]}"; do
