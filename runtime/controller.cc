@@ -185,7 +185,8 @@ Status Controller::StartBroker() {
                                                capacity);
   if (!options_.nats_urls.empty()) {
     // Fewer held than the local queue hands out: an event held here waits
-    // its turn under a lease, which must outlast the wait.
+    // its turn under a lease renewed while it waits, and one held here is
+    // one another node could have run.
     auto held = [this](const std::string& name) -> size_t {
       auto it = functions_.find(name);
       return it == functions_.end()
@@ -271,10 +272,9 @@ void Controller::BindTriggers(const FunctionRecord& record) {
   durable_->Bind(record.name, {}, policy);
   if (!record.durable && jetstream_subjects.empty()) return jetstream_->Remove(record.name);
   if (!record.durable) policy.max_attempts = 1;  // a missed tick is not run again
-  // The lease outlasts every event this controller may hold for it: those
-  // ahead of it on its worker, then its own run.
-  const uint64_t lease_ms = record.timeout_ms * (JetStreamDelivery::kHeldPerWorker + 1) +
-                            JetStreamDelivery::kLeaseMarginMs;
+  // The lease outlasts one run; an event waiting its turn here has its
+  // lease renewed while it waits (JetStreamDelivery::RenewLeases).
+  const uint64_t lease_ms = record.timeout_ms + JetStreamDelivery::kLeaseMarginMs;
   jetstream_->Bind(record.name, std::move(jetstream_subjects), std::move(policy), lease_ms);
 }
 
@@ -498,6 +498,8 @@ void Controller::HandleRequest(triggers::ReplyToken token, triggers::HttpRequest
           e->set_durable_retried(e->durable_retried() + j.retried);
           e->set_durable_dead_lettered(e->durable_dead_lettered() + j.dead_lettered);
           e->set_durable_redelivered(e->durable_redelivered() + j.redelivered);
+          e->set_durable_leases_renewed(j.leases_renewed);
+          e->set_durable_lost_pulls(j.lost_pulls);
         }
       }
       if (cluster_ != nullptr && forwarding_ != nullptr) {

@@ -66,6 +66,14 @@ void Controller::HandleMetrics(triggers::ReplyToken token) {
     counters["wisp_durable_store_failed_total"] = {"Writes the event database refused.",
                                                    d.store_failed};
   }
+  if (jetstream_ != nullptr) {
+    const JetStreamCounters& j = jetstream_->counters();
+    counters["wisp_jetstream_leases_renewed_total"] = {
+        "Leases of durable events held here renewed (+WPI) while they waited or ran.",
+        j.leases_renewed};
+    counters["wisp_jetstream_lost_pulls_total"] = {
+        "JetStream pulls whose end never came, sent again.", j.lost_pulls};
+  }
   counters["wisp_invocation_records_dropped_total"] = {
       "Invocation records and log lines lost because the writer fell behind.",
       invocation_log_.dropped()};

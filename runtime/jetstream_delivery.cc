@@ -90,12 +90,31 @@ JetStreamDelivery::JetStreamDelivery(uv_loop_t* loop, triggers::Broker* broker,
   pull_watchdog_->data = this;
   uv_timer_start(
       pull_watchdog_,
-      [](uv_timer_t* timer) { static_cast<JetStreamDelivery*>(timer->data)->ReplaceLostPulls(); },
+      [](uv_timer_t* timer) { static_cast<JetStreamDelivery*>(timer->data)->OnTick(); },
       kPullCheckMs, kPullCheckMs);
 }
 
 JetStreamDelivery::~JetStreamDelivery() {
   WISP_CHECK(retry_timer_ == nullptr && pull_watchdog_ == nullptr);
+}
+
+void JetStreamDelivery::OnTick() {
+  if (stopped_) return;
+  ReplaceLostPulls();
+  RenewLeases();
+}
+
+void JetStreamDelivery::RenewLeases() {
+  const uint64_t now = uv_now(loop_);
+  for (auto& [name, binding] : bindings_) {
+    const uint64_t renew_after = binding.ack_wait_ms / 3;
+    for (auto& [ack, renewed] : binding.held) {
+      if (now - renewed < renew_after) continue;
+      renewed = now;
+      ++counters_.leases_renewed;
+      Acknowledge(ack, "+WPI");
+    }
+  }
 }
 
 void JetStreamDelivery::ReplaceLostPulls() {
@@ -458,6 +477,7 @@ void JetStreamDelivery::OnMessage(const std::string& name, const std::string& du
   invoke.set_body(message.data);
   std::string ack = std::move(message.reply);
   message.reply.clear();
+  if (!ack.empty()) it->second.held[ack] = uv_now(loop_);
   dispatcher->Submit(std::move(invoke), [this, name, ack = std::move(ack), attempt,
                                          event = std::move(message), alive = std::weak_ptr<int>(alive_)](
                                             InvocationOutcome outcome) mutable {
@@ -470,6 +490,7 @@ void JetStreamDelivery::Finish(const std::string& name, std::string ack, uint32_
                                triggers::BrokerMessage event, InvocationOutcome outcome) {
   auto it = bindings_.find(name);
   if (it != bindings_.end() && it->second.inflight > 0) --it->second.inflight;
+  if (it != bindings_.end()) it->second.held.erase(ack);
   const DeliveryPolicy policy = it != bindings_.end() ? it->second.policy : DeliveryPolicy{};
   const std::string* event_id = triggers::FindHeader(event.headers, "ce-id");
   events_->PublishEmitted(name, &outcome, event_id != nullptr ? *event_id : std::string());

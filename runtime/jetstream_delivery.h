@@ -29,7 +29,9 @@
 // reached our server yet) is given up kPullGraceMs after it expired, checked
 // every kPullCheckMs, and a new one is sent. Until a pull of a consumer has
 // been answered, its pulls expire after kFirstPullExpiresMs, so a lost one
-// costs seconds, not its whole expiry. The attempt
+// costs seconds, not its whole expiry. Up to kHeldPerWorker events per
+// worker are held (running or queued); each one's lease (AckWait: one run
+// and a margin) is renewed with +WPI while it is held. The attempt
 // number is the delivery count from the message's ack subject. After the
 // function: success -> the events it emitted are stored (AfterStored), then
 // +ACK; failure -> -NAK with the backoff delay (DurableDelivery::BackoffMs);
@@ -72,6 +74,7 @@ struct JetStreamCounters {
   uint64_t redelivered = 0;   // deliveries after the first
   uint64_t api_errors = 0;    // $JS.API replies that were errors, or none came
   uint64_t lost_pulls = 0;    // pulls whose end never came, replaced
+  uint64_t leases_renewed = 0;  // +WPI sent for held events still waiting or running
 };
 
 class JetStreamDelivery {
@@ -82,8 +85,10 @@ class JetStreamDelivery {
   static constexpr int64_t kMaxAgeNs = 7LL * 24 * 3600 * 1000000000LL;
   static constexpr uint64_t kRetryMs = 2000;
   static constexpr uint64_t kLeaseMarginMs = 5000;
-  // Events held per worker of a function (running or queued for it).
-  static constexpr size_t kHeldPerWorker = 2;
+  // Events held per worker of a function (running or queued for it). Each
+  // held event's lease is renewed (+WPI) once a third of it has passed, so
+  // the lease needs to outlast only one run, not the queue ahead of it.
+  static constexpr size_t kHeldPerWorker = 8;
   static constexpr int kMaxAckPending = 10000;
   static constexpr uint64_t kPullExpiresMs = 5000;
   static constexpr uint64_t kFirstPullExpiresMs = 1000;
@@ -155,6 +160,9 @@ class JetStreamDelivery {
     uint64_t ack_wait_ms = 0;
     std::map<std::string, std::unique_ptr<Consumer>> consumers;  // by durable name
     size_t inflight = 0;
+    // The ack subject of each event held here (running or queued), and
+    // when its lease was last renewed (uv_now).
+    std::map<std::string, uint64_t> held;
     std::vector<std::function<void(Status)>> ready;
   };
 
@@ -167,8 +175,12 @@ class JetStreamDelivery {
   void DeleteConsumer(const std::string& durable);
   void Pull(Consumer* consumer);
   void PullAll(const std::string& name);
+  // Every kPullCheckMs: ReplaceLostPulls, then RenewLeases.
+  void OnTick();
   // Sends a new pull for each consumer whose outstanding one is lost.
   void ReplaceLostPulls();
+  // Sends +WPI for each held event whose lease is a third gone.
+  void RenewLeases();
   void OnMessage(const std::string& name, const std::string& durable,
                  triggers::BrokerMessage message);
   void Finish(const std::string& name, std::string ack, uint32_t attempt,
@@ -206,7 +218,7 @@ class JetStreamDelivery {
   bool sync_again_ = false;
   bool stopped_ = false;
   uv_timer_t* retry_timer_;  // owned; closed by Close
-  uv_timer_t* pull_watchdog_;  // owned; closed by Close; every kPullCheckMs
+  uv_timer_t* pull_watchdog_;  // owned; closed by Close; OnTick every kPullCheckMs
   // Publishing: sequence numbers of publishes awaiting their PubAck, the
   // failures among them, and the callbacks waiting for them.
   uint64_t next_publish_ = 1;
