@@ -162,7 +162,7 @@ void EventTriggers::OnMessage(const std::string& name, const std::string& subjec
   // A JetStream publish (wisp's own on a durable subject, or a client's
   // with a Nats-Msg-Id) waits on its reply subject for the stream's PubAck:
   // here it is an event, never a request to answer.
-  if (!message.reply.empty() && triggers::FindHeader(message.headers, "Nats-Msg-Id") != nullptr) {
+  if (!message.reply.empty() && triggers::FindHeader(message.headers, "nats-msg-id") != nullptr) {
     message.reply.clear();
   }
   if (!message.reply.empty() && !triggers::ValidatePublishSubject(message.reply).ok()) {

@@ -2,7 +2,8 @@
 // real nats-server -js: 10,000 events into a three-stage pipeline whose two
 // controllers are killed with SIGKILL at four random moments and restarted
 // (every accepted event reaches the sink, duplicates counted and reported), a schedule deployed on two controllers that
-// runs once per tick, and the clear refusal when the server has no
+// runs once per tick, a plain subscriber of a durable subject that never
+// answers a PubAck inbox, and the clear refusal when the server has no
 // JetStream.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -20,6 +21,7 @@
 #include <vector>
 
 #include <google/protobuf/util/json_util.h>
+#include <nats/nats.h>
 
 #include "tests/integration/harness.h"
 #include "tests/integration/sink_tally.h"
@@ -207,6 +209,60 @@ TEST_F(JetStreamTest, AHeldEventKeepsItsLeaseWhileItWaits) {
       << "a held event's lease ran out while it waited";
   EXPECT_GT(health.events().durable_leases_renewed(), 0u)
       << "expected the leases of the events waiting their turn to be renewed";
+}
+
+// wisp stores an event on a durable subject with a JetStream publish, whose
+// reply subject is the inbox awaiting the stream's PubAck. A plain function
+// subscribed to the same subject gets that message too: it must run it as an
+// event and never answer the inbox (its reply could reach the inbox before
+// the PubAck and fail the publish). A client watching every inbox sees each
+// reply the function would send, so the check does not depend on who wins.
+TEST_F(JetStreamTest, APlainSubscriberOfADurableSubjectGetsEventsNotRequests) {
+  ASSERT_NE(StartController(0), nullptr);
+  ASSERT_FALSE(HasFailure());
+  natsConnection* watcher = nullptr;
+  ASSERT_EQ(natsConnection_ConnectTo(&watcher, nats_.url().c_str()), NATS_OK);
+  natsSubscription* inboxes = nullptr;
+  ASSERT_EQ(natsConnection_SubscribeSync(&inboxes, watcher, "_INBOX.>"), NATS_OK);
+  ASSERT_EQ(natsConnection_Flush(watcher), NATS_OK);
+
+  constexpr int kEvents = 50;
+  const std::string durable_sink = shared_.path() + "/durable.txt";
+  const std::string plain_sink = shared_.path() + "/plain.txt";
+  DeployOn(0, "journal", "durable-sink",
+           {"--subscribe", "both.new", "--durable", "--env", "JOURNAL=" + durable_sink});
+  DeployOn(0, "journal", "plain-sink", {"--subscribe", "both.new", "--env", "JOURNAL=" + plain_sink});
+  for (int i = 0; i < kEvents; ++i) {
+    runtime::HttpClientResponse r =
+        controllers_[0]->Call("POST", "/v1/events/both.new", "e" + std::to_string(i));
+    EXPECT_EQ(r.status, 202) << "publish " << i << ": " << r.body;
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (std::chrono::steady_clock::now() < deadline &&
+         (CountLines(durable_sink).size() < kEvents || CountLines(plain_sink).size() < kEvents)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(CountLines(durable_sink).size(), size_t{kEvents}) << "the durable subscriber's events";
+  EXPECT_EQ(CountLines(plain_sink).size(), size_t{kEvents}) << "the plain subscriber's events";
+
+  // journal replies with the event's body ("e7"). Also on inboxes: PubAcks
+  // (JSON objects), the durable consumer's deliveries (with a $JS.ACK reply
+  // subject) and its pulls' status messages (no body).
+  int answered = 0;
+  std::string first_answer;
+  natsMsg* msg = nullptr;
+  while (natsSubscription_NextMsg(&msg, inboxes, 300) == NATS_OK) {
+    const std::string data(natsMsg_GetData(msg), static_cast<size_t>(natsMsg_GetDataLength(msg)));
+    if (natsMsg_GetReply(msg) == nullptr && !data.empty() && data[0] != '{') {
+      if (answered++ == 0) first_answer = data + " on " + natsMsg_GetSubject(msg);
+    }
+    natsMsg_Destroy(msg);
+  }
+  EXPECT_EQ(answered, 0) << "the plain function answered the PubAck inbox of a JetStream publish; "
+                            "the first: "
+                         << first_answer;
+  natsSubscription_Destroy(inboxes);
+  natsConnection_Destroy(watcher);
 }
 
 TEST_F(JetStreamTest, ADurableDeployNeedsJetStream) {
