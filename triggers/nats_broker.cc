@@ -25,6 +25,8 @@
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
+#include <fcntl.h>
+#include <unistd.h>
 #include <deque>
 #include <mutex>
 #include <string>
@@ -46,6 +48,11 @@ constexpr size_t kSpentBatch = 64;
 constexpr size_t kSpentBatchBytes = 1024 * 1024;
 // How long Close lets the loop write out buffered messages before closing.
 constexpr uint64_t kCloseDrainMs = 500;
+// A descriptor the adapter stopped watching is closed kWatchedGraceMs after
+// it was replaced (the adapter closes its handle on it within one loop turn),
+// looked for every kWatchedSweepMs.
+constexpr uint64_t kWatchedGraceMs = 5000;
+constexpr uint64_t kWatchedSweepMs = 1000;
 
 Status FromNats(natsStatus status, const std::string& what) {
   std::string message = what + ": " + natsStatus_GetText(status);
@@ -281,7 +288,33 @@ struct AdapterSeed {
   natsLibuvEvents* events = nullptr;                      // ours until adopted
   std::atomic<natsLibuvEvents*> adopted_events{nullptr};  // the adapter's, once adopted
   std::atomic<bool> adopted{false};
+
+  // The descriptors the adapter watches (see AttachToLoop): the current
+  // one, and those it watched before with when they were replaced, each
+  // closed kWatchedGraceMs later (CloseRetiredWatched), once the adapter has
+  // long closed its handle on it.
+  std::mutex watched_mu;
+  int watched = -1;
+  std::vector<std::pair<int, std::chrono::steady_clock::time_point>> retired_watched;
 };
+
+// Any thread: closes the retired descriptors whose grace has passed, or,
+// once the connection is closed (closing), every one, the current one too.
+void CloseRetiredWatched(AdapterSeed* seed, bool closing) {
+  const auto now = std::chrono::steady_clock::now();
+  std::lock_guard<std::mutex> lock(seed->watched_mu);
+  if (closing && seed->watched >= 0) {
+    seed->retired_watched.emplace_back(seed->watched, now);
+    seed->watched = -1;
+  }
+  std::erase_if(seed->retired_watched, [&](const auto& retired) {
+    if (!closing && now - retired.second < std::chrono::milliseconds(kWatchedGraceMs)) {
+      return false;
+    }
+    ::close(retired.first);
+    return true;
+  });
+}
 
 natsLibuvEvents* CreateAdapterEvents(uv_loop_t* loop) {
   auto* events = static_cast<natsLibuvEvents*>(calloc(1, sizeof(natsLibuvEvents)));
@@ -310,8 +343,27 @@ void DiscardAdapterEvents(natsLibuvEvents* events) {
 
 // nats.c's attach callback; the loop thread or the reconnect thread (nats.c
 // holds the connection lock).
+//
+// The adapter watches a duplicate of nats.c's socket, never the socket
+// itself. On a lost connection nats.c closes its socket from its own
+// thread, and the adapter closes the poll handle on that descriptor only at
+// the reconnect, possibly seconds later. Closing a poll handle removes its
+// descriptor number from epoll; by then the number may belong to a worker's
+// socket or an HTTP connection opened meanwhile, which would never hear
+// from epoll again (a worker's replies never read: its call timed out). A
+// duplicate stays ours until the adapter is done with it.
 natsStatus AttachToLoop(void** user_data, void* seed_pointer, natsConnection* nc, natsSock socket) {
   auto* seed = static_cast<AdapterSeed*>(seed_pointer);
+  const int watched = ::fcntl(socket, F_DUPFD_CLOEXEC, 0);
+  if (watched < 0) return NATS_SYS_ERROR;
+  {
+    std::lock_guard<std::mutex> lock(seed->watched_mu);
+    if (seed->watched >= 0) {
+      seed->retired_watched.emplace_back(seed->watched, std::chrono::steady_clock::now());
+    }
+    seed->watched = watched;
+  }
+  socket = watched;
   bool adopting = *user_data == nullptr && seed->events != nullptr;
   if (adopting) {
     seed->events->nc = nc;
@@ -354,6 +406,9 @@ struct NatsBroker::Impl {
     DestroySpent();
     if (state != State::kClosed) Abandon();
     if (connection != nullptr) natsConnection_Destroy(connection);
+    // The connection is closed and the loop has turned since: the adapter's
+    // handles are closed.
+    CloseRetiredWatched(&seed, /*closing=*/true);
   }
 
   // --- Connect ---------------------------------------------------------------
@@ -369,6 +424,17 @@ struct NatsBroker::Impl {
     }
     seed.loop = loop;
     seed.events = CreateAdapterEvents(loop);
+    watched_timer = new uv_timer_t;
+    uv_timer_init(loop, watched_timer);
+    watched_timer->data = this;
+    ++open_handles;
+    uv_timer_start(
+        watched_timer,
+        [](uv_timer_t* timer) {
+          CloseRetiredWatched(&static_cast<Impl*>(timer->data)->seed, /*closing=*/false);
+        },
+        kWatchedSweepMs, kWatchedSweepMs);
+    uv_unref(reinterpret_cast<uv_handle_t*>(watched_timer));
 
     natsOptions* nats_options = nullptr;
     natsStatus s = natsOptions_Create(&nats_options);
@@ -708,6 +774,8 @@ struct NatsBroker::Impl {
     seed.events = nullptr;
     CloseHandle(drain_timer);
     drain_timer = nullptr;
+    CloseHandle(watched_timer);
+    watched_timer = nullptr;
     MaybeFinishClose();
   }
 
@@ -785,6 +853,11 @@ struct NatsBroker::Impl {
       CloseHandle(drain_timer);
       drain_timer = nullptr;
     }
+    if (watched_timer != nullptr) {
+      watched_timer->data = nullptr;
+      CloseHandle(watched_timer);
+      watched_timer = nullptr;
+    }
     state = State::kClosed;
   }
 
@@ -801,6 +874,7 @@ struct NatsBroker::Impl {
   // Our handles, each freed in its close callback (CloseHandle).
   uv_async_t* async = nullptr;
   uv_timer_t* drain_timer = nullptr;  // while closing
+  uv_timer_t* watched_timer = nullptr;  // CloseRetiredWatched every kWatchedSweepMs
   int open_handles = 0;
   std::vector<uv_handle_t*> closing_handles;
 

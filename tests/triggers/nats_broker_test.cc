@@ -5,10 +5,13 @@
 
 #include <gtest/gtest.h>
 #include <nats/nats.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <functional>
 #include <future>
 #include <map>
@@ -579,6 +582,81 @@ TEST_F(NatsBrokerTest, ReconnectsAfterServerIsKilled) {
   ASSERT_TRUE(RunUntil([&] { return !inbox.messages.empty(); }))
       << "the buffered message was not delivered";
   EXPECT_EQ(inbox.messages[0].data, "buffered while away");
+}
+
+// The sockets this process has open, by descriptor number.
+std::set<int> OpenSockets() {
+  std::set<int> fds;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd", ec)) {
+    std::error_code link_ec;
+    const std::string target = std::filesystem::read_symlink(entry.path(), link_ec).string();
+    if (!link_ec && target.rfind("socket:", 0) == 0) fds.insert(std::stoi(entry.path().filename()));
+  }
+  return fds;
+}
+
+// A socket the loop reads, opened while the broker reconnects, on the
+// descriptor number the lost connection had: once the broker is back, the
+// loop still hears it. (The adapter closes its poll handle on the lost
+// connection's number at the reconnect; had it watched that number itself,
+// epoll would forget the new socket, as a worker's channel once did.)
+TEST_F(NatsBrokerTest, ASocketOpenedWhileReconnectingStillWakesTheLoop) {
+  NatsBrokerOptions options;
+  options.reconnect_wait_ms = 300;
+  ASSERT_NO_FATAL_FAILURE(ConnectBroker(options));
+  const std::set<int> before = OpenSockets();
+  server_.Kill();
+  ASSERT_TRUE(RunUntil([&] { return !broker_->IsConnected(); })) << "loss not noticed";
+
+  struct Watched {
+    uv_pipe_t pipe;
+    int other_end = -1;
+    bool heard = false;
+  };
+  std::vector<std::unique_ptr<Watched>> watched;
+  bool reused = false;
+  const auto deadline = Clock::now() + milliseconds(2000);
+  while (!reused && Clock::now() < deadline && watched.size() < 64) {
+    int pair[2];
+    ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
+    auto w = std::make_unique<Watched>();
+    w->other_end = pair[1];
+    uv_pipe_init(&loop_, &w->pipe, 0);
+    ASSERT_EQ(uv_pipe_open(&w->pipe, pair[0]), 0);
+    w->pipe.data = w.get();
+    ASSERT_EQ(uv_read_start(
+                  reinterpret_cast<uv_stream_t*>(&w->pipe),
+                  [](uv_handle_t*, size_t, uv_buf_t* buf) {
+                    static char byte[16];
+                    *buf = uv_buf_init(byte, sizeof(byte));
+                  },
+                  [](uv_stream_t* stream, ssize_t n, const uv_buf_t*) {
+                    if (n > 0) static_cast<Watched*>(stream->data)->heard = true;
+                  }),
+              0);
+    reused = before.count(pair[0]) != 0 || before.count(pair[1]) != 0;
+    watched.push_back(std::move(w));
+    if (!reused) RunFor(milliseconds(5));
+  }
+  EXPECT_TRUE(reused) << "no new socket took the lost connection's number: nothing was checked";
+
+  ASSERT_TRUE(server_.Start());
+  ASSERT_TRUE(RunUntil([&] { return broker_->IsConnected(); })) << "did not reconnect";
+  RunFor(milliseconds(100));  // the adapter moves to the new connection
+  for (auto& w : watched) ASSERT_EQ(write(w->other_end, "x", 1), 1);
+  RunUntil([&] {
+    return std::all_of(watched.begin(), watched.end(), [](const auto& w) { return w->heard; });
+  }, milliseconds(1000));
+  for (auto& w : watched) {
+    EXPECT_TRUE(w->heard) << "the loop never heard the socket on descriptor "
+                          << w->pipe.io_watcher.fd << " (of " << watched.size() << " opened)";
+  }
+  for (auto& w : watched) {
+    close(w->other_end);
+    uv_close(reinterpret_cast<uv_handle_t*>(&w->pipe), nullptr);
+  }
+  RunFor(milliseconds(10));
 }
 
 TEST_F(NatsBrokerTest, ConnectsToAServerThatStartsLater) {
