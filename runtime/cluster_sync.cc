@@ -19,18 +19,8 @@ namespace {
 // Whether a stored message's header block marks a deleted key
 // ("KV-Operation: DEL" or "PURGE").
 bool IsDeleteMarker(std::string_view hdrs) {
-  size_t start = 0;
-  while (start < hdrs.size()) {
-    size_t end = hdrs.find("\r\n", start);
-    if (end == std::string_view::npos) end = hdrs.size();
-    std::string_view line = hdrs.substr(start, end - start);
-    constexpr std::string_view kKey = "KV-Operation:";
-    if (line.size() > kKey.size() && line.substr(0, kKey.size()) == kKey) {
-      std::string_view op = line.substr(kKey.size());
-      while (!op.empty() && op.front() == ' ') op.remove_prefix(1);
-      return op == "DEL" || op == "PURGE";
-    }
-    start = end + 2;
+  for (const auto& [name, value] : ParseHeaderBlock(hdrs)) {
+    if (name == "KV-Operation") return value == "DEL" || value == "PURGE";
   }
   return false;
 }

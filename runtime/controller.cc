@@ -194,8 +194,7 @@ Status Controller::StartBroker() {
                  : size_t{it->second->record.max_workers} * JetStreamDelivery::kHeldPerWorker;
     };
     jetstream_ = std::make_unique<JetStreamDelivery>(loop_, broker_.get(), requests_.get(),
-                                                     events_.get(), event_queue_.get(), dispatcher,
-                                                     held);
+                                                     events_.get(), dispatcher, held);
     jetstream_->set_replicas(options_.cluster_replicas);
   }
   timers_ = std::make_unique<TimerTriggers>(
@@ -268,7 +267,8 @@ void Controller::BindTriggers(const FunctionRecord& record) {
                    std::move(policy));
     return;
   }
-  // Replayed dead letters run from the local queue, under the same policy.
+  // Events a wisp before dead letters were kept in JetStream replayed into
+  // the local queue still run from it, under the same policy.
   durable_->Bind(record.name, {}, policy);
   if (!record.durable && jetstream_subjects.empty()) return jetstream_->Remove(record.name);
   if (!record.durable) policy.max_attempts = 1;  // a missed tick is not run again
@@ -512,6 +512,7 @@ void Controller::HandleRequest(triggers::ReplyToken token, triggers::HttpRequest
         c->set_refused(shared.refused);
         c->set_conflicts(shared.conflicts);
         c->set_artifacts_removed(shared.artifacts_removed);
+        c->set_joined(cluster_->CheckWritable().ok());
         const ForwardingCounters& f = forwarding_->counters();
         c->set_forwarded(f.forwarded);
         c->set_unplaced(f.unplaced);
@@ -954,6 +955,10 @@ void Controller::Describe(const Deployed& deployed, bool with_status, api::Funct
       StatusOr<size_t> dead = event_queue_->DeadLetterCount(deployed.record.name);
       if (waiting.ok()) st->set_waiting_events(*waiting);
       if (dead.ok()) st->set_dead_letters(*dead);
+      if (jetstream_ != nullptr) {
+        st->set_dead_letters(st->dead_letters() +
+                             jetstream_->dead_letters().Count(deployed.record.name));
+      }
     }
   }
 }

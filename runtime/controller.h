@@ -242,8 +242,7 @@ class Controller {
   std::unique_ptr<triggers::Broker> broker_;
   std::unique_ptr<EventTriggers> events_;
   // Durable triggers. Embedded broker: the events wait in
-  // <data dir>/events.db. NATS: in JetStream (jetstream_); events.db keeps
-  // the dead letters, and replays them here.
+  // <data dir>/events.db. NATS: in JetStream (jetstream_), dead letters too.
   std::unique_ptr<EventQueue> event_queue_;
   std::unique_ptr<DurableDelivery> durable_;
   std::unique_ptr<JetStreamDelivery> jetstream_;

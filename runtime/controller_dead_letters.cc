@@ -42,6 +42,16 @@ void Controller::HandleDeadLetters(triggers::ReplyToken token, const std::string
   if (!s.ok()) return ReplyError(token, 400, "invalid_argument", s.message());
   api::DeadLetterList list;
   list.set_function(name);
+  if (jetstream_ != nullptr) {
+    return jetstream_->dead_letters().List(
+        name, limit, [this, token, list](StatusOr<std::vector<api::DeadLetter>> letters) mutable {
+          if (!letters.ok()) {
+            return ReplyError(token, 503, "jetstream_unavailable", letters.status().message());
+          }
+          for (api::DeadLetter& letter : *letters) *list.add_dead_letters() = std::move(letter);
+          ReplyJson(token, 200, ToJson(list));
+        });
+  }
   if (event_queue_ != nullptr) {
     StatusOr<std::vector<DeadLetter>> letters = event_queue_->DeadLetters(name, limit);
     if (!letters.ok()) return ReplyError(token, 500, "storage_error", letters.status().message());
@@ -68,6 +78,22 @@ void Controller::HandleReplay(triggers::ReplyToken token, const std::string& nam
   uint64_t id = 0;
   Status s = ParseOneNumber(request.query, "id", INT64_MAX, &id);
   if (!s.ok()) return ReplyError(token, 400, "invalid_argument", s.message());
+  if (jetstream_ != nullptr) {
+    return jetstream_->dead_letters().Replay(
+        name, static_cast<int64_t>(id), JetStreamDelivery::ReplaySubject(name),
+        [this, token, name](StatusOr<size_t> replayed) {
+          if (!replayed.ok()) {
+            const bool missing = replayed.status().code() == Status::Code::kNotFound;
+            return ReplyError(token, missing ? 404 : 503,
+                              missing ? "dead_letter_not_found" : "jetstream_unavailable",
+                              replayed.status().message());
+          }
+          api::Replayed out;
+          out.set_function(name);
+          out.set_replayed(*replayed);
+          ReplyJson(token, 200, ToJson(out));
+        });
+  }
   StatusOr<size_t> replayed = durable_->Replay(name, static_cast<int64_t>(id));
   if (!replayed.ok()) {
     const bool missing = replayed.status().code() == Status::Code::kNotFound;

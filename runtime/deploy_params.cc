@@ -13,10 +13,11 @@ namespace {
 
 // Subjects a function may not subscribe to: the controller's own traffic
 // (reply inboxes, the service API, other functions' wisp.fn.<name>, calls
-// forwarded between the nodes of a cluster on wisp.fwd.) and the
+// forwarded between the nodes of a cluster on wisp.fwd., replayed dead
+// letters on wisp.replay.<name>) and the
 // catch-all ">", which would also feed the function its own events.
 Status CheckNotReserved(const std::string& subject) {
-  for (std::string_view reserved : {"_INBOX.", "$", "wisp.fn.", "wisp.fwd."}) {
+  for (std::string_view reserved : {"_INBOX.", "$", "wisp.fn.", "wisp.fwd.", "wisp.replay."}) {
     if (subject.rfind(reserved, 0) == 0) {
       return Status::InvalidArgument("subscribe: '" + subject + "' is reserved (subjects starting with " +
                                      std::string(reserved) + " carry wisp's own traffic)");

@@ -9,11 +9,13 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <utility>
 
 #include "jetstream.pb.h"
 #include "runtime/base/status.h"
 #include "runtime/broker_requests.h"
+#include "triggers/broker.h"
 
 namespace wisp::runtime {
 
@@ -50,6 +52,27 @@ inline Status PubAckStatus(Status s, const std::string& reply, const std::string
   }
   if (ack->has_error()) return JetStreamFailure(what, ack->error());
   return Status::OK();
+}
+
+// The headers in a stored message's NATS header block ("NATS/1.0[ status]
+// \r\nName: value\r\n...\r\n"), in order; lines without a colon are skipped.
+inline triggers::Headers ParseHeaderBlock(std::string_view block) {
+  triggers::Headers headers;
+  size_t start = block.find("\r\n");  // past the version line
+  while (start != std::string_view::npos && start + 2 < block.size()) {
+    start += 2;
+    size_t end = block.find("\r\n", start);
+    const std::string_view line =
+        block.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start);
+    const size_t colon = line.find(':');
+    if (colon != std::string_view::npos && colon > 0) {
+      std::string_view value = line.substr(colon + 1);
+      while (!value.empty() && value.front() == ' ') value.remove_prefix(1);
+      headers.emplace_back(std::string(line.substr(0, colon)), std::string(value));
+    }
+    start = end;
+  }
+  return headers;
 }
 
 // Sends request (a $JS.API call, or a publish on a stream's subject) through

@@ -57,33 +57,50 @@ bool JetStreamDelivery::Covers(std::string_view a, std::string_view b) {
   return ta.size() == tb.size();
 }
 
-uint32_t JetStreamDelivery::DeliveryCount(std::string_view ack_subject) {
+namespace {
+
+// Token at + offset of a JetStream ack subject as a number, 0 if it is not
+// one: $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>,
+// or with <domain>.<account hash> after ACK (and a token at the end);
+// offset 0 is <delivered>.
+template <typename Number>
+Number AckSubjectNumber(std::string_view ack_subject, size_t offset) {
   if (ack_subject.rfind("$JS.ACK.", 0) != 0) return 0;
   const std::vector<std::string_view> t = Tokens(ack_subject);
-  // $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>, or
-  // with <domain>.<account hash> after ACK (and a token at the end).
   const size_t at = t.size() == 9 ? 4 : t.size() >= 11 ? 6 : 0;
-  uint32_t n = 0;
-  if (at == 0 || std::from_chars(t[at].data(), t[at].data() + t[at].size(), n).ec != std::errc()) {
+  Number n = 0;
+  if (at == 0 ||
+      std::from_chars(t[at + offset].data(), t[at + offset].data() + t[at + offset].size(), n)
+              .ec != std::errc()) {
     return 0;
   }
   return n;
 }
 
+}  // namespace
+
+uint32_t JetStreamDelivery::DeliveryCount(std::string_view ack_subject) {
+  return AckSubjectNumber<uint32_t>(ack_subject, 0);
+}
+
+uint64_t JetStreamDelivery::StreamSequence(std::string_view ack_subject) {
+  return AckSubjectNumber<uint64_t>(ack_subject, 1);
+}
+
 JetStreamDelivery::JetStreamDelivery(uv_loop_t* loop, triggers::Broker* broker,
                                      BrokerRequests* requests, EventTriggers* events,
-                                     EventQueue* queue, DispatcherLookup lookup,
+                                     DispatcherLookup lookup,
                                      std::function<size_t(const std::string&)> capacity)
     : loop_(loop),
       broker_(broker),
       requests_(requests),
       events_(events),
-      queue_(queue),
       lookup_(std::move(lookup)),
       capacity_(std::move(capacity)),
       inbox_prefix_(broker->NewInbox()),
       retry_timer_(new uv_timer_t),
-      pull_watchdog_(new uv_timer_t) {
+      pull_watchdog_(new uv_timer_t),
+      dead_letters_(requests) {
   uv_timer_init(loop_, retry_timer_);
   retry_timer_->data = this;
   uv_timer_init(loop_, pull_watchdog_);
@@ -195,6 +212,7 @@ void JetStreamDelivery::Bind(const std::string& name, std::vector<std::string> s
   if (policy.dead_letter_subject.empty()) policy.dead_letter_subject = "wisp.dlq." + name;
   Binding& binding = bindings_[name];
   binding.subjects = std::move(subjects);
+  binding.subjects.push_back(ReplaySubject(name));
   binding.policy = std::move(policy);
   const bool lease_changed = binding.ack_wait_ms != lease_ms;
   binding.ack_wait_ms = lease_ms;
@@ -462,6 +480,7 @@ void JetStreamDelivery::OnMessage(const std::string& name, const std::string& du
   if (attempt > 1) ++counters_.redelivered;
   Dispatcher* dispatcher = lookup_(name);
   if (dispatcher == nullptr || stopped_) return;  // not acknowledged: redelivered after AckWait
+  if (message.subject == ReplaySubject(name)) RestoreReplayed(&message);
   ++it->second.inflight;
   proto::Invoke invoke;
   invoke.set_trigger(WISP_TRIGGER_EVENT);
@@ -503,19 +522,30 @@ void JetStreamDelivery::Finish(const std::string& name, std::string ack, uint32_
       Acknowledge(ack, "+ACK");
     });
   } else if (attempt >= policy.max_attempts) {
-    ++counters_.dead_lettered;
+    const std::string text = DurableDelivery::FailureText(outcome);
     std::fprintf(stderr, "wisp: %s: event on '%s' dead-lettered after %u attempts: %s\n",
-                 name.c_str(), event.subject.c_str(), attempt,
-                 DurableDelivery::FailureText(outcome).c_str());
-    Status s = queue_->AddDeadLetter(name, event, attempt, DurableDelivery::FailureCode(outcome),
-                                     DurableDelivery::FailureText(outcome), NowUnixMicros() / 1000);
-    if (!s.ok()) std::fprintf(stderr, "wisp: %s\n", s.ToString().c_str());
-    s = events_->PublishEvent(DurableDelivery::DeadLetterMessage(
-        name, policy.dead_letter_subject, std::move(event), attempt, outcome));
-    if (!s.ok()) std::fprintf(stderr, "wisp: %s: dead letter: %s\n", name.c_str(), s.ToString().c_str());
-    queue_->AfterCommit([this, ack](Status) {
-      AfterStored([this, ack](Status) { Acknowledge(ack, "+TERM"); });
-    });
+                 name.c_str(), event.subject.c_str(), attempt, text.c_str());
+    triggers::BrokerMessage published =
+        DurableDelivery::DeadLetterMessage(name, policy.dead_letter_subject, event, attempt, outcome);
+    // Stored first: the event goes (+TERM) only once its dead letter is kept.
+    dead_letters_.Add(
+        name, std::move(event), attempt, DurableDelivery::FailureCode(outcome), text,
+        std::to_string(StreamSequence(ack)),
+        [this, name, ack, published = std::move(published)](Status stored) mutable {
+          if (!stored.ok()) {
+            ++counters_.api_errors;
+            std::fprintf(stderr, "wisp: %s: the dead letter could not be stored (trying again in "
+                         "%llums): %s\n", name.c_str(), static_cast<unsigned long long>(kRetryMs),
+                         stored.ToString().c_str());
+            return Acknowledge(ack, "-NAK {\"delay\":" + std::to_string(kRetryMs * 1000000) + "}");
+          }
+          ++counters_.dead_lettered;
+          Status s = events_->PublishEvent(std::move(published));
+          if (!s.ok()) {
+            std::fprintf(stderr, "wisp: %s: dead letter: %s\n", name.c_str(), s.ToString().c_str());
+          }
+          AfterStored([this, ack](Status) { Acknowledge(ack, "+TERM"); });
+        });
   } else {
     ++counters_.retried;
     const uint64_t delay_ms =
@@ -523,6 +553,16 @@ void JetStreamDelivery::Finish(const std::string& name, std::string ack, uint32_
     Acknowledge(ack, "-NAK {\"delay\":" + std::to_string(delay_ms * 1000000) + "}");
   }
   PullAll(name);
+}
+
+void JetStreamDelivery::RestoreReplayed(triggers::BrokerMessage* message) {
+  for (auto it = message->headers.begin(); it != message->headers.end(); ++it) {
+    if (it->first == "wisp-subject") {
+      message->subject = std::move(it->second);
+      message->headers.erase(it);
+      return;
+    }
+  }
 }
 
 void JetStreamDelivery::Acknowledge(const std::string& ack, const std::string& body) {

@@ -35,10 +35,15 @@
 // number is the delivery count from the message's ack subject. After the
 // function: success -> the events it emitted are stored (AfterStored), then
 // +ACK; failure -> -NAK with the backoff delay (DurableDelivery::BackoffMs);
-// the last attempt -> a dead letter (kept in the local event queue for wisp
-// dlq, published on the dead-letter subject), then +TERM.
+// the last attempt -> a dead letter, stored in JetStream (dead_letters(),
+// shared by every controller) and published on the dead-letter subject,
+// then +TERM (-NAK, to try again later, when it could not be stored).
 //
-// Ownership: borrows the loop, broker, requests, event triggers and queue
+// Replays: each function also has a consumer on ReplaySubject(name), where
+// its replayed dead letters are published (wisp-subject names the subject
+// they first came on, which the function sees again).
+//
+// Ownership: borrows the loop, broker, requests and event triggers
 // (all outlive it). Threading: the loop thread only.
 #ifndef WISP_RUNTIME_JETSTREAM_DELIVERY_H_
 #define WISP_RUNTIME_JETSTREAM_DELIVERY_H_
@@ -59,6 +64,7 @@
 #include "runtime/dispatcher.h"
 #include "runtime/durable_delivery.h"
 #include "runtime/event_queue.h"
+#include "runtime/jetstream_dead_letters.h"
 #include "triggers/broker.h"
 
 namespace wisp::runtime {
@@ -97,7 +103,7 @@ class JetStreamDelivery {
   static constexpr uint64_t kApiTimeoutMs = 5000;
 
   JetStreamDelivery(uv_loop_t* loop, triggers::Broker* broker, BrokerRequests* requests,
-                    EventTriggers* events, EventQueue* queue, DispatcherLookup lookup,
+                    EventTriggers* events, DispatcherLookup lookup,
                     std::function<size_t(const std::string&)> capacity);
   ~JetStreamDelivery();  // Close first
   JetStreamDelivery(const JetStreamDelivery&) = delete;
@@ -130,7 +136,15 @@ class JetStreamDelivery {
   // Copies JetStream keeps of the stream (1 by default; 3 on a three-server
   // NATS cluster), applied when the stream is next created or updated. Call
   // before the first Bind.
-  void set_replicas(int replicas) { replicas_ = replicas; }
+  void set_replicas(int replicas) {
+    replicas_ = replicas;
+    dead_letters_.set_replicas(replicas);
+  }
+
+  // The dead letters of every function on the server.
+  JetStreamDeadLetters& dead_letters() { return dead_letters_; }
+  // The subject only name's replay consumer takes.
+  static std::string ReplaySubject(const std::string& name) { return "wisp.replay." + name; }
 
   const JetStreamCounters& counters() const { return counters_; }
 
@@ -138,6 +152,9 @@ class JetStreamDelivery {
   static bool Covers(std::string_view a, std::string_view b);
   // The delivery count in a JetStream ack subject, 0 if it is not one.
   static uint32_t DeliveryCount(std::string_view ack_subject);
+  // The message's stream sequence in a JetStream ack subject, 0 if it is
+  // not one.
+  static uint64_t StreamSequence(std::string_view ack_subject);
 
  private:
   struct Consumer {
@@ -186,6 +203,8 @@ class JetStreamDelivery {
   void Finish(const std::string& name, std::string ack, uint32_t attempt,
               triggers::BrokerMessage event, InvocationOutcome outcome);
   void Acknowledge(const std::string& ack, const std::string& body);
+  // A replayed dead letter: back to the subject it first came on.
+  static void RestoreReplayed(triggers::BrokerMessage* message);
   void OnPubAck(uint64_t seq, Status s, const triggers::BrokerMessage& reply);
   void RunWaiters();
   // Runs name's ready callbacks if each consumer exists or failed.
@@ -199,7 +218,6 @@ class JetStreamDelivery {
   triggers::Broker* broker_;
   BrokerRequests* requests_;
   EventTriggers* events_;
-  EventQueue* queue_;
   DispatcherLookup lookup_;
   std::function<size_t(const std::string&)> capacity_;
   LoopThread loop_thread_;
@@ -230,6 +248,7 @@ class JetStreamDelivery {
   };
   std::vector<Waiter> waiters_;
   uint64_t last_barrier_ = 0;
+  JetStreamDeadLetters dead_letters_;
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);
   JetStreamCounters counters_;
 };

@@ -44,6 +44,27 @@ std::string ReadBytes(const std::string& path) {
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
+// node's /healthz cluster section (empty when it has none or is down).
+api::ClusterState ClusterStateOf(Controller& node) {
+  api::Health health;
+  runtime::HttpClientResponse r = node.Call("GET", "/healthz");
+  if (r.status != 200 || !google::protobuf::util::JsonStringToMessage(r.body, &health).ok()) {
+    return {};
+  }
+  return health.cluster();
+}
+
+// Polls node's /healthz until it says the node has joined its cluster (its
+// buckets are ready, so it takes deploys); false after timeout.
+bool WaitUntilJoined(Controller& node, std::chrono::seconds timeout = std::chrono::seconds(30)) {
+  const auto deadline = Clock::now() + timeout;
+  while (!ClusterStateOf(node).joined()) {
+    if (Clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return true;
+}
+
 class ClusterTest : public ::testing::Test {
  protected:
   void SetUp() override { ASSERT_TRUE(nats_.Start()); }
@@ -62,7 +83,11 @@ class ClusterTest : public ::testing::Test {
     args.insert(args.end(), extra_args.begin(), extra_args.end());
     nodes_[i] = std::make_unique<Controller>(dirs_[i].path(), std::move(args));
     std::string error;
-    EXPECT_TRUE(nodes_[i]->Start(&error)) << "node " << i << ": " << error;
+    if (!nodes_[i]->Start(&error)) {
+      ADD_FAILURE() << "node " << i << ": " << error;
+      return nodes_[i].get();
+    }
+    EXPECT_TRUE(WaitUntilJoined(*nodes_[i])) << "node " << i << " never joined the cluster";
     return nodes_[i].get();
   }
 
@@ -179,6 +204,7 @@ TEST_F(ClusterTest, ANodeThatWasDownCatchesUpWhenItRejoins) {
 
   std::string error;
   ASSERT_TRUE(nodes_[1]->Start(&error)) << error;
+  ASSERT_TRUE(WaitUntilJoined(*nodes_[1])) << "the restarted node never joined the cluster";
   EXPECT_GE(WaitFor(1, "kept", [](int s, const std::string& b) { return s == 200 && b == "world"; },
                     &last)
                 .count(),
@@ -470,6 +496,9 @@ TEST(ClusterJoiningTest, ChangesAreRefusedUntilTheNodeHasJoined) {
   Controller node(dir.path(), {"--nats", nats.url(), "--cluster", kCluster});
   std::string error;
   ASSERT_TRUE(node.Start(&error)) << error;
+  const api::ClusterState state = ClusterStateOf(node);
+  EXPECT_EQ(state.name(), kCluster) << "/healthz should have the cluster section";
+  EXPECT_FALSE(state.joined()) << "/healthz says the node joined a cluster without JetStream";
   runtime::HttpClient client("127.0.0.1", node.port(), 5000);
   StatusOr<runtime::HttpClientResponse> r =
       client.Request("PUT", "/v1/functions/hello", {{"Authorization", "Bearer " + node.token()}},

@@ -378,7 +378,8 @@ TEST_P(EventsTest, MalformedEventsGetClearErrorsAndTheStreamGoesOn) {
   EXPECT_NE(r.err.find("payload_too_large"), std::string::npos) << r.err;
   r = RunCli({"publish", "--server", controller_->url(), "in.*", "x"});
   EXPECT_EQ(r.exit_code, 2) << "a wildcard is not a publish subject: " << r.err;
-  for (const char* reserved : {"_INBOX.x", "$SRV.PING", "wisp.fn.other", ">", "bad..subject"}) {
+  for (const char* reserved :
+       {"_INBOX.x", "$SRV.PING", "wisp.fn.other", "wisp.replay.other", ">", "bad..subject"}) {
     r = controller_->Deploy(TestFunctionPath("journal"), "greedy", {"--subscribe", reserved});
     EXPECT_EQ(r.exit_code, 1) << "deploy subscribing to '" << reserved << "' was accepted";
     EXPECT_NE(r.err.find("subscribe"), std::string::npos) << r.err;

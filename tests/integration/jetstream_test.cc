@@ -265,6 +265,112 @@ TEST_F(JetStreamTest, APlainSubscriberOfADurableSubjectGetsEventsNotRequests) {
   natsConnection_Destroy(watcher);
 }
 
+// Dead letters are kept in JetStream, not by the controller that made them:
+// a second controller lists them and replays them. A replayed event runs
+// on the subject it first came on (failing again, its new dead letter says
+// so), and once it succeeds its letter is gone on both.
+TEST_F(JetStreamTest, DeadLettersAreSharedByEveryController) {
+  ASSERT_NE(StartController(0), nullptr);
+  ASSERT_NE(StartController(1), nullptr);
+  ASSERT_FALSE(HasFailure());
+  const std::string journal = shared_.path() + "/flaky.txt";
+  auto deploy_flaky = [&](int fail_first) {
+    for (int i = 0; i < 2; ++i) {
+      DeployOn(i, "flaky", "flaky",
+               {"--subscribe", "orders.new", "--durable", "--env", "JOURNAL=" + journal, "--env",
+                "FAIL_FIRST=" + std::to_string(fail_first), "--backoff", "50ms",
+                "--max-attempts", "2"});
+    }
+  };
+  auto letters_on = [&](int i) {
+    api::DeadLetterList list;
+    runtime::HttpClientResponse r =
+        controllers_[i]->Call("GET", "/v1/functions/flaky/dead-letters");
+    EXPECT_EQ(r.status, 200) << "controller " << i << ": " << r.body;
+    EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(r.body, &list).ok()) << r.body;
+    return list;
+  };
+  auto wait_for_letters = [&](int i, int n) {
+    api::DeadLetterList list;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+    do {
+      list = letters_on(i);
+      if (list.dead_letters_size() == n) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    } while (std::chrono::steady_clock::now() < deadline);
+    return list;
+  };
+  auto journal_lines = [&] {
+    std::vector<std::string> lines;
+    std::ifstream in(journal);
+    for (std::string line; std::getline(in, line);) lines.push_back(line);
+    return lines;
+  };
+  auto wait_for_runs = [&](size_t n) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+    while (journal_lines().size() < n && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return journal_lines().size();
+  };
+
+  deploy_flaky(100);
+  runtime::HttpClientResponse r =
+      controllers_[0]->Call("POST", "/v1/events/orders.new", "poison", {{"ce-id", "order-7"}});
+  ASSERT_EQ(r.status, 202) << r.body;
+  api::DeadLetterList list = wait_for_letters(1, 1);
+  ASSERT_EQ(list.dead_letters_size(), 1) << "controller 1 should list the dead letter";
+  const api::DeadLetter first = list.dead_letters(0);
+  EXPECT_GT(first.id(), 0);
+  EXPECT_EQ(first.subject(), "orders.new");
+  EXPECT_EQ(first.data(), "poison");
+  EXPECT_EQ(first.attempts(), 2u);
+  EXPECT_EQ(first.error_code(), "function_error") << first.error();
+  EXPECT_FALSE(first.at().empty());
+  ASSERT_EQ(first.headers().count("ce-id"), 1u);
+  EXPECT_EQ(first.headers().at("ce-id"), "order-7");
+  EXPECT_EQ(letters_on(0).dead_letters_size(), 1) << "controller 0 should list the same one";
+  api::Function fn;
+  bool counted = false;
+  for (int i = 0; i < 100 && !counted; ++i) {
+    counted = controllers_[1]->Describe("flaky", &fn) && fn.status().dead_letters() == 1;
+    if (!counted) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_TRUE(counted) << "describe on controller 1 should count 1 dead letter, counts "
+                       << fn.status().dead_letters();
+  EXPECT_EQ(wait_for_runs(2), 2u) << "2 attempts";
+
+  // Replayed from controller 1 while it still fails: two more runs, and a
+  // new dead letter for the event on its own subject.
+  r = controllers_[1]->Call("POST", "/v1/functions/flaky/replay");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_THAT(r.body, HasSubstr("\"replayed\":\"1\"")) << "a uint64, a string in JSON";
+  EXPECT_EQ(wait_for_runs(4), 4u) << "a replay starts over: 2 more attempts";
+  list = wait_for_letters(0, 1);
+  ASSERT_EQ(list.dead_letters_size(), 1);
+  EXPECT_NE(list.dead_letters(0).id(), first.id()) << "the replayed letter should be gone";
+  EXPECT_EQ(list.dead_letters(0).subject(), "orders.new");
+  EXPECT_EQ(list.dead_letters(0).headers().at("ce-id"), "order-7");
+
+  // Fixed: replayed by id from controller 0, it runs once and succeeds.
+  deploy_flaky(0);
+  r = controllers_[0]->Call("POST", "/v1/functions/flaky/replay?id=" +
+                                        std::to_string(list.dead_letters(0).id()));
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(wait_for_runs(5), 5u);
+  const std::vector<std::string> runs = journal_lines();
+  EXPECT_EQ(runs.back().substr(0, 2), "1 ") << "attempt 1: " << runs.back();
+  EXPECT_THAT(runs.back(), ::testing::EndsWith(" poison"));
+  EXPECT_EQ(wait_for_letters(1, 0).dead_letters_size(), 0);
+  EXPECT_EQ(letters_on(0).dead_letters_size(), 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_EQ(journal_lines().size(), 5u) << "the fixed replay should run once";
+
+  r = controllers_[1]->Call("POST", "/v1/functions/flaky/replay?id=" + std::to_string(first.id()));
+  EXPECT_EQ(r.status, 404) << r.body;
+  EXPECT_THAT(r.body, HasSubstr("dead_letter_not_found"));
+}
+
 TEST_F(JetStreamTest, ADurableDeployNeedsJetStream) {
   NatsServerProcess plain;  // no -js
   ASSERT_TRUE(plain.Start());
