@@ -41,9 +41,40 @@ class FunctionStoreTest : public ::testing::Test {
     sqlite3_close(db);
   }
 
+  // The first column of the first row sql gives, as a number (-1: none).
+  int64_t QueryInt(const char* sql) {
+    sqlite3* db = nullptr;
+    int64_t value = -1;
+    if (sqlite3_open(path_.c_str(), &db) == SQLITE_OK) {
+      sqlite3_stmt* st = nullptr;
+      if (sqlite3_prepare_v2(db, sql, -1, &st, nullptr) == SQLITE_OK &&
+          sqlite3_step(st) == SQLITE_ROW) {
+        value = sqlite3_column_int64(st, 0);
+      }
+      sqlite3_finalize(st);
+    }
+    sqlite3_close(db);
+    return value;
+  }
+
+  // The schema version is the newest, and invocations have no index by
+  // function (schema 6: it cost the record writer as much as the rows).
+  void ExpectNewestSchema() {
+    EXPECT_EQ(QueryInt("PRAGMA user_version"), 6);
+    EXPECT_EQ(QueryInt("SELECT count(*) FROM sqlite_master WHERE name = 'invocations_by_function'"),
+              0);
+    EXPECT_EQ(QueryInt("SELECT count(*) FROM sqlite_master WHERE name = 'invocations'"), 1);
+  }
+
   std::string dir_;
   std::string path_;
 };
+
+TEST_F(FunctionStoreTest, AFreshDatabaseHasTheNewestSchema) {
+  FunctionStore store;
+  ASSERT_TRUE(store.Open(path_).ok());
+  ExpectNewestSchema();
+}
 
 TEST_F(FunctionStoreTest, KeepsSubjectsInOrderAcrossReopen) {
   {
@@ -138,6 +169,7 @@ TEST_F(FunctionStoreTest, MigratesASchemaOneDatabase) {
   FunctionRecord next = Record("old", {"after.migration"});
   next.version = "0.0.2";
   ASSERT_TRUE(store.Put(next).ok());
+  ExpectNewestSchema();
 }
 
 TEST_F(FunctionStoreTest, MigratesASchemaThreeDatabaseIntoOneVersionEach) {
@@ -165,6 +197,7 @@ TEST_F(FunctionStoreTest, MigratesASchemaThreeDatabaseIntoOneVersionEach) {
   EXPECT_EQ(v.max_workers, 3u);
   EXPECT_TRUE(v.is_private);
   EXPECT_EQ(v.subjects, (std::vector<std::string>{"a", "b.*"}));
+  ExpectNewestSchema();
 }
 
 TEST_F(FunctionStoreTest, VersionsAreImmutableAndRollbackSwitchesTheCurrentOne) {
