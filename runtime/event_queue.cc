@@ -112,12 +112,14 @@ Status EventQueue::Open(const std::string& path) {
               std::to_string(kSchemaVersion) + "; COMMIT;")
                  .c_str());
   }
+  if (s.ok()) s = checkpointer_.Start(db_, path);
   if (s.ok()) {
     SqliteStatement st(db_, "SELECT COUNT(*) FROM queue WHERE leased = 1");
     if (st.ok() && st.Step() == SQLITE_ROW) redelivered_ = static_cast<uint64_t>(st.Int(0));
     s = Exec("UPDATE queue SET leased = 0 WHERE leased = 1");
   }
   if (!s.ok()) {
+    checkpointer_.Stop();
     sqlite3_close_v2(db_);
     db_ = nullptr;
   }
@@ -384,6 +386,7 @@ void EventQueue::Close() {
   WISP_ASSERT_LOOP_THREAD(loop_thread_);
   if (in_group_) Commit();
   if (db_ != nullptr) {
+    checkpointer_.Stop();
     sqlite3_close_v2(db_);
     db_ = nullptr;
   }

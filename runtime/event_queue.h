@@ -10,6 +10,9 @@
 // function whose emitted events were queued) is passed to AfterCommit and
 // runs after the commit, with its status.
 //
+// Checkpoints: the log is copied into the database file by a
+// WalCheckpointer's thread, never by a commit on the loop.
+//
 // Tables: queue (one row per event and function; deliveries counts the
 // times it was handed to the function, leased marks those in flight),
 // dead_letters, seen (ce-id -> when, for kDedupWindowMs).
@@ -30,6 +33,7 @@
 
 #include "runtime/base/loop_thread.h"
 #include "runtime/base/status.h"
+#include "runtime/wal_checkpointer.h"
 #include "triggers/broker.h"
 
 struct sqlite3;
@@ -136,6 +140,7 @@ class EventQueue {
   std::vector<std::function<void(Status)>> after_commit_;
   uint64_t redelivered_ = 0;
   uint64_t writes_since_prune_ = 0;
+  WalCheckpointer checkpointer_;  // stopped before db_ closes
 };
 
 }  // namespace wisp::runtime
