@@ -85,6 +85,14 @@ Status EventQueue::Exec(const char* sql) {
   return Status::OK();
 }
 
+Status EventQueue::RunCached(const char* sql) {
+  SqliteStatement st(statements_, sql);
+  if (!st.ok() || st.Step() != SQLITE_DONE) {
+    return Status::IOError(std::string("events database: ") + sqlite3_errmsg(db_));
+  }
+  return Status::OK();
+}
+
 Status EventQueue::Open(const std::string& path) {
   WISP_ASSERT_LOOP_THREAD(loop_thread_);
   if (db_ != nullptr) return Status::InvalidArgument("the event queue is open already");
@@ -120,6 +128,7 @@ Status EventQueue::Open(const std::string& path) {
   }
   if (!s.ok()) {
     checkpointer_.Stop();
+    statements_.Clear();
     sqlite3_close_v2(db_);
     db_ = nullptr;
   }
@@ -130,7 +139,7 @@ Status EventQueue::BeginWrite() {
   WISP_ASSERT_LOOP_THREAD(loop_thread_);
   if (db_ == nullptr) return Status::Unavailable("the event queue is closed");
   if (in_group_) return Status::OK();
-  WISP_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+  WISP_RETURN_IF_ERROR(RunCached("BEGIN IMMEDIATE"));
   in_group_ = true;
   uv_prepare_start(prepare_, PrepareCb);
   return Status::OK();
@@ -150,7 +159,7 @@ void EventQueue::CommitNow() {
 }
 
 void EventQueue::Commit() {
-  Status s = Exec("COMMIT");
+  Status s = RunCached("COMMIT");
   if (!s.ok()) {
     std::fprintf(stderr, "wisp: %s; rolled back\n", s.ToString().c_str());
     (void)Exec("ROLLBACK");
@@ -172,11 +181,11 @@ StatusOr<bool> EventQueue::SeenBefore(const std::string& id, int64_t now_ms) {
   WISP_RETURN_IF_ERROR(BeginWrite());
   if (++writes_since_prune_ >= kPruneEvery) {
     writes_since_prune_ = 0;
-    SqliteStatement prune(db_, "DELETE FROM seen WHERE at_ms < ?1");
+    SqliteStatement prune(statements_, "DELETE FROM seen WHERE at_ms < ?1");
     prune.BindInt(1, now_ms - kDedupWindowMs);
     if (!prune.ok() || prune.Step() != SQLITE_DONE) return Error("prune seen ids");
   }
-  SqliteStatement st(db_,
+  SqliteStatement st(statements_,
                      "INSERT INTO seen (id, at_ms) VALUES (?1, ?2) ON CONFLICT (id) DO UPDATE "
                      "SET at_ms = excluded.at_ms WHERE at_ms < ?3 RETURNING at_ms");
   st.BindText(1, id);
@@ -192,7 +201,7 @@ StatusOr<bool> EventQueue::SeenBefore(const std::string& id, int64_t now_ms) {
 Status EventQueue::Enqueue(const std::string& function, const triggers::BrokerMessage& message,
                            int64_t now_ms) {
   WISP_RETURN_IF_ERROR(BeginWrite());
-  SqliteStatement st(db_,
+  SqliteStatement st(statements_,
                      "INSERT INTO queue (function, event, next_at_ms, enqueued_at_ms) "
                      "VALUES (?1, ?2, ?3, ?3)");
   st.BindText(1, function);
@@ -206,7 +215,7 @@ StatusOr<std::vector<QueuedEvent>> EventQueue::Due(const std::string& function, 
                                                    size_t limit) {
   WISP_ASSERT_LOOP_THREAD(loop_thread_);
   if (db_ == nullptr) return Status::Unavailable("the event queue is closed");
-  SqliteStatement st(db_,
+  SqliteStatement st(statements_,
                      "SELECT id, event, deliveries FROM queue WHERE function = ?1 AND leased = 0 "
                      "AND next_at_ms <= ?2 ORDER BY id LIMIT ?3");
   st.BindText(1, function);
@@ -233,7 +242,7 @@ StatusOr<std::vector<QueuedEvent>> EventQueue::Due(const std::string& function, 
 StatusOr<int64_t> EventQueue::NextDue(const std::string& function) {
   WISP_ASSERT_LOOP_THREAD(loop_thread_);
   if (db_ == nullptr) return Status::Unavailable("the event queue is closed");
-  SqliteStatement st(db_,
+  SqliteStatement st(statements_,
                      "SELECT MIN(next_at_ms) FROM queue WHERE function = ?1 AND leased = 0");
   st.BindText(1, function);
   if (!st.ok() || st.Step() != SQLITE_ROW) return Error("read the next due time");
@@ -243,7 +252,7 @@ StatusOr<int64_t> EventQueue::NextDue(const std::string& function) {
 
 Status EventQueue::MarkDelivered(int64_t id) {
   WISP_RETURN_IF_ERROR(BeginWrite());
-  SqliteStatement st(db_, "UPDATE queue SET leased = 1, deliveries = deliveries + 1 WHERE id = ?1");
+  SqliteStatement st(statements_, "UPDATE queue SET leased = 1, deliveries = deliveries + 1 WHERE id = ?1");
   st.BindInt(1, id);
   if (!st.ok() || st.Step() != SQLITE_DONE) return Error("lease an event");
   return Status::OK();
@@ -251,7 +260,7 @@ Status EventQueue::MarkDelivered(int64_t id) {
 
 Status EventQueue::Ack(int64_t id) {
   WISP_RETURN_IF_ERROR(BeginWrite());
-  SqliteStatement st(db_, "DELETE FROM queue WHERE id = ?1");
+  SqliteStatement st(statements_, "DELETE FROM queue WHERE id = ?1");
   st.BindInt(1, id);
   if (!st.ok() || st.Step() != SQLITE_DONE) return Error("acknowledge an event");
   return Status::OK();
@@ -259,7 +268,7 @@ Status EventQueue::Ack(int64_t id) {
 
 Status EventQueue::Retry(int64_t id, int64_t next_at_ms) {
   WISP_RETURN_IF_ERROR(BeginWrite());
-  SqliteStatement st(db_, "UPDATE queue SET leased = 0, next_at_ms = ?2 WHERE id = ?1");
+  SqliteStatement st(statements_, "UPDATE queue SET leased = 0, next_at_ms = ?2 WHERE id = ?1");
   st.BindInt(1, id);
   st.BindInt(2, next_at_ms);
   if (!st.ok() || st.Step() != SQLITE_DONE) return Error("schedule a retry");
@@ -269,7 +278,7 @@ Status EventQueue::Retry(int64_t id, int64_t next_at_ms) {
 Status EventQueue::MoveToDeadLetters(int64_t id, uint32_t attempts, const std::string& error_code,
                                      const std::string& error, int64_t now_ms) {
   WISP_RETURN_IF_ERROR(BeginWrite());
-  SqliteStatement st(db_,
+  SqliteStatement st(statements_,
                      "INSERT INTO dead_letters (function, event, attempts, error_code, error, at_ms) "
                      "SELECT function, event, ?2, ?3, ?4, ?5 FROM queue WHERE id = ?1");
   st.BindInt(1, id);
@@ -286,7 +295,7 @@ Status EventQueue::AddDeadLetter(const std::string& function,
                                  const std::string& error_code, const std::string& error,
                                  int64_t now_ms) {
   WISP_RETURN_IF_ERROR(BeginWrite());
-  SqliteStatement st(db_,
+  SqliteStatement st(statements_,
                      "INSERT INTO dead_letters (function, event, attempts, error_code, error, at_ms) "
                      "VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
   st.BindText(1, function);
@@ -303,7 +312,7 @@ StatusOr<std::vector<DeadLetter>> EventQueue::DeadLetters(const std::string& fun
                                                           size_t limit) {
   WISP_ASSERT_LOOP_THREAD(loop_thread_);
   if (db_ == nullptr) return Status::Unavailable("the event queue is closed");
-  SqliteStatement st(db_,
+  SqliteStatement st(statements_,
                      "SELECT id, event, attempts, error_code, error, at_ms FROM dead_letters "
                      "WHERE function = ?1 ORDER BY id LIMIT ?2");
   st.BindText(1, function);
@@ -331,7 +340,7 @@ StatusOr<std::vector<DeadLetter>> EventQueue::DeadLetters(const std::string& fun
 
 StatusOr<size_t> EventQueue::Replay(const std::string& function, int64_t id, int64_t now_ms) {
   WISP_RETURN_IF_ERROR(BeginWrite());
-  SqliteStatement copy(db_,
+  SqliteStatement copy(statements_,
                        "INSERT INTO queue (function, event, next_at_ms, enqueued_at_ms) "
                        "SELECT function, event, ?3, ?3 FROM dead_letters "
                        "WHERE function = ?1 AND (?2 = 0 OR id = ?2) ORDER BY id");
@@ -343,7 +352,7 @@ StatusOr<size_t> EventQueue::Replay(const std::string& function, int64_t id, int
   if (id > 0 && replayed == 0) {
     return Status::NotFound("function " + function + " has no dead letter " + std::to_string(id));
   }
-  SqliteStatement remove(db_, "DELETE FROM dead_letters WHERE function = ?1 AND (?2 = 0 OR id = ?2)");
+  SqliteStatement remove(statements_, "DELETE FROM dead_letters WHERE function = ?1 AND (?2 = 0 OR id = ?2)");
   remove.BindText(1, function);
   remove.BindInt(2, id);
   if (!remove.ok() || remove.Step() != SQLITE_DONE) return Error("replay dead letters");
@@ -352,11 +361,11 @@ StatusOr<size_t> EventQueue::Replay(const std::string& function, int64_t id, int
 
 StatusOr<size_t> EventQueue::RemoveFunction(const std::string& function) {
   WISP_RETURN_IF_ERROR(BeginWrite());
-  SqliteStatement queue(db_, "DELETE FROM queue WHERE function = ?1");
+  SqliteStatement queue(statements_, "DELETE FROM queue WHERE function = ?1");
   queue.BindText(1, function);
   if (!queue.ok() || queue.Step() != SQLITE_DONE) return Error("remove waiting events");
   const size_t removed = static_cast<size_t>(sqlite3_changes(db_));
-  SqliteStatement letters(db_, "DELETE FROM dead_letters WHERE function = ?1");
+  SqliteStatement letters(statements_, "DELETE FROM dead_letters WHERE function = ?1");
   letters.BindText(1, function);
   if (!letters.ok() || letters.Step() != SQLITE_DONE) return Error("remove dead letters");
   return removed;
@@ -365,7 +374,7 @@ StatusOr<size_t> EventQueue::RemoveFunction(const std::string& function) {
 StatusOr<size_t> EventQueue::Depth(const std::string& function) {
   WISP_ASSERT_LOOP_THREAD(loop_thread_);
   if (db_ == nullptr) return Status::Unavailable("the event queue is closed");
-  SqliteStatement st(db_, function.empty()
+  SqliteStatement st(statements_, function.empty()
                               ? "SELECT COUNT(*) FROM queue"
                               : "SELECT COUNT(*) FROM queue WHERE function = ?1");
   if (!function.empty()) st.BindText(1, function);
@@ -376,7 +385,7 @@ StatusOr<size_t> EventQueue::Depth(const std::string& function) {
 StatusOr<size_t> EventQueue::DeadLetterCount(const std::string& function) {
   WISP_ASSERT_LOOP_THREAD(loop_thread_);
   if (db_ == nullptr) return Status::Unavailable("the event queue is closed");
-  SqliteStatement st(db_, "SELECT COUNT(*) FROM dead_letters WHERE function = ?1");
+  SqliteStatement st(statements_, "SELECT COUNT(*) FROM dead_letters WHERE function = ?1");
   st.BindText(1, function);
   if (!st.ok() || st.Step() != SQLITE_ROW) return Error("count dead letters");
   return static_cast<size_t>(st.Int(0));
@@ -387,6 +396,7 @@ void EventQueue::Close() {
   if (in_group_) Commit();
   if (db_ != nullptr) {
     checkpointer_.Stop();
+    statements_.Clear();
     sqlite3_close_v2(db_);
     db_ = nullptr;
   }

@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "runtime/base/loop_thread.h"
+#include "runtime/base/sqlite_statement.h"
 #include "runtime/base/status.h"
 #include "runtime/wal_checkpointer.h"
 #include "triggers/broker.h"
@@ -127,6 +128,8 @@ class EventQueue {
 
  private:
   Status Exec(const char* sql);
+  // One statement without rows, prepared once (statements_).
+  Status RunCached(const char* sql);
   Status Error(const char* what) const;
   Status BeginWrite();
   void Commit();
@@ -135,6 +138,7 @@ class EventQueue {
   uv_loop_t* loop_;
   LoopThread loop_thread_;
   sqlite3* db_ = nullptr;
+  SqliteStatementCache statements_{&db_};  // cleared before db_ closes
   uv_prepare_t* prepare_;  // owned; freed in its close callback
   bool in_group_ = false;
   std::vector<std::function<void(Status)>> after_commit_;

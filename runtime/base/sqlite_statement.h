@@ -1,6 +1,7 @@
 // A prepared sqlite statement finalized on scope exit, with typed binds and
-// column reads. Not thread-safe: use it on the thread that owns its
-// connection.
+// column reads; or one borrowed from a SqliteStatementCache, prepared once
+// per connection and only reset on scope exit. Not thread-safe: use it on
+// the thread that owns its connection.
 #ifndef WISP_RUNTIME_BASE_SQLITE_STATEMENT_H_
 #define WISP_RUNTIME_BASE_SQLITE_STATEMENT_H_
 
@@ -9,15 +10,73 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 
 namespace wisp {
+
+// The statements a connection runs again and again, each prepared on its
+// first use (parsing and planning cost more than running the small ones).
+// Keyed by the SQL text's address: pass string literals. Clear before the
+// connection closes. Same thread rules as the connection.
+class SqliteStatementCache {
+ public:
+  explicit SqliteStatementCache(sqlite3** db) : db_(db) {}
+  ~SqliteStatementCache() { Clear(); }
+  SqliteStatementCache(const SqliteStatementCache&) = delete;
+  SqliteStatementCache& operator=(const SqliteStatementCache&) = delete;
+
+  // Finalizes every cached statement.
+  void Clear() {
+    for (auto& [sql, entry] : entries_) sqlite3_finalize(entry.stmt);
+    entries_.clear();
+  }
+
+ private:
+  friend class SqliteStatement;
+  struct Entry {
+    sqlite3_stmt* stmt = nullptr;
+    bool borrowed = false;
+  };
+  sqlite3** db_;  // the connection, read at each use (it may be reopened)
+  std::unordered_map<const char*, Entry> entries_;
+};
 
 class SqliteStatement {
  public:
   SqliteStatement(sqlite3* db, const char* sql) {
     rc_ = sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr);
   }
-  ~SqliteStatement() { sqlite3_finalize(stmt_); }
+  // Borrows sql's statement from cache, preparing it the first time; one
+  // already borrowed (a nested use) is prepared anew and finalized as usual.
+  SqliteStatement(SqliteStatementCache& cache, const char* sql) {
+    auto [it, inserted] = cache.entries_.try_emplace(sql);
+    if (it->second.borrowed) {
+      rc_ = sqlite3_prepare_v2(*cache.db_, sql, -1, &stmt_, nullptr);
+      return;
+    }
+    if (inserted) {
+      rc_ = sqlite3_prepare_v3(*cache.db_, sql, -1, SQLITE_PREPARE_PERSISTENT, &it->second.stmt,
+                               nullptr);
+      if (rc_ != SQLITE_OK) {
+        sqlite3_finalize(it->second.stmt);
+        cache.entries_.erase(it);
+        return;
+      }
+    }
+    rc_ = SQLITE_OK;
+    stmt_ = it->second.stmt;
+    it->second.borrowed = true;
+    borrowed_ = &it->second;
+  }
+  ~SqliteStatement() {
+    if (borrowed_ == nullptr) {
+      sqlite3_finalize(stmt_);
+      return;
+    }
+    sqlite3_reset(stmt_);
+    sqlite3_clear_bindings(stmt_);
+    borrowed_->borrowed = false;
+  }
   SqliteStatement(const SqliteStatement&) = delete;
   SqliteStatement& operator=(const SqliteStatement&) = delete;
 
@@ -49,6 +108,7 @@ class SqliteStatement {
  private:
   sqlite3_stmt* stmt_ = nullptr;
   int rc_;
+  SqliteStatementCache::Entry* borrowed_ = nullptr;  // set when borrowed from a cache
 };
 
 }  // namespace wisp
