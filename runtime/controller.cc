@@ -136,6 +136,7 @@ Status Controller::Start() {
   log_followers_ = std::make_unique<LogFollowers>(loop_, server_.get(), &invocation_log_);
   WISP_RETURN_IF_ERROR(server_->Listen(options_.listen_host, options_.listen_port));
   pool_->Start();
+  local_dead_letters_left_ = jetstream_ != nullptr;
   StartLoopLagTimer();
   return Status::OK();
 }

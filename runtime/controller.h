@@ -182,6 +182,10 @@ class Controller {
   void HandlePublish(triggers::ReplyToken token, const std::string& subject,
                      triggers::HttpRequest& request, bool wait_for_reply);
   void HandleServices(triggers::ReplyToken token, const triggers::HttpRequest& request);
+  // On NATS, moves the dead letters events.db holds (kept by an
+  // embedded-broker run of this data dir) into JetStream, each deleted here
+  // once JetStream has it; from the lag timer, until none is left.
+  void MoveLocalDeadLetters();
   void HandleDeadLetters(triggers::ReplyToken token, const std::string& name,
                          const triggers::HttpRequest& request);
   void HandleReplay(triggers::ReplyToken token, const std::string& name,
@@ -228,6 +232,8 @@ class Controller {
   Metrics metrics_;
   uv_timer_t* lag_timer_ = nullptr;  // owned; freed in its close callback
   uint64_t lag_expected_ns_ = 0;     // when the lag timer should fire next
+  bool local_dead_letters_left_ = false;  // MoveLocalDeadLetters has more to move
+  size_t dead_letters_moving_ = 0;        // its stores still unanswered
   std::unique_ptr<loader::ArtifactStore> artifacts_;
   std::unique_ptr<Zygote> zygote_;
   std::unique_ptr<WorkerIdentities> identities_;

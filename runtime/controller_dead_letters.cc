@@ -1,5 +1,7 @@
 // The controller's dead-letter endpoints: GET /v1/functions/<name>/dead-letters
 // and POST /v1/functions/<name>/replay.
+#include <cstdio>
+
 #include "api.pb.h"
 #include "runtime/base/ascii.h"
 #include "runtime/base/time_format.h"
@@ -31,6 +33,35 @@ Status ParseOneNumber(std::string_view query, const std::string& name, uint64_t 
 }
 
 }  // namespace
+
+void Controller::MoveLocalDeadLetters() {
+  if (!local_dead_letters_left_ || dead_letters_moving_ > 0 || shutting_down_) return;
+  local_dead_letters_left_ = false;
+  for (const auto& [name, deployed] : functions_) {
+    StatusOr<std::vector<DeadLetter>> letters =
+        event_queue_->DeadLetters(name, kMaxDeadLetterLimit);
+    if (!letters.ok()) {
+      std::fprintf(stderr, "wisp: %s\n", letters.status().ToString().c_str());
+      continue;
+    }
+    for (DeadLetter& d : *letters) {
+      local_dead_letters_left_ = true;  // looked at again once these are answered
+      ++dead_letters_moving_;
+      jetstream_->dead_letters().Add(
+          name, std::move(d.message), d.attempts, d.error_code, d.error,
+          "local-" + std::to_string(d.id), [this, name, id = d.id](Status stored) {
+            --dead_letters_moving_;
+            if (!stored.ok()) {
+              std::fprintf(stderr, "wisp: %s: moving dead letter %lld to JetStream: %s\n",
+                           name.c_str(), static_cast<long long>(id), stored.ToString().c_str());
+              return;
+            }
+            Status removed = event_queue_->RemoveDeadLetter(name, id);
+            if (!removed.ok()) std::fprintf(stderr, "wisp: %s\n", removed.ToString().c_str());
+          });
+    }
+  }
+}
 
 void Controller::HandleDeadLetters(triggers::ReplyToken token, const std::string& name,
                                    const triggers::HttpRequest& request) {

@@ -8,6 +8,7 @@
 #include "api.pb.h"
 #include "runtime/base/ascii.h"
 #include "runtime/controller.h"
+#include "runtime/deploy_params.h"
 #include "runtime/duration.h"
 #include "runtime/json_print.h"
 #include "triggers/cloudevents.h"
@@ -68,6 +69,9 @@ void Controller::HandlePublish(triggers::ReplyToken token, const std::string& su
     return ReplyError(token, 413, "payload_too_large",
                       "event payload of " + std::to_string(request.body.size()) +
                           " bytes exceeds the limit of " + std::to_string(options_.max_request_bytes));
+  }
+  if (Status internal = CheckNotInternal(subject); !internal.ok()) {
+    return ReplyError(token, 400, "reserved_subject", internal.message());
   }
   triggers::QueryParams params;
   Status s = triggers::ParseQuery(request.query, &params);

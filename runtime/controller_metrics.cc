@@ -26,6 +26,7 @@ void Controller::StartLoopLagTimer() {
                                 : 0.0;
         self->metrics_.set_loop_lag(late);
         self->lag_expected_ns_ = now + kLagTickMs * 1000000;
+        self->MoveLocalDeadLetters();
       },
       kLagTickMs, kLagTickMs);
 }

@@ -11,24 +11,58 @@
 namespace wisp::runtime {
 namespace {
 
+// Whether some subject matches both patterns (tokens, "*", ">").
+bool PatternsOverlap(std::string_view a, std::string_view b) {
+  while (true) {
+    const size_t a_dot = a.find('.');
+    const size_t b_dot = b.find('.');
+    const std::string_view ta = a.substr(0, a_dot);
+    const std::string_view tb = b.substr(0, b_dot);
+    if (ta == ">" || tb == ">") return true;  // each has a token here
+    if (ta != "*" && tb != "*" && ta != tb) return false;
+    if (a_dot == std::string_view::npos || b_dot == std::string_view::npos) {
+      return a_dot == b_dot;  // both end here
+    }
+    a.remove_prefix(a_dot + 1);
+    b.remove_prefix(b_dot + 1);
+  }
+}
+
 // Subjects a function may not subscribe to: the controller's own traffic
 // (reply inboxes, the service API, other functions' wisp.fn.<name>, calls
-// forwarded between the nodes of a cluster on wisp.fwd., replayed dead
-// letters on wisp.replay.<name>) and the
+// forwarded between the nodes of a cluster on wisp.fwd., dead letters
+// stored on wisp.dead.<name> and replayed on wisp.replay.<name>) and the
 // catch-all ">", which would also feed the function its own events.
 Status CheckNotReserved(const std::string& subject) {
-  for (std::string_view reserved : {"_INBOX.", "$", "wisp.fn.", "wisp.fwd.", "wisp.replay."}) {
+  for (std::string_view reserved : {"_INBOX.", "$", "wisp.fn.", "wisp.fwd."}) {
     if (subject.rfind(reserved, 0) == 0) {
       return Status::InvalidArgument("subscribe: '" + subject + "' is reserved (subjects starting with " +
                                      std::string(reserved) + " carry wisp's own traffic)");
     }
   }
+  WISP_RETURN_IF_ERROR(CheckNotInternal(subject).WithContext("subscribe"));
   if (subject == ">" || subject == "*.>" ) {
     return Status::InvalidArgument("subscribe: '" + subject +
                                    "' would take every event, the function's own included");
   }
   return Status::OK();
 }
+
+}  // namespace
+
+Status CheckNotInternal(std::string_view subject) {
+  for (std::string_view internal : {"wisp.dead.>", "wisp.replay.>"}) {
+    if (PatternsOverlap(subject, internal)) {
+      return Status::InvalidArgument(
+          "'" + std::string(subject) + "' is reserved (subjects starting with " +
+          std::string(internal.substr(0, internal.size() - 1)) +
+          " carry wisp's own dead letters and replays)");
+    }
+  }
+  return Status::OK();
+}
+
+namespace {
 
 // KEY=VALUE for the config map: KEY like a shell variable, not one of wisp's
 // own (WISP_*), VALUE without NUL; bounded in count and size.
@@ -171,6 +205,7 @@ Status ApplyDeployQuery(std::string_view query, FunctionRecord* record) {
       record->cron = value;
     } else if (key == "dead_letter") {
       WISP_RETURN_IF_ERROR(triggers::ValidatePublishSubject(value).WithContext("dead_letter"));
+      WISP_RETURN_IF_ERROR(CheckNotInternal(value).WithContext("dead_letter"));
       record->dead_letter = value;
       retry_given = key;
     } else if (IsLimitKey(key)) {

@@ -35,6 +35,12 @@ inline constexpr size_t kVersionsKept = 20;
 // that is not [A-Za-z_][A-Za-z0-9_]*, a WISP_ key, a NUL, over the limits).
 [[nodiscard]] Status ApplyDeployQuery(std::string_view query, FunctionRecord* record);
 
+// Subjects only wisp publishes on: the dead letters it stores
+// (wisp.dead.<name>) and their replays (wisp.replay.<name>). InvalidArgument
+// naming the prefix for a subject, or a subscription pattern, that could be
+// one of them.
+[[nodiscard]] Status CheckNotInternal(std::string_view subject);
+
 // Whether text is MAJOR.MINOR.PATCH (digits, no leading zeros) with an
 // optional -prerelease of [0-9A-Za-z.-].
 bool IsSemver(std::string_view text);

@@ -290,21 +290,12 @@ Status EventQueue::MoveToDeadLetters(int64_t id, uint32_t attempts, const std::s
   return Ack(id);
 }
 
-Status EventQueue::AddDeadLetter(const std::string& function,
-                                 const triggers::BrokerMessage& message, uint32_t attempts,
-                                 const std::string& error_code, const std::string& error,
-                                 int64_t now_ms) {
+Status EventQueue::RemoveDeadLetter(const std::string& function, int64_t id) {
   WISP_RETURN_IF_ERROR(BeginWrite());
-  SqliteStatement st(statements_,
-                     "INSERT INTO dead_letters (function, event, attempts, error_code, error, at_ms) "
-                     "VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
+  SqliteStatement st(statements_, "DELETE FROM dead_letters WHERE function = ?1 AND id = ?2");
   st.BindText(1, function);
-  st.BindBlob(2, EncodeEvent(message));
-  st.BindInt(3, attempts);
-  st.BindText(4, error_code);
-  st.BindText(5, error);
-  st.BindInt(6, now_ms);
-  if (!st.ok() || st.Step() != SQLITE_DONE) return Error("add a dead letter");
+  st.BindInt(2, id);
+  if (!st.ok() || st.Step() != SQLITE_DONE) return Error("remove a dead letter");
   return Status::OK();
 }
 

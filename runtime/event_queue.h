@@ -93,12 +93,9 @@ class EventQueue {
   // Moves id to the dead letters with its attempts and error.
   [[nodiscard]] Status MoveToDeadLetters(int64_t id, uint32_t attempts, const std::string& error_code,
                                          const std::string& error, int64_t now_ms);
-  // Records message as a dead letter of function (an event that came from
-  // elsewhere: JetStream).
-  [[nodiscard]] Status AddDeadLetter(const std::string& function,
-                                     const triggers::BrokerMessage& message, uint32_t attempts,
-                                     const std::string& error_code, const std::string& error,
-                                     int64_t now_ms);
+  // Deletes function's dead letter id (moved elsewhere: JetStream); OK when
+  // there is none.
+  [[nodiscard]] Status RemoveDeadLetter(const std::string& function, int64_t id);
   // function's dead letters, oldest first, at most limit.
   [[nodiscard]] StatusOr<std::vector<DeadLetter>> DeadLetters(const std::string& function,
                                                               size_t limit);

@@ -7,6 +7,7 @@
 #include "api.pb.h"
 #include "loader/artifact_store.h"
 #include "runtime/base/uv_timer.h"
+#include "runtime/deploy_params.h"
 #include "runtime/trace_context.h"
 #include "triggers/cloudevents.h"
 #include "triggers/http_server.h"
@@ -410,6 +411,7 @@ void EventTriggers::PublishEmitted(const std::string& name, InvocationOutcome* o
                        .substr(0, 32));
     }
     Status bad = triggers::ValidatePublishSubject(message.subject);
+    if (bad.ok()) bad = CheckNotInternal(message.subject);
     if (bad.ok()) bad = triggers::NormalizeCloudEvent(&message, defaults);
     if (!bad.ok()) return refuse(which + ": " + bad.message());
     messages.push_back(std::move(message));

@@ -148,14 +148,19 @@ void JetStreamDeadLetters::Add(const std::string& name, triggers::BrokerMessage 
   letter.headers.emplace_back(kAttemptsHeader, std::to_string(attempts));
   letter.headers.emplace_back(kCodeHeader, code);
   letter.headers.emplace_back(kErrorHeader, error.substr(0, 1024));
-  letter.headers.emplace_back("Nats-Msg-Id", "dead-" + name + "-" + duplicate_id);
+  if (!duplicate_id.empty()) {
+    letter.headers.emplace_back("Nats-Msg-Id", "dead-" + name + "-" + duplicate_id);
+  }
   EnsureStream([this, letter = std::move(letter), done = std::move(done)](Status s) mutable {
     if (!s.ok()) return done(s);
     JetStreamRequest(requests_, alive_, std::move(letter), kApiTimeoutMs,
                      [this, done = std::move(done)](Status s, triggers::BrokerMessage reply) {
                        jetstream::PubAck ack;
                        counts_read_ms_ = INT64_MIN / 2;  // stale
-                       done(PubAckStatus(std::move(s), reply.data, "store a dead letter", &ack));
+                       s = PubAckStatus(std::move(s), reply.data, "store a dead letter", &ack);
+                       // The stream may have gone (deleted by hand): make sure again next time.
+                       if (!s.ok()) stream_ready_ = false;
+                       done(std::move(s));
                      });
   });
 }
@@ -273,6 +278,15 @@ void JetStreamDeadLetters::ReplayNext(std::shared_ptr<Replaying> replaying) {
       [this, replaying, seq](Status s, triggers::BrokerMessage reply) {
         jetstream::PubAck ack;
         s = PubAckStatus(std::move(s), reply.data, "replay a dead letter", &ack);
+        // A duplicate was not stored: a replay of this letter within the
+        // duplicate window (then it ran already), or an event published with
+        // the same id. The letter stays; replaying it again later stores it.
+        if (s.ok() && ack.duplicate()) {
+          s = Status::Unavailable("JetStream took the replay of dead letter " +
+                                  std::to_string(seq) +
+                                  " for a duplicate (replayed within the last 2 minutes?); "
+                                  "it is kept");
+        }
         if (!s.ok()) return replaying->done(s.WithContext(Progress(*replaying)));
         Api(std::string("$JS.API.STREAM.MSG.DELETE.") + kStream,
             "{\"seq\":" + std::to_string(seq) + "}",

@@ -59,8 +59,9 @@ class JetStreamDeadLetters {
   void set_replicas(int replicas) { replicas_ = replicas; }
 
   // Stores event as a dead letter of function name after attempts, failing
-  // with code and error; duplicate_id (the event's stream sequence) makes a
-  // second store of the same letter within the duplicate window a no-op.
+  // with code and error; duplicate_id (the event's stream sequence; empty:
+  // none) makes a second store of the same letter within the duplicate
+  // window a no-op.
   // done gets OK once JetStream has it, else why not (then nothing may be
   // stored: the caller must not let the event go).
   void Add(const std::string& name, triggers::BrokerMessage event, uint32_t attempts,

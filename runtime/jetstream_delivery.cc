@@ -119,6 +119,7 @@ void JetStreamDelivery::OnTick() {
   if (stopped_) return;
   ReplaceLostPulls();
   RenewLeases();
+  RetryDeadLetters();
 }
 
 void JetStreamDelivery::RenewLeases() {
@@ -509,11 +510,14 @@ void JetStreamDelivery::Finish(const std::string& name, std::string ack, uint32_
                                triggers::BrokerMessage event, InvocationOutcome outcome) {
   auto it = bindings_.find(name);
   if (it != bindings_.end() && it->second.inflight > 0) --it->second.inflight;
-  if (it != bindings_.end()) it->second.held.erase(ack);
   const DeliveryPolicy policy = it != bindings_.end() ? it->second.policy : DeliveryPolicy{};
   const std::string* event_id = triggers::FindHeader(event.headers, "ce-id");
   events_->PublishEmitted(name, &outcome, event_id != nullptr ? *event_id : std::string());
   const bool failed = !outcome.has_result || outcome.result.status() >= 500;
+  // A dead letter keeps its lease renewed until it is stored.
+  if (it != bindings_.end() && !(failed && attempt >= policy.max_attempts)) {
+    it->second.held.erase(ack);
+  }
   if (!failed) {
     // Acknowledged once what it emitted is stored.
     AfterStored([this, ack](Status stored) {
@@ -525,27 +529,16 @@ void JetStreamDelivery::Finish(const std::string& name, std::string ack, uint32_
     const std::string text = DurableDelivery::FailureText(outcome);
     std::fprintf(stderr, "wisp: %s: event on '%s' dead-lettered after %u attempts: %s\n",
                  name.c_str(), event.subject.c_str(), attempt, text.c_str());
-    triggers::BrokerMessage published =
+    PendingDeadLetter letter;
+    letter.name = name;
+    letter.ack = std::move(ack);
+    letter.attempt = attempt;
+    letter.code = DurableDelivery::FailureCode(outcome);
+    letter.error = text;
+    letter.published =
         DurableDelivery::DeadLetterMessage(name, policy.dead_letter_subject, event, attempt, outcome);
-    // Stored first: the event goes (+TERM) only once its dead letter is kept.
-    dead_letters_.Add(
-        name, std::move(event), attempt, DurableDelivery::FailureCode(outcome), text,
-        std::to_string(StreamSequence(ack)),
-        [this, name, ack, published = std::move(published)](Status stored) mutable {
-          if (!stored.ok()) {
-            ++counters_.api_errors;
-            std::fprintf(stderr, "wisp: %s: the dead letter could not be stored (trying again in "
-                         "%llums): %s\n", name.c_str(), static_cast<unsigned long long>(kRetryMs),
-                         stored.ToString().c_str());
-            return Acknowledge(ack, "-NAK {\"delay\":" + std::to_string(kRetryMs * 1000000) + "}");
-          }
-          ++counters_.dead_lettered;
-          Status s = events_->PublishEvent(std::move(published));
-          if (!s.ok()) {
-            std::fprintf(stderr, "wisp: %s: dead letter: %s\n", name.c_str(), s.ToString().c_str());
-          }
-          AfterStored([this, ack](Status) { Acknowledge(ack, "+TERM"); });
-        });
+    letter.event = std::move(event);
+    StoreDeadLetter(std::move(letter));
   } else {
     ++counters_.retried;
     const uint64_t delay_ms =
@@ -553,6 +546,55 @@ void JetStreamDelivery::Finish(const std::string& name, std::string ack, uint32_
     Acknowledge(ack, "-NAK {\"delay\":" + std::to_string(delay_ms * 1000000) + "}");
   }
   PullAll(name);
+}
+
+// Stored first: the event goes (+TERM) only once its dead letter is kept.
+// Until then its lease is renewed; a store that fails is tried again from
+// OnTick after kRetryMs (a restart or another controller runs the event
+// again if this one dies meanwhile).
+void JetStreamDelivery::StoreDeadLetter(PendingDeadLetter letter) {
+  const uint64_t seq = StreamSequence(letter.ack);
+  const std::string duplicate_id = seq > 0 ? std::to_string(seq) : std::string();
+  auto shared = std::make_shared<PendingDeadLetter>(std::move(letter));
+  dead_letters_.Add(
+      shared->name, shared->event, shared->attempt, shared->code, shared->error, duplicate_id,
+      [this, shared](Status stored) {
+        if (!stored.ok()) {
+          ++counters_.api_errors;
+          std::fprintf(stderr,
+                       "wisp: %s: the dead letter could not be stored (trying again in %llums): "
+                       "%s\n",
+                       shared->name.c_str(), static_cast<unsigned long long>(kRetryMs),
+                       stored.ToString().c_str());
+          shared->retry_at_ms = uv_now(loop_) + kRetryMs;
+          unstored_dead_letters_.push_back(std::move(*shared));
+          return;
+        }
+        if (auto b = bindings_.find(shared->name); b != bindings_.end()) {
+          b->second.held.erase(shared->ack);
+        }
+        ++counters_.dead_lettered;
+        Status s = events_->PublishEvent(std::move(shared->published));
+        if (!s.ok()) {
+          std::fprintf(stderr, "wisp: %s: dead letter: %s\n", shared->name.c_str(),
+                       s.ToString().c_str());
+        }
+        AfterStored([this, ack = shared->ack](Status) { Acknowledge(ack, "+TERM"); });
+      });
+}
+
+void JetStreamDelivery::RetryDeadLetters() {
+  const uint64_t now = uv_now(loop_);
+  std::vector<PendingDeadLetter> due;
+  for (auto it = unstored_dead_letters_.begin(); it != unstored_dead_letters_.end();) {
+    if (it->retry_at_ms > now) {
+      ++it;
+      continue;
+    }
+    due.push_back(std::move(*it));
+    it = unstored_dead_letters_.erase(it);
+  }
+  for (PendingDeadLetter& letter : due) StoreDeadLetter(std::move(letter));
 }
 
 void JetStreamDelivery::RestoreReplayed(triggers::BrokerMessage* message) {

@@ -37,7 +37,8 @@
 // +ACK; failure -> -NAK with the backoff delay (DurableDelivery::BackoffMs);
 // the last attempt -> a dead letter, stored in JetStream (dead_letters(),
 // shared by every controller) and published on the dead-letter subject,
-// then +TERM (-NAK, to try again later, when it could not be stored).
+// then +TERM; a store that fails is tried again every kRetryMs, the event
+// held (its lease renewed) meanwhile.
 //
 // Replays: each function also has a consumer on ReplaySubject(name), where
 // its replayed dead letters are published (wisp-subject names the subject
@@ -192,7 +193,7 @@ class JetStreamDelivery {
   void DeleteConsumer(const std::string& durable);
   void Pull(Consumer* consumer);
   void PullAll(const std::string& name);
-  // Every kPullCheckMs: ReplaceLostPulls, then RenewLeases.
+  // Every kPullCheckMs: ReplaceLostPulls, RenewLeases, RetryDeadLetters.
   void OnTick();
   // Sends a new pull for each consumer whose outstanding one is lost.
   void ReplaceLostPulls();
@@ -202,6 +203,18 @@ class JetStreamDelivery {
                  triggers::BrokerMessage message);
   void Finish(const std::string& name, std::string ack, uint32_t attempt,
               triggers::BrokerMessage event, InvocationOutcome outcome);
+  // A dead letter on its way to dead_letters_, with what follows once it is
+  // stored: the publish on the dead-letter subject, then +TERM of ack.
+  struct PendingDeadLetter {
+    std::string name, ack;
+    uint32_t attempt = 0;
+    std::string code, error;
+    triggers::BrokerMessage event, published;
+    uint64_t retry_at_ms = 0;  // uv_now; while waiting in unstored_dead_letters_
+  };
+  void StoreDeadLetter(PendingDeadLetter letter);
+  // Stores again those whose store failed kRetryMs ago or more.
+  void RetryDeadLetters();
   void Acknowledge(const std::string& ack, const std::string& body);
   // A replayed dead letter: back to the subject it first came on.
   static void RestoreReplayed(triggers::BrokerMessage* message);
@@ -249,6 +262,7 @@ class JetStreamDelivery {
   std::vector<Waiter> waiters_;
   uint64_t last_barrier_ = 0;
   JetStreamDeadLetters dead_letters_;
+  std::vector<PendingDeadLetter> unstored_dead_letters_;  // their leases still renewed
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);
   JetStreamCounters counters_;
 };

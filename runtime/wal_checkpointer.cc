@@ -26,6 +26,10 @@ Status WalCheckpointer::Start(sqlite3* db, const std::string& path) {
     own_ = nullptr;
     return s;
   }
+  // What a RESTART checkpoint waits for the writers, at most; and the size
+  // the log file is cut back to when it starts over.
+  sqlite3_busy_timeout(own_, kRestartWaitMs);
+  (void)sqlite3_exec(db, "PRAGMA journal_size_limit = 67108864", nullptr, nullptr, nullptr);
   watched_ = db;
   stopping_ = false;
   thread_ = std::thread([this] { Run(); });
@@ -36,6 +40,7 @@ Status WalCheckpointer::Start(sqlite3* db, const std::string& path) {
 int WalCheckpointer::OnCommit(void* self, sqlite3*, const char*, int pages) {
   if (pages < kCheckpointPages) return SQLITE_OK;
   auto* checkpointer = static_cast<WalCheckpointer*>(self);
+  checkpointer->log_pages_.store(pages, std::memory_order_relaxed);
   {
     std::lock_guard<std::mutex> lock(checkpointer->mu_);
     if (checkpointer->wanted_) return SQLITE_OK;
@@ -53,8 +58,14 @@ void WalCheckpointer::Run() {
     lock.unlock();
     int log_pages = 0;
     int copied = 0;
-    const int rc = sqlite3_wal_checkpoint_v2(own_, nullptr, SQLITE_CHECKPOINT_PASSIVE,
-                                             &log_pages, &copied);
+    // A log that passive checkpoints never caught up with (commits kept
+    // coming while they copied) is started over: RESTART waits, briefly,
+    // for the writers.
+    const bool restart =
+        log_pages_.load(std::memory_order_relaxed) >= kRestartPages;
+    const int rc = sqlite3_wal_checkpoint_v2(
+        own_, nullptr, restart ? SQLITE_CHECKPOINT_RESTART : SQLITE_CHECKPOINT_PASSIVE,
+        &log_pages, &copied);
     if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
       std::fprintf(stderr, "wisp: checkpoint of %s: %s\n", sqlite3_db_filename(own_, nullptr),
                    sqlite3_errmsg(own_));

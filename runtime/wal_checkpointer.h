@@ -8,7 +8,9 @@
 // connection's WAL hook) and, once the log holds kCheckpointPages pages,
 // wakes its own thread to run a PASSIVE checkpoint on a second connection
 // to the same file: writers go on meanwhile, and what a checkpoint cannot
-// copy yet is copied by the next.
+// copy yet is copied by the next. A log that grows past kRestartPages all
+// the same is started over by a RESTART checkpoint, which waits briefly for
+// the writers; the log file is cut back to 64 MiB when it starts over.
 //
 // Ownership: borrows the watched connection (Stop before closing it); owns
 // its thread and its connection. Threading: Start and Stop on the thread
@@ -33,6 +35,10 @@ namespace wisp::runtime {
 class WalCheckpointer {
  public:
   static constexpr int kCheckpointPages = 1000;  // sqlite's own default
+  // A log this long is started over (a RESTART checkpoint, waiting up to
+  // kRestartWaitMs for the writers), not only copied.
+  static constexpr int kRestartPages = 10 * kCheckpointPages;
+  static constexpr int kRestartWaitMs = 100;
 
   WalCheckpointer() = default;
   ~WalCheckpointer() { Stop(); }
@@ -59,6 +65,7 @@ class WalCheckpointer {
   std::condition_variable wake_;
   bool wanted_ = false;
   bool stopping_ = false;
+  std::atomic<int> log_pages_{0};  // as the last commit past the size saw it
   std::atomic<uint64_t> checkpoints_{0};
 };
 

@@ -53,6 +53,9 @@ constexpr uint64_t kCloseDrainMs = 500;
 // looked for every kWatchedSweepMs.
 constexpr uint64_t kWatchedGraceMs = 5000;
 constexpr uint64_t kWatchedSweepMs = 1000;
+// After the connection closed: the adapter closes its handles within a loop
+// turn or two of its detach.
+constexpr uint64_t kFinalWatchedGraceMs = 100;
 
 Status FromNats(natsStatus status, const std::string& what) {
   std::string message = what + ": " + natsStatus_GetText(status);
@@ -298,19 +301,12 @@ struct AdapterSeed {
   std::vector<std::pair<int, std::chrono::steady_clock::time_point>> retired_watched;
 };
 
-// Any thread: closes the retired descriptors whose grace has passed, or,
-// once the connection is closed (closing), every one, the current one too.
-void CloseRetiredWatched(AdapterSeed* seed, bool closing) {
+// Any thread: closes the retired descriptors whose grace has passed.
+void CloseRetiredWatched(AdapterSeed* seed) {
   const auto now = std::chrono::steady_clock::now();
   std::lock_guard<std::mutex> lock(seed->watched_mu);
-  if (closing && seed->watched >= 0) {
-    seed->retired_watched.emplace_back(seed->watched, now);
-    seed->watched = -1;
-  }
   std::erase_if(seed->retired_watched, [&](const auto& retired) {
-    if (!closing && now - retired.second < std::chrono::milliseconds(kWatchedGraceMs)) {
-      return false;
-    }
+    if (now - retired.second < std::chrono::milliseconds(kWatchedGraceMs)) return false;
     ::close(retired.first);
     return true;
   });
@@ -406,9 +402,42 @@ struct NatsBroker::Impl {
     DestroySpent();
     if (state != State::kClosed) Abandon();
     if (connection != nullptr) natsConnection_Destroy(connection);
-    // The connection is closed and the loop has turned since: the adapter's
-    // handles are closed.
-    CloseRetiredWatched(&seed, /*closing=*/true);
+    CloseWatchedLater();
+  }
+
+  // The connection is closed, but the adapter closes its poll handle on the
+  // current descriptor only a loop turn or two from now (closing the
+  // handle removes the number from epoll): close the descriptors once the
+  // loop has gone on for kFinalWatchedGraceMs, or at once when the loop has
+  // nothing left to run.
+  void CloseWatchedLater() {
+    std::vector<int>* fds = new std::vector<int>;
+    {
+      std::lock_guard<std::mutex> lock(seed.watched_mu);
+      if (seed.watched >= 0) fds->push_back(seed.watched);
+      seed.watched = -1;
+      for (const auto& [fd, since] : seed.retired_watched) fds->push_back(fd);
+      seed.retired_watched.clear();
+    }
+    if (fds->empty() || !uv_loop_alive(loop)) {
+      // A loop with nothing left to run has closed the adapter's handles.
+      for (int fd : *fds) ::close(fd);
+      delete fds;
+      return;
+    }
+    auto* timer = new uv_timer_t;
+    uv_timer_init(loop, timer);
+    timer->data = fds;
+    uv_timer_start(
+        timer,
+        [](uv_timer_t* t) {
+          auto* owned = static_cast<std::vector<int>*>(t->data);
+          for (int fd : *owned) ::close(fd);
+          delete owned;
+          uv_close(reinterpret_cast<uv_handle_t*>(t),
+                   [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+        },
+        kFinalWatchedGraceMs, 0);
   }
 
   // --- Connect ---------------------------------------------------------------
@@ -431,7 +460,7 @@ struct NatsBroker::Impl {
     uv_timer_start(
         watched_timer,
         [](uv_timer_t* timer) {
-          CloseRetiredWatched(&static_cast<Impl*>(timer->data)->seed, /*closing=*/false);
+          CloseRetiredWatched(&static_cast<Impl*>(timer->data)->seed);
         },
         kWatchedSweepMs, kWatchedSweepMs);
     uv_unref(reinterpret_cast<uv_handle_t*>(watched_timer));

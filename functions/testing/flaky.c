@@ -25,9 +25,12 @@ WISP_EXPORT int wisp_handle(void* state, wisp_ctx* ctx, const wisp_request* req)
     const int n = snprintf(line, sizeof(line), "%u %lld %.*s\n", req->attempt,
                            (long long)tv.tv_sec * 1000 + tv.tv_usec / 1000, body_len,
                            (const char*)req->body);
-    int fd = open(journal, O_WRONLY | O_CREAT | O_APPEND, 0644);
-    /* Each worker runs as its own user: later ones append too. */
-    if (fd >= 0) (void)fchmod(fd, 0666);
+    /* Each worker runs as its own user: the file is created writable by
+     * all at once (a chmod after would leave a moment when another
+     * worker's open is refused). */
+    const mode_t mask = umask(0);
+    int fd = open(journal, O_WRONLY | O_CREAT | O_APPEND, 0666);
+    umask(mask);
     if (fd >= 0) {
       ssize_t ignored = write(fd, line, (size_t)n);
       (void)ignored;

@@ -16,9 +16,12 @@ WISP_EXPORT int wisp_handle(void* state, wisp_ctx* ctx, const wisp_request* req)
   (void)state;
   const char* path = req->query.len > 0 ? req->query.data : getenv("JOURNAL");
   if (path == NULL) return 2;
-  int fd = open(path, O_WRONLY | O_CREAT | O_APPEND, 0644);
-  /* Each worker runs as its own user: later ones append too. */
-  if (fd >= 0) (void)fchmod(fd, 0666);
+  /* Each worker runs as its own user: the file is created writable by all
+   * at once (a chmod after would leave a moment when another worker's open
+   * is refused). */
+  const mode_t mask = umask(0);
+  int fd = open(path, O_WRONLY | O_CREAT | O_APPEND, 0666);
+  umask(mask);
   if (fd < 0) return 2;
   /* One write per line: concurrent workers never interleave within it. */
   char* line = malloc(req->body_len + 1);

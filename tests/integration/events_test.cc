@@ -378,11 +378,18 @@ TEST_P(EventsTest, MalformedEventsGetClearErrorsAndTheStreamGoesOn) {
   EXPECT_NE(r.err.find("payload_too_large"), std::string::npos) << r.err;
   r = RunCli({"publish", "--server", controller_->url(), "in.*", "x"});
   EXPECT_EQ(r.exit_code, 2) << "a wildcard is not a publish subject: " << r.err;
-  for (const char* reserved :
-       {"_INBOX.x", "$SRV.PING", "wisp.fn.other", "wisp.replay.other", ">", "bad..subject"}) {
+  for (const char* reserved : {"_INBOX.x", "$SRV.PING", "wisp.fn.other", "wisp.replay.other",
+                               "wisp.dead.other", "wisp.>", "*.dead.x", ">", "bad..subject"}) {
     r = controller_->Deploy(TestFunctionPath("journal"), "greedy", {"--subscribe", reserved});
     EXPECT_EQ(r.exit_code, 1) << "deploy subscribing to '" << reserved << "' was accepted";
     EXPECT_NE(r.err.find("subscribe"), std::string::npos) << r.err;
+  }
+  // Dead letters are stored and replayed on subjects only wisp publishes on.
+  for (const char* internal : {"wisp.dead.sink", "wisp.replay.sink"}) {
+    runtime::HttpClientResponse refused =
+        controller_->Call("POST", std::string("/v1/events/") + internal, "forged");
+    EXPECT_EQ(refused.status, 400) << internal << ": " << refused.body;
+    EXPECT_NE(refused.body.find("reserved_subject"), std::string::npos) << refused.body;
   }
 
   if (nats()) {

@@ -371,6 +371,67 @@ TEST_F(JetStreamTest, DeadLettersAreSharedByEveryController) {
   EXPECT_THAT(r.body, HasSubstr("dead_letter_not_found"));
 }
 
+// The dead letters a data dir got on the embedded broker (kept in its
+// events.db) move into JetStream when it next runs on NATS, where every
+// controller lists them.
+TEST_F(JetStreamTest, DeadLettersKeptLocallyMoveIntoJetStream) {
+  const std::string journal = shared_.path() + "/flaky.txt";
+  {
+    Controller local(dirs_[0].path());  // the embedded broker
+    std::string error;
+    ASSERT_TRUE(local.Start(&error)) << error;
+    CliResult r = local.Deploy(TestFunctionPath("flaky"), "flaky",
+                               {"--subscribe", "orders.new", "--durable", "--max-attempts", "1",
+                                "--env", "JOURNAL=" + journal, "--env", "FAIL_FIRST=100"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    runtime::HttpClientResponse published =
+        local.Call("POST", "/v1/events/orders.new", "old-poison");
+    ASSERT_EQ(published.status, 202) << published.body;
+    bool kept = false;
+    for (int i = 0; i < 200 && !kept; ++i) {
+      api::DeadLetterList local_list;
+      kept = google::protobuf::util::JsonStringToMessage(
+                 local.Call("GET", "/v1/functions/flaky/dead-letters").body, &local_list)
+                 .ok() &&
+             local_list.dead_letters_size() == 1;
+      if (!kept) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    ASSERT_TRUE(kept) << "no local dead letter:\n" << local.Log();
+    local.Stop();
+  }
+  ASSERT_NE(StartController(0), nullptr);
+  ASSERT_NE(StartController(1), nullptr);
+  ASSERT_FALSE(HasFailure());
+  DeployOn(1, "flaky", "flaky",
+           {"--subscribe", "orders.new", "--durable", "--max-attempts", "1", "--env",
+            "JOURNAL=" + journal, "--env", "FAIL_FIRST=100"});
+  api::DeadLetterList list;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+  while (std::chrono::steady_clock::now() < deadline) {
+    runtime::HttpClientResponse r = controllers_[1]->Call("GET", "/v1/functions/flaky/dead-letters");
+    list.Clear();
+    if (r.status == 200 && google::protobuf::util::JsonStringToMessage(r.body, &list).ok() &&
+        list.dead_letters_size() > 0) {
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_EQ(list.dead_letters_size(), 1)
+      << "the moved dead letter should be listed by the other controller";
+  EXPECT_EQ(list.dead_letters(0).data(), "old-poison");
+  EXPECT_EQ(list.dead_letters(0).subject(), "orders.new");
+  EXPECT_EQ(list.dead_letters(0).attempts(), 1u);
+  EXPECT_EQ(list.dead_letters(0).error_code(), "function_error");
+  api::Function fn;
+  bool counted = false;
+  for (int i = 0; i < 100 && !counted; ++i) {
+    counted = controllers_[0]->Describe("flaky", &fn) && fn.status().dead_letters() == 1;
+    if (!counted) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_TRUE(counted) << "controller 0 should count the letter once (moved, not copied), counts "
+                       << fn.status().dead_letters();
+}
+
 TEST_F(JetStreamTest, ADurableDeployNeedsJetStream) {
   NatsServerProcess plain;  // no -js
   ASSERT_TRUE(plain.Start());

@@ -39,6 +39,19 @@ class WalCheckpointerTest : public ::testing::Test {
     for (int i = 0; i < n; ++i) Exec("INSERT INTO t VALUES (zeroblob(4000))");
   }
 
+  // The connection's automatic checkpoint size; 0 when commits never
+  // checkpoint (a WAL hook of its own replaced them).
+  int64_t AutoCheckpointPages() {
+    sqlite3_stmt* st = nullptr;
+    int64_t pages = -1;
+    if (sqlite3_prepare_v2(db_, "PRAGMA wal_autocheckpoint", -1, &st, nullptr) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW) {
+      pages = sqlite3_column_int64(st, 0);
+    }
+    sqlite3_finalize(st);
+    return pages;
+  }
+
   uintmax_t DatabaseBytes() const { return std::filesystem::file_size(path_); }
 
   std::string dir_, path_;
@@ -46,8 +59,10 @@ class WalCheckpointerTest : public ::testing::Test {
 };
 
 TEST_F(WalCheckpointerTest, ItsThreadCopiesTheLogIntoTheDatabaseNotTheCommits) {
+  ASSERT_EQ(AutoCheckpointPages(), 1000) << "sqlite's default before";
   WalCheckpointer checkpointer;
   ASSERT_TRUE(checkpointer.Start(db_, path_).ok());
+  EXPECT_EQ(AutoCheckpointPages(), 0) << "commits on the connection would still checkpoint";
   const uintmax_t before = DatabaseBytes();
   // Below the size: no checkpoint anywhere, the rows are only in the log.
   CommitPages(WalCheckpointer::kCheckpointPages / 5);
@@ -71,6 +86,7 @@ TEST_F(WalCheckpointerTest, StopGivesTheConnectionItsAutomaticCheckpointsBack) {
   WalCheckpointer checkpointer;
   ASSERT_TRUE(checkpointer.Start(db_, path_).ok());
   checkpointer.Stop();
+  EXPECT_EQ(AutoCheckpointPages(), WalCheckpointer::kCheckpointPages);
   const uintmax_t before = DatabaseBytes();
   CommitPages(WalCheckpointer::kCheckpointPages + 10);
   EXPECT_EQ(checkpointer.checkpoints(), 0u);
