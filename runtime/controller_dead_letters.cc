@@ -37,7 +37,8 @@ Status ParseOneNumber(std::string_view query, const std::string& name, uint64_t 
 void Controller::MoveLocalDeadLetters() {
   if (!local_dead_letters_left_ || dead_letters_moving_ > 0 || shutting_down_) return;
   local_dead_letters_left_ = false;
-  for (const auto& [name, deployed] : functions_) {
+  for (const auto& entry : functions_) {
+    const std::string& name = entry.first;
     StatusOr<std::vector<DeadLetter>> letters =
         event_queue_->DeadLetters(name, kMaxDeadLetterLimit);
     if (!letters.ok()) {
