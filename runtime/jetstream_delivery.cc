@@ -481,7 +481,7 @@ void JetStreamDelivery::OnMessage(const std::string& name, const std::string& du
   if (attempt > 1) ++counters_.redelivered;
   Dispatcher* dispatcher = lookup_(name);
   if (dispatcher == nullptr || stopped_) return;  // not acknowledged: redelivered after AckWait
-  if (message.subject == ReplaySubject(name)) RestoreReplayed(&message);
+  if (IsReplaySubject(message.subject, name)) RestoreReplayed(&message);
   ++it->second.inflight;
   proto::Invoke invoke;
   invoke.set_trigger(WISP_TRIGGER_EVENT);

@@ -57,6 +57,7 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "runtime/base/loop_thread.h"
@@ -145,7 +146,15 @@ class JetStreamDelivery {
   // The dead letters of every function on the server.
   JetStreamDeadLetters& dead_letters() { return dead_letters_; }
   // The subject only name's replay consumer takes.
-  static std::string ReplaySubject(const std::string& name) { return "wisp.replay." + name; }
+  static std::string ReplaySubject(const std::string& name) { return kReplayPrefix + name; }
+  // Whether subject is ReplaySubject(name), without building it (once per
+  // delivered event).
+  static bool IsReplaySubject(std::string_view subject, std::string_view name) {
+    constexpr std::string_view prefix = kReplayPrefix;
+    return subject.size() == prefix.size() + name.size() && subject.starts_with(prefix) &&
+           subject.ends_with(name);
+  }
+  static constexpr const char* kReplayPrefix = "wisp.replay.";
 
   const JetStreamCounters& counters() const { return counters_; }
 
