@@ -4,6 +4,7 @@
 
 #include "api.pb.h"
 #include "runtime/base/sqlite_statement.h"
+#include "runtime/invocation_block.h"
 
 namespace wisp::runtime {
 namespace {
@@ -12,8 +13,9 @@ namespace {
 // function subscribes to. 3: functions.private. 4: immutable versions (their
 // config a serialized api.FunctionConfig), the current version of each
 // function, invocation records and log lines. 5: invocations.trace_id.
-// 6: no index of invocations by function.
-constexpr int kSchemaVersion = 6;
+// 6: no index of invocations by function. 7: invocation records stored in
+// blocks, one row per written batch (runtime/invocation_block.h).
+constexpr int kSchemaVersion = 7;
 
 constexpr const char* kSchema5Step =
     "ALTER TABLE invocations ADD COLUMN trace_id TEXT NOT NULL DEFAULT '';"
@@ -178,7 +180,7 @@ Status FunctionStore::Open(const std::string& path) {
     WISP_RETURN_IF_ERROR(Exec(
         (std::string("BEGIN;") + kSchema4Tables + kSchema5Step + kSchema6Step + "COMMIT;")
             .c_str()));
-    return Exec("PRAGMA foreign_keys = ON;");
+    found = 6;
   }
   // Older databases, step by step (a schema 1 one was made by wisp 0.1).
   if (found < 2) {
@@ -207,7 +209,68 @@ Status FunctionStore::Open(const std::string& path) {
   if (found < 6) {
     WISP_RETURN_IF_ERROR(Exec((std::string("BEGIN;") + kSchema6Step + "COMMIT;").c_str()));
   }
+  if (found < 7) WISP_RETURN_IF_ERROR(MigrateTo7());
   return Exec("PRAGMA foreign_keys = ON;");
+}
+
+// The rows of table invocations become blocks of up to kMaxBlockRecords,
+// each record keeping its seq (rows deleted in between leave no gap).
+Status FunctionStore::MigrateTo7() {
+  WISP_RETURN_IF_ERROR(Exec("BEGIN"));
+  auto fail = [this](Status s) {
+    (void)Exec("ROLLBACK");
+    return s;
+  };
+  Status s = Exec(kCreateInvocationBlocksSql);
+  if (!s.ok()) return fail(s);
+  {
+    Statement rows(db_,
+                   "SELECT seq, id, function, version, trigger, started_at_us, duration_us, cold,"
+                   " status, error_code, error, trace_id FROM invocations ORDER BY seq");
+    Statement insert(db_, kInsertInvocationBlockSql);
+    if (!rows.ok() || !insert.ok()) return fail(Error("migrate invocations to blocks"));
+    InvocationBlockWriter block;
+    int64_t first_seq = 0;
+    auto write = [&]() -> Status {
+      if (block.count() == 0) return Status::OK();
+      BindInvocationBlock(insert.get(), first_seq, block);
+      const int rc = insert.Step();
+      sqlite3_reset(insert.get());
+      if (rc != SQLITE_DONE) return Error("write an invocation block");
+      block.Clear();
+      return Status::OK();
+    };
+    int rc;
+    while ((rc = rows.Step()) == SQLITE_ROW) {
+      // Seqs must stay consecutive within a block: a gap starts a new one.
+      if (block.count() > 0 &&
+          (block.count() == kMaxBlockRecords ||
+           rows.Int(0) != first_seq + static_cast<int64_t>(block.count()))) {
+        s = write();
+        if (!s.ok()) return fail(s);
+      }
+      if (block.count() == 0) first_seq = rows.Int(0);
+      InvocationRecord r;
+      r.id = rows.Text(1);
+      r.function = rows.Text(2);
+      r.version = rows.Text(3);
+      r.trigger = rows.Text(4);
+      r.started_at_us = rows.Int(5);
+      r.duration_us = rows.Int(6);
+      r.cold = rows.Int(7) != 0;
+      r.status = static_cast<int>(rows.Int(8));
+      r.error_code = rows.Text(9);
+      r.error = rows.Text(10);
+      r.trace_id.assign(rows.Text(11));
+      block.Add(r);
+    }
+    if (rc != SQLITE_DONE) return fail(Error("read invocations to migrate"));
+    s = write();
+    if (!s.ok()) return fail(s);
+  }
+  s = Exec("DROP TABLE invocations; PRAGMA user_version = 7;");
+  if (!s.ok()) return fail(s);
+  return Exec("COMMIT");
 }
 
 // Each schema-3 function becomes one version, current, with its config.

@@ -90,6 +90,7 @@ class FunctionStore {
 
  private:
   Status MigrateTo4();
+  Status MigrateTo7();
   Status PutLocked(const FunctionRecord& record);
   StatusOr<std::vector<FunctionRecord>> Select(const std::string& where, const std::string& name);
   Status Exec(const char* sql);

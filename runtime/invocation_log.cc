@@ -11,6 +11,9 @@
 #include <cstdio>
 #include <utility>
 
+#include "runtime/base/sqlite_statement.h"
+#include "runtime/invocation_block.h"
+
 namespace wisp::runtime {
 namespace {
 
@@ -25,24 +28,14 @@ constexpr auto kRetentionEvery = std::chrono::seconds(10);
 constexpr size_t kMaxInvocationsLimit = 1000;
 constexpr size_t kMaxLogsLimit = 10000;
 
-constexpr const char* kInsertInvocation =
-    "INSERT INTO invocations (id, function, version, trigger, started_at_us, duration_us, cold,"
-    " status, error_code, error, trace_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 constexpr const char* kInsertLog =
     "INSERT INTO logs (function, invocation, at_us, line) VALUES (?, ?, ?, ?)";
 // Bound: 1 = how many newest rows to keep (>= 1), 2 = the age cut-off (rows
 // at or after it stay). max(seq) is never deleted: see RetentionOptions.
-constexpr const char* kRetention[] = {
-    "DELETE FROM invocations WHERE seq <= (SELECT seq FROM invocations ORDER BY seq DESC"
-    " LIMIT 1 OFFSET ?1)",
-    "DELETE FROM invocations WHERE started_at_us < ?2"
-    " AND seq < (SELECT max(seq) FROM invocations)",
+constexpr const char* kLogRetention[] = {
     "DELETE FROM logs WHERE seq <= (SELECT seq FROM logs ORDER BY seq DESC LIMIT 1 OFFSET ?1)",
     "DELETE FROM logs WHERE at_us < ?2 AND seq < (SELECT max(seq) FROM logs)",
 };
-constexpr const char* kSelectInvocations =
-    "SELECT seq, id, function, version, trigger, started_at_us, duration_us, cold, status,"
-    " error_code, error, trace_id FROM invocations";
 
 int64_t NowUs() {
   return std::chrono::duration_cast<std::chrono::microseconds>(
@@ -118,9 +111,18 @@ Status InvocationLog::Open(const std::string& db_path, RetentionOptions retentio
     WISP_RETURN_IF_ERROR(Prepare(write_db_, "BEGIN IMMEDIATE", &begin_));
     WISP_RETURN_IF_ERROR(Prepare(write_db_, "COMMIT", &commit_));
     WISP_RETURN_IF_ERROR(Prepare(write_db_, "ROLLBACK", &rollback_));
-    WISP_RETURN_IF_ERROR(Prepare(write_db_, kInsertInvocation, &insert_invocation_));
+    WISP_RETURN_IF_ERROR(Prepare(write_db_, kInsertInvocationBlockSql, &insert_block_));
     WISP_RETURN_IF_ERROR(Prepare(write_db_, kInsertLog, &insert_log_));
-    for (const char* sql : kRetention) {
+    {
+      SqliteStatement newest(write_db_,
+                             "SELECT seq + count FROM invocation_blocks ORDER BY seq DESC LIMIT 1");
+      const int rc = newest.Step();
+      if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        return SqliteError(write_db_, "read the newest invocation block");
+      }
+      next_seq_ = rc == SQLITE_ROW ? newest.Int(0) : 1;
+    }
+    for (const char* sql : kLogRetention) {
       retention_stmts_.push_back(nullptr);
       WISP_RETURN_IF_ERROR(Prepare(write_db_, sql, &retention_stmts_.back()));
     }
@@ -252,20 +254,14 @@ bool InvocationLog::WriteBatch(const std::vector<InvocationRecord>& records,
     return false;
   };
   if (!StepDone(begin_)) return fail("begin");
-  for (const InvocationRecord& r : records) {
-    sqlite3_stmt* st = insert_invocation_;
-    BindText(st, 1, r.id);
-    BindText(st, 2, r.function);
-    BindText(st, 3, r.version);
-    BindText(st, 4, r.trigger);
-    sqlite3_bind_int64(st, 5, r.started_at_us);
-    sqlite3_bind_int64(st, 6, r.duration_us);
-    sqlite3_bind_int(st, 7, r.cold ? 1 : 0);
-    sqlite3_bind_int(st, 8, r.status);
-    BindText(st, 9, r.error_code);
-    BindText(st, 10, r.error);
-    sqlite3_bind_text(st, 11, r.trace_id.hex, r.trace_id.size, SQLITE_STATIC);
-    if (!StepDone(st)) return fail("insert invocation");
+  int64_t next_seq = next_seq_;
+  for (size_t at = 0; at < records.size();) {
+    block_.Clear();
+    const size_t end = std::min(records.size(), at + kMaxBlockRecords);
+    for (; at < end; ++at) block_.Add(records[at]);
+    BindInvocationBlock(insert_block_, next_seq, block_);
+    if (!StepDone(insert_block_)) return fail("insert invocations");
+    next_seq += static_cast<int64_t>(block_.count());
   }
   for (const LogLine& l : lines) {
     sqlite3_stmt* st = insert_log_;
@@ -276,6 +272,7 @@ bool InvocationLog::WriteBatch(const std::vector<InvocationRecord>& records,
     if (!StepDone(st)) return fail("insert log line");
   }
   if (!StepDone(commit_)) return fail("commit");
+  next_seq_ = next_seq;
   return true;
 }
 
@@ -289,12 +286,14 @@ Status InvocationLog::RetentionLocked() {
   if (!StepDone(begin_)) return SqliteError(write_db_, "retention: begin");
   const bool aged = retention_.max_age_s > 0 && retention_.max_age_s < INT64_MAX / 1000000;
   const int64_t cutoff_us = aged ? NowUs() - retention_.max_age_s * 1000000 : INT64_MIN;
-  const size_t keep[] = {retention_.max_invocations, retention_.max_invocations,
-                         retention_.max_log_lines, retention_.max_log_lines};
-  for (size_t i = 0; i < retention_stmts_.size(); ++i) {
-    sqlite3_stmt* st = retention_stmts_[i];
+  Status trimmed = TrimInvocationsLocked(aged, cutoff_us);
+  if (!trimmed.ok()) {
+    StepDone(rollback_);
+    return trimmed;
+  }
+  for (sqlite3_stmt* st : retention_stmts_) {
     // Only one of ?1 and ?2 appears in each statement; binding a missing one is a no-op.
-    sqlite3_bind_int64(st, 1, static_cast<int64_t>(std::max<size_t>(keep[i], 1)));
+    sqlite3_bind_int64(st, 1, static_cast<int64_t>(std::max<size_t>(retention_.max_log_lines, 1)));
     sqlite3_bind_int64(st, 2, cutoff_us);
     if (!StepDone(st)) {
       Status s = SqliteError(write_db_, "retention");
@@ -310,43 +309,131 @@ Status InvocationLog::RetentionLocked() {
   return Status::OK();
 }
 
+Status InvocationLog::TrimInvocationsLocked(bool aged, int64_t cutoff_us) {
+  // By count: whole blocks from the oldest, then the oldest records of the
+  // block that holds the cut.
+  int64_t excess = 0;
+  {
+    SqliteStatement total(write_db_, "SELECT coalesce(sum(count), 0) FROM invocation_blocks");
+    if (total.Step() != SQLITE_ROW) return SqliteError(write_db_, "retention: count invocations");
+    excess = total.Int(0) - static_cast<int64_t>(std::max<size_t>(retention_.max_invocations, 1));
+  }
+  int64_t cut_seq = -1;   // whole blocks below it go
+  int64_t cut_block = -1;  // the block the cut falls in, and
+  int64_t cut_drop = 0;    // how many of its oldest records go
+  if (excess > 0) {
+    SqliteStatement oldest(write_db_, "SELECT seq, count FROM invocation_blocks ORDER BY seq");
+    while (excess > 0 && oldest.Step() == SQLITE_ROW) {
+      const int64_t seq = oldest.Int(0), count = oldest.Int(1);
+      if (count <= excess) {
+        cut_seq = seq + 1;
+      } else {
+        cut_block = seq;
+        cut_drop = excess;
+      }
+      excess -= count;
+    }
+  }
+  if (cut_seq > 0) {
+    SqliteStatement remove(write_db_, "DELETE FROM invocation_blocks WHERE seq < ?1");
+    remove.BindInt(1, cut_seq);
+    if (remove.Step() != SQLITE_DONE) return SqliteError(write_db_, "retention: delete blocks");
+  }
+  if (cut_block >= 0) {
+    WISP_RETURN_IF_ERROR(RewriteBlockLocked(cut_block, [cut_drop](size_t i, const InvocationRecord&) {
+      return static_cast<int64_t>(i) >= cut_drop;
+    }));
+  }
+  if (!aged) return Status::OK();
+  // By age: blocks wholly older than the cut-off go, the others holding a
+  // record started before it lose those records; the newest record of all
+  // stays (RetentionOptions).
+  std::vector<int64_t> touched;
+  {
+    SqliteStatement remove(write_db_,
+                           "DELETE FROM invocation_blocks WHERE newest_us < ?1"
+                           " AND seq < (SELECT max(seq) FROM invocation_blocks)");
+    remove.BindInt(1, cutoff_us);
+    if (remove.Step() != SQLITE_DONE) return SqliteError(write_db_, "retention: delete old blocks");
+    SqliteStatement old(write_db_, "SELECT seq FROM invocation_blocks WHERE oldest_us < ?1");
+    old.BindInt(1, cutoff_us);
+    while (old.Step() == SQLITE_ROW) touched.push_back(old.Int(0));
+  }
+  int64_t newest_seq = 0;
+  {
+    SqliteStatement newest(write_db_, "SELECT coalesce(max(seq), 0) FROM invocation_blocks");
+    if (newest.Step() != SQLITE_ROW) return SqliteError(write_db_, "retention: newest block");
+    newest_seq = newest.Int(0);
+  }
+  for (int64_t seq : touched) {
+    WISP_RETURN_IF_ERROR(RewriteBlockLocked(
+        seq, [cutoff_us](size_t, const InvocationRecord& r) { return r.started_at_us >= cutoff_us; },
+        /*keep_last=*/seq == newest_seq));
+  }
+  return Status::OK();
+}
+
+Status InvocationLog::RewriteBlockLocked(
+    int64_t seq, const std::function<bool(size_t, const InvocationRecord&)>& keep, bool keep_last) {
+  std::vector<InvocationRecord> records;
+  {
+    SqliteStatement read(write_db_, "SELECT records FROM invocation_blocks WHERE seq = ?1");
+    read.BindInt(1, seq);
+    if (read.Step() != SQLITE_ROW) return SqliteError(write_db_, "retention: read a block");
+    const void* blob = sqlite3_column_blob(read.get(), 0);
+    const size_t size = static_cast<size_t>(sqlite3_column_bytes(read.get(), 0));
+    WISP_RETURN_IF_ERROR(DecodeInvocationBlock(
+        std::string_view(static_cast<const char*>(blob), blob == nullptr ? 0 : size), seq,
+        &records));
+  }
+  block_.Clear();
+  for (size_t i = 0; i < records.size(); ++i) {
+    if (keep(i, records[i]) || (keep_last && i + 1 == records.size())) block_.Add(records[i]);
+  }
+  if (block_.count() == records.size()) return Status::OK();
+  SqliteStatement remove(write_db_, "DELETE FROM invocation_blocks WHERE seq = ?1");
+  remove.BindInt(1, seq);
+  if (remove.Step() != SQLITE_DONE) return SqliteError(write_db_, "retention: delete a block");
+  if (block_.count() == 0) return Status::OK();
+  // The survivors keep the block's last seqs, so seqs stay increasing.
+  SqliteStatement insert(write_db_, kInsertInvocationBlockSql);
+  BindInvocationBlock(insert.get(), seq + static_cast<int64_t>(records.size() - block_.count()),
+                      block_);
+  if (insert.Step() != SQLITE_DONE) return SqliteError(write_db_, "retention: rewrite a block");
+  return Status::OK();
+}
+
 StatusOr<std::vector<InvocationRecord>> InvocationLog::Invocations(const std::string& function,
                                                                    size_t limit,
                                                                    const std::string& trace_id) {
   std::lock_guard<std::mutex> lock(read_mu_);
   if (read_db_ == nullptr) return Status::Unavailable("invocation log is not open");
-  std::string where;
-  if (!function.empty()) where = " WHERE function = ?2";
-  if (!trace_id.empty()) where += (where.empty() ? " WHERE" : " AND") + std::string(" trace_id = ?3");
-  const std::string sql = std::string(kSelectInvocations) + where + " ORDER BY seq DESC LIMIT ?1";
-  sqlite3_stmt* st = nullptr;
-  if (sqlite3_prepare_v2(read_db_, sql.c_str(), -1, &st, nullptr) != SQLITE_OK) {
-    return SqliteError(read_db_, "read invocations");
-  }
+  // Newest blocks first; a function's read skips the blocks without it.
+  const char* sql = function.empty()
+                        ? "SELECT seq, records FROM invocation_blocks ORDER BY seq DESC"
+                        : "SELECT seq, records FROM invocation_blocks"
+                          " WHERE instr(functions, ?1) > 0 ORDER BY seq DESC";
+  SqliteStatement st(read_db_, sql);
+  if (!st.ok()) return SqliteError(read_db_, "read invocations");
+  if (!function.empty()) st.BindText(1, FunctionsKey(function));
   limit = std::clamp<size_t>(limit, 1, kMaxInvocationsLimit);
-  sqlite3_bind_int64(st, 1, static_cast<int64_t>(limit));
-  if (!function.empty()) BindText(st, 2, function);
-  if (!trace_id.empty()) BindText(st, 3, trace_id);
   std::vector<InvocationRecord> out;
-  int rc;
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    InvocationRecord& r = out.emplace_back();
-    r.seq = sqlite3_column_int64(st, 0);
-    r.id = Text(st, 1);
-    r.function = Text(st, 2);
-    r.version = Text(st, 3);
-    r.trigger = Text(st, 4);
-    r.started_at_us = sqlite3_column_int64(st, 5);
-    r.duration_us = sqlite3_column_int64(st, 6);
-    r.cold = sqlite3_column_int(st, 7) != 0;
-    r.status = sqlite3_column_int(st, 8);
-    r.error_code = Text(st, 9);
-    r.error = Text(st, 10);
-    r.trace_id.assign(Text(st, 11));
+  std::vector<InvocationRecord> block;
+  int rc = SQLITE_DONE;
+  while (out.size() < limit && (rc = st.Step()) == SQLITE_ROW) {
+    const void* blob = sqlite3_column_blob(st.get(), 1);
+    const size_t size = static_cast<size_t>(sqlite3_column_bytes(st.get(), 1));
+    block.clear();
+    WISP_RETURN_IF_ERROR(DecodeInvocationBlock(
+        std::string_view(static_cast<const char*>(blob), blob == nullptr ? 0 : size), st.Int(0),
+        &block));
+    for (auto r = block.rbegin(); r != block.rend() && out.size() < limit; ++r) {
+      if (!function.empty() && r->function != function) continue;
+      if (!trace_id.empty() && r->trace_id.view() != trace_id) continue;
+      out.push_back(std::move(*r));
+    }
   }
-  Status s = rc == SQLITE_DONE ? Status::OK() : SqliteError(read_db_, "read invocations");
-  sqlite3_finalize(st);
-  if (!s.ok()) return s;
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) return SqliteError(read_db_, "read invocations");
   return out;
 }
 
@@ -400,7 +487,7 @@ void InvocationLog::Close() {
 
 void InvocationLog::CloseConnections() {
   std::scoped_lock lock(write_mu_, read_mu_);
-  for (sqlite3_stmt** st : {&begin_, &commit_, &rollback_, &insert_invocation_, &insert_log_}) {
+  for (sqlite3_stmt** st : {&begin_, &commit_, &rollback_, &insert_block_, &insert_log_}) {
     sqlite3_finalize(*st);
     *st = nullptr;
   }

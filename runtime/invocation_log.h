@@ -1,5 +1,6 @@
 // The invocation records and function log lines, kept in the controller's
-// sqlite database (<data dir>/wisp.db, tables `invocations` and `logs`, whose
+// sqlite database (<data dir>/wisp.db, tables `invocation_blocks` (one row per
+// written batch: runtime/invocation_block.h) and `logs`, whose
 // schema FunctionStore::Open creates) without slowing the hot path: Add and
 // AddLog only append to an in-memory batch; one writer thread commits the
 // batches, one transaction each (every ~10 ms or when 2048 wait), and applies
@@ -22,6 +23,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <functional>
 #include <cstddef>
 #include <algorithm>
 #include <cstdint>
@@ -33,34 +35,13 @@
 #include <vector>
 
 #include "runtime/base/status.h"
+#include "runtime/invocation_block.h"
+#include "runtime/invocation_record.h"
 
 struct sqlite3;
 struct sqlite3_stmt;
 
 namespace wisp::runtime {
-
-struct InvocationRecord {
-  int64_t seq = 0;  // filled when read back
-  std::string id;   // e.g. "Ab12Cd34-1f"
-  std::string function, version;
-  std::string trigger;        // "http", "event", "request", "invoke"
-  int64_t started_at_us = 0;  // unix time, microseconds
-  int64_t duration_us = 0;
-  bool cold = false;
-  int status = 0;                 // HTTP status given to the caller
-  std::string error_code, error;  // empty on success
-  // W3C trace id (trace_context.h), inline: a record made on the loop thread
-  // and freed on the writer's holds no heap memory in the common case.
-  struct TraceId {
-    char hex[32] = {};
-    uint8_t size = 0;
-    void assign(std::string_view text) {
-      size = static_cast<uint8_t>(std::min(text.size(), sizeof(hex)));
-      std::memcpy(hex, text.data(), size);
-    }
-    std::string_view view() const { return {hex, size}; }
-  } trace_id;
-};
 
 struct LogLine {
   int64_t seq = 0;  // filled when read back
@@ -141,6 +122,13 @@ class InvocationLog {
   bool WriteBatch(const std::vector<InvocationRecord>& records, const std::vector<LogLine>& lines,
                   std::string* error);
   Status RetentionLocked();  // write_mu_ held
+  // Within RetentionLocked's transaction: the invocation blocks' part.
+  Status TrimInvocationsLocked(bool aged, int64_t cutoff_us);
+  // Rewrites block seq with the records keep(index, record) is true of (and
+  // its last one when keep_last); deletes it when none is left.
+  Status RewriteBlockLocked(int64_t seq,
+                            const std::function<bool(size_t, const InvocationRecord&)>& keep,
+                            bool keep_last = false);
   Status Prepare(sqlite3* db, const char* sql, sqlite3_stmt** stmt);
   void CloseConnections();
 
@@ -154,9 +142,11 @@ class InvocationLog {
   sqlite3_stmt* begin_ = nullptr;
   sqlite3_stmt* commit_ = nullptr;
   sqlite3_stmt* rollback_ = nullptr;
-  sqlite3_stmt* insert_invocation_ = nullptr;
+  sqlite3_stmt* insert_block_ = nullptr;
   sqlite3_stmt* insert_log_ = nullptr;
-  std::vector<sqlite3_stmt*> retention_stmts_;
+  std::vector<sqlite3_stmt*> retention_stmts_;  // the log lines' retention
+  InvocationBlockWriter block_;  // the writer's, reused batch after batch
+  int64_t next_seq_ = 1;         // the seq of the next record written
 
   std::mutex read_mu_;  // guards read_db_
   sqlite3* read_db_ = nullptr;

@@ -57,13 +57,12 @@ class FunctionStoreTest : public ::testing::Test {
     return value;
   }
 
-  // The schema version is the newest, and invocations have no index by
-  // function (schema 6: it cost the record writer as much as the rows).
+  // The schema version is the newest: invocation records are kept in
+  // blocks (schema 7), the table of one row per record is gone.
   void ExpectNewestSchema() {
-    EXPECT_EQ(QueryInt("PRAGMA user_version"), 6);
-    EXPECT_EQ(QueryInt("SELECT count(*) FROM sqlite_master WHERE name = 'invocations_by_function'"),
-              0);
-    EXPECT_EQ(QueryInt("SELECT count(*) FROM sqlite_master WHERE name = 'invocations'"), 1);
+    EXPECT_EQ(QueryInt("PRAGMA user_version"), 7);
+    EXPECT_EQ(QueryInt("SELECT count(*) FROM sqlite_master WHERE name = 'invocations'"), 0);
+    EXPECT_EQ(QueryInt("SELECT count(*) FROM sqlite_master WHERE name = 'invocation_blocks'"), 1);
   }
 
   std::string dir_;

@@ -82,11 +82,15 @@ class InvocationLogTest : public ::testing::Test {
     return log;
   }
 
-  int64_t CountRows(const char* table) {
+  int64_t CountRows(const char* table) { return Query(std::string("SELECT count(*) FROM ") + table); }
+
+  int64_t CountRecords() { return Query("SELECT coalesce(sum(count), 0) FROM invocation_blocks"); }
+
+  // The first column of the first row of sql, as a number (-1: none).
+  int64_t Query(const std::string& sql) {
     sqlite3* db = nullptr;
     EXPECT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
     sqlite3_stmt* st = nullptr;
-    const std::string sql = std::string("SELECT count(*) FROM ") + table;
     EXPECT_EQ(sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr), SQLITE_OK)
         << sqlite3_errmsg(db);
     int64_t n = -1;
@@ -94,6 +98,16 @@ class InvocationLogTest : public ::testing::Test {
     sqlite3_finalize(st);
     sqlite3_close(db);
     return n;
+  }
+
+  void Exec(const std::string& sql) {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
+    char* err = nullptr;
+    const int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err);
+    EXPECT_EQ(rc, SQLITE_OK) << sql << ": " << (err != nullptr ? err : "");
+    sqlite3_free(err);
+    sqlite3_close(db);
   }
 
   std::string dir_;
@@ -131,6 +145,10 @@ TEST_F(InvocationLogTest, ReadsBackNewestFirstWithEveryField) {
   auto clamped = log->Invocations("even", 0);
   ASSERT_TRUE(clamped.ok()) << clamped.status().ToString();
   EXPECT_EQ(Ids(*clamped), (std::vector<std::string>{"inv-even-4"})) << "limit 0 means 1";
+
+  auto prefix = log->Invocations("od", 10);
+  ASSERT_TRUE(prefix.ok()) << prefix.status().ToString();
+  EXPECT_TRUE(prefix->empty()) << "a name's prefix matched " << prefix->size() << " records";
 
   auto none = log->Invocations("missing", 10);
   ASSERT_TRUE(none.ok()) << none.status().ToString();
@@ -208,6 +226,109 @@ TEST_F(InvocationLogTest, RetentionByCountTrimsTheOldest) {
   EXPECT_EQ(Texts(*lines), (std::vector<std::string>{"line 4", "line 5", "line 6"}));
 }
 
+TEST_F(InvocationLogTest, RetentionByCountCutsInsideABlock) {
+  RetentionOptions retention;
+  retention.max_invocations = 13;
+  auto log = OpenLog(retention);
+  for (int block = 0; block < 2; ++block) {  // a flush between: two blocks of ten
+    for (int i = 0; i < 10; ++i) log->Add(Record("f", block * 10 + i));
+    ASSERT_TRUE(log->Flush().ok());
+  }
+  ASSERT_EQ(CountRows("invocation_blocks"), 2) << "each flushed batch is one block";
+  ASSERT_TRUE(log->ApplyRetention().ok());
+  EXPECT_EQ(CountRecords(), 13);
+  auto records = log->Invocations("f", 100);
+  ASSERT_TRUE(records.ok()) << records.status().ToString();
+  ASSERT_EQ(records->size(), 13u);
+  EXPECT_EQ(records->front().id, "inv-f-19");
+  EXPECT_EQ(records->back().id, "inv-f-7") << "the oldest kept: the block's last three stay";
+  for (size_t i = 1; i < records->size(); ++i) {
+    EXPECT_LT((*records)[i].seq, (*records)[i - 1].seq) << "seqs must fall, newest first";
+  }
+  const int64_t newest_seq = records->front().seq;
+  log->Add(Record("f", 20));
+  ASSERT_TRUE(log->Flush().ok());
+  auto after = log->Invocations("f", 1);
+  ASSERT_TRUE(after.ok()) << after.status().ToString();
+  ASSERT_EQ(Ids(*after), (std::vector<std::string>{"inv-f-20"}));
+  EXPECT_GT(after->front().seq, newest_seq) << "a new record's seq repeats an old one";
+}
+
+TEST_F(InvocationLogTest, RetentionByAgeKeepsTheNewestRecord) {
+  RetentionOptions retention;
+  retention.max_age_s = 60;
+  auto log = OpenLog(retention);
+  const int64_t old_us = NowUs() - int64_t{3600} * 1000000;
+  for (int i = 0; i < 3; ++i) log->Add(Record("f", i, old_us));
+  ASSERT_TRUE(log->Flush().ok());
+  log->Add(Record("f", 3, old_us));
+  ASSERT_TRUE(log->Flush().ok());
+  ASSERT_TRUE(log->ApplyRetention().ok());
+  auto records = log->Invocations("f", 100);
+  ASSERT_TRUE(records.ok()) << records.status().ToString();
+  EXPECT_EQ(Ids(*records), (std::vector<std::string>{"inv-f-3"}));
+  EXPECT_EQ(CountRows("invocation_blocks"), 1) << "the emptied block must go";
+}
+
+TEST_F(InvocationLogTest, ABlockThatDoesNotParseIsAnErrorNotACrash) {
+  RetentionOptions retention;
+  retention.max_invocations = 1;
+  auto log = OpenLog(retention);
+  log->Add(Record("f", 1));
+  log->Add(Record("f", 2));
+  ASSERT_TRUE(log->Flush().ok());
+  ASSERT_EQ(CountRows("invocation_blocks"), 1) << "one flushed batch, one block";
+  Exec("UPDATE invocation_blocks SET records = x'0aff01'");
+  auto records = log->Invocations("f", 10);
+  EXPECT_EQ(records.status().code(), Status::Code::kCorruption) << records.status().ToString();
+  // Keeping one of its two records means reading the block.
+  Status s = log->ApplyRetention();
+  EXPECT_EQ(s.code(), Status::Code::kCorruption) << s.ToString();
+  EXPECT_EQ(CountRows("invocation_blocks"), 1) << "a failed retention must change nothing";
+}
+
+TEST_F(InvocationLogTest, MigratesSchemaSixRowsIntoBlocks) {
+  // A schema 6 database: one row per record, seqs 1..2999 then 5000..6999.
+  Exec("DROP TABLE invocation_blocks;"
+       "CREATE TABLE invocations (seq INTEGER PRIMARY KEY, id TEXT NOT NULL,"
+       " function TEXT NOT NULL, version TEXT NOT NULL, trigger TEXT NOT NULL,"
+       " started_at_us INTEGER NOT NULL, duration_us INTEGER NOT NULL, cold INTEGER NOT NULL,"
+       " status INTEGER NOT NULL, error_code TEXT NOT NULL, error TEXT NOT NULL,"
+       " trace_id TEXT NOT NULL DEFAULT '');"
+       "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 6999)"
+       " INSERT INTO invocations SELECT i, 'inv-' || i, CASE WHEN i % 7 = 0 THEN 'seven'"
+       " ELSE 'other' END, '1.0.0', 'http', 1000 + i, i, i % 2, 200, '', '', 'abc'"
+       " FROM n WHERE i < 3000 OR i >= 5000;"
+       "PRAGMA user_version = 6;");
+  FunctionStore store;
+  Status s = store.Open(path_);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(Query("PRAGMA user_version"), 7);
+  EXPECT_EQ(CountRecords(), 4999);
+  RetentionOptions retention;
+  retention.max_age_s = 0;  // the rows started in 1970
+  auto log = OpenLog(retention);
+  auto newest = log->Invocations("", 3);
+  ASSERT_TRUE(newest.ok()) << newest.status().ToString();
+  EXPECT_EQ(Ids(*newest), (std::vector<std::string>{"inv-6999", "inv-6998", "inv-6997"}));
+  EXPECT_EQ(newest->front().seq, 6999) << "a migrated record keeps its seq";
+  const InvocationRecord& r = newest->front();
+  EXPECT_EQ(r.function + " " + r.version + " " + r.trigger + " " + std::to_string(r.started_at_us) +
+                " " + std::to_string(r.duration_us) + " " + std::to_string(r.cold) + " " +
+                std::to_string(r.status) + " " + std::string(r.trace_id.view()),
+            "other 1.0.0 http 7999 6999 1 200 abc");
+  auto sevens = log->Invocations("seven", 1000);
+  ASSERT_TRUE(sevens.ok()) << sevens.status().ToString();
+  EXPECT_EQ(sevens->size(), 713u) << "records of 'seven' after the migration (428 + 285)";
+  EXPECT_EQ(sevens->back().id, "inv-7");
+  log->Add(Record("f", 1));
+  ASSERT_TRUE(log->Flush().ok());
+  auto added = log->Invocations("f", 1);
+  ASSERT_TRUE(added.ok()) << added.status().ToString();
+  ASSERT_EQ(added->size(), 1u);
+  EXPECT_EQ(added->front().seq, 7000) << "the next record follows the migrated ones";
+}
+
 TEST_F(InvocationLogTest, RetentionByAgeDeletesOnlyOldRows) {
   RetentionOptions retention;
   retention.max_age_s = 3600;
@@ -264,7 +385,9 @@ TEST_F(InvocationLogTest, FourThreadsAddTwentyThousandRecords) {
   ASSERT_TRUE(s.ok()) << s.ToString();
   EXPECT_EQ(log->dropped(), 0u);
   EXPECT_EQ(log->written(), 20000u);
-  EXPECT_EQ(CountRows("invocations"), 20000) << "rows in the invocations table";
+  EXPECT_EQ(CountRecords(), 20000) << "records in the invocation blocks";
+  // Batches, not records, make rows.
+  EXPECT_LE(CountRows("invocation_blocks"), 200) << "rows for 20,000 records";
 }
 
 TEST_F(InvocationLogTest, DropsWhenTooManyWaitAndBeforeOpen) {
@@ -290,7 +413,7 @@ TEST_F(InvocationLogTest, OpenFailsWithoutTheSchema) {
   InvocationLog bare;
   s = bare.Open(path, {});
   EXPECT_EQ(s.code(), Status::Code::kIOError) << s.ToString();
-  EXPECT_NE(s.message().find("invocations"), std::string::npos) << s.ToString();
+  EXPECT_NE(s.message().find("invocation_blocks"), std::string::npos) << s.ToString();
   auto read = bare.Invocations("", 1);
   EXPECT_EQ(read.status().code(), Status::Code::kUnavailable) << read.status().ToString();
 }

@@ -1,0 +1,123 @@
+#include "runtime/invocation_block.h"
+
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/wire_format_lite.h>
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <climits>
+
+namespace wisp::runtime {
+
+using google::protobuf::io::CodedOutputStream;
+using google::protobuf::internal::WireFormatLite;
+
+void InvocationBlockWriter::Clear() {
+  blob_.clear();
+  functions_.clear();
+  names_.clear();
+  count_ = 0;
+  oldest_us_ = 0;
+  newest_us_ = 0;
+}
+
+void InvocationBlockWriter::Add(const InvocationRecord& r) {
+  // One message reused for every record: its strings keep their capacity,
+  // so a record costs no allocation once the first few are through.
+  records::StoredInvocation& e = scratch_;
+  e.set_id(r.id);
+  e.set_function(r.function);
+  e.set_version(r.version);
+  e.set_trigger(r.trigger);
+  e.set_started_at_us(r.started_at_us);
+  e.set_duration_us(r.duration_us);
+  e.set_cold(r.cold);
+  e.set_status(r.status);
+  e.set_error_code(r.error_code);
+  e.set_error(r.error);
+  e.set_trace_id(r.trace_id.view().data(), r.trace_id.view().size());
+
+  // The block's field 1 (records), one element: tag, length, message.
+  const size_t size = e.ByteSizeLong();
+  uint8_t head[1 + 5];  // a one-byte tag and a varint32 of at most 5 bytes
+  uint8_t* end = CodedOutputStream::WriteTagToArray(
+      WireFormatLite::MakeTag(records::InvocationBlock::kRecordsFieldNumber,
+                              WireFormatLite::WIRETYPE_LENGTH_DELIMITED),
+      head);
+  end = CodedOutputStream::WriteVarint32ToArray(static_cast<uint32_t>(size), end);
+  blob_.append(reinterpret_cast<const char*>(head), static_cast<size_t>(end - head));
+  const size_t at = blob_.size();
+  blob_.resize(at + size);
+  e.SerializeWithCachedSizesToArray(reinterpret_cast<uint8_t*>(blob_.data() + at));
+
+  if (count_ == 0) {
+    oldest_us_ = newest_us_ = r.started_at_us;
+  } else {
+    oldest_us_ = std::min(oldest_us_, r.started_at_us);
+    newest_us_ = std::max(newest_us_, r.started_at_us);
+  }
+  ++count_;
+  // Records of one function come in runs: the last name first.
+  if (names_.empty() || names_.back() != r.function) {
+    auto known = std::find(names_.begin(), names_.end(), r.function);
+    if (known == names_.end()) {
+      names_.push_back(r.function);
+      if (functions_.empty()) functions_ = "\n";
+      functions_ += r.function;
+      functions_ += '\n';
+    } else {
+      std::rotate(known, known + 1, names_.end());  // now the last
+    }
+  }
+}
+
+void BindInvocationBlock(sqlite3_stmt* insert, int64_t first_seq,
+                         const InvocationBlockWriter& block) {
+  sqlite3_bind_int64(insert, 1, first_seq);
+  sqlite3_bind_int64(insert, 2, static_cast<int64_t>(block.count()));
+  sqlite3_bind_int64(insert, 3, block.oldest_us());
+  sqlite3_bind_int64(insert, 4, block.newest_us());
+  sqlite3_bind_text(insert, 5, block.functions().data(), static_cast<int>(block.functions().size()),
+                    SQLITE_STATIC);
+  sqlite3_bind_blob(insert, 6, block.blob().data(), static_cast<int>(block.blob().size()),
+                    SQLITE_STATIC);
+}
+
+std::string FunctionsKey(std::string_view name) {
+  std::string key;
+  key.reserve(name.size() + 2);
+  key += '\n';
+  key += name;
+  key += '\n';
+  return key;
+}
+
+Status DecodeInvocationBlock(std::string_view blob, int64_t first_seq,
+                             std::vector<InvocationRecord>* out) {
+  records::InvocationBlock block;
+  if (blob.size() > static_cast<size_t>(INT_MAX) ||
+      !block.ParseFromArray(blob.data(), static_cast<int>(blob.size()))) {
+    return Status::Corruption("invocation block at seq " + std::to_string(first_seq) +
+                              " does not parse (" + std::to_string(blob.size()) + " bytes)");
+  }
+  out->reserve(out->size() + static_cast<size_t>(block.records_size()));
+  int64_t seq = first_seq;
+  for (records::StoredInvocation& e : *block.mutable_records()) {
+    InvocationRecord& r = out->emplace_back();
+    r.seq = seq++;
+    r.id = std::move(*e.mutable_id());
+    r.function = std::move(*e.mutable_function());
+    r.version = std::move(*e.mutable_version());
+    r.trigger = std::move(*e.mutable_trigger());
+    r.started_at_us = e.started_at_us();
+    r.duration_us = e.duration_us();
+    r.cold = e.cold();
+    r.status = e.status();
+    r.error_code = std::move(*e.mutable_error_code());
+    r.error = std::move(*e.mutable_error());
+    r.trace_id.assign(e.trace_id());
+  }
+  return Status::OK();
+}
+
+}  // namespace wisp::runtime
