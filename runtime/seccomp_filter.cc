@@ -1,7 +1,14 @@
 #include "runtime/seccomp_filter.h"
 
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <sched.h>
 #include <seccomp.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -58,7 +65,10 @@ const std::vector<std::string>& SeccompDeniedSyscalls() {
   return names;
 }
 
-Status InstallSeccompFilter() {
+namespace {
+
+// The filter as libseccomp builds it.
+Status BuildFilter(Context* out) {
   Context ctx(seccomp_init(SCMP_ACT_ALLOW));
   if (ctx == nullptr) return Status::Internal("seccomp: seccomp_init failed");
   int rc = seccomp_attr_set(ctx.get(), SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
@@ -76,7 +86,64 @@ Status InstallSeccompFilter() {
   }
   rc = seccomp_rule_add(ctx.get(), SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
   if (rc != 0) return Failed("deny clone3", rc);
-  rc = seccomp_load(ctx.get());
+  *out = std::move(ctx);
+  return Status::OK();
+}
+
+// The BPF program PrepareSeccompFilter compiled; empty until then.
+std::vector<sock_filter>& PreparedProgram() {
+  static std::vector<sock_filter> program;
+  return program;
+}
+
+}  // namespace
+
+Status PrepareSeccompFilter() {
+  Context ctx;
+  WISP_RETURN_IF_ERROR(BuildFilter(&ctx));
+  // libseccomp 2.5 exports only to a descriptor: a memory file, read back.
+  const int fd = ::memfd_create("wisp-seccomp", MFD_CLOEXEC);
+  if (fd < 0) return Status::IOError(std::string("seccomp: memfd_create: ") + std::strerror(errno));
+  Status s = [&]() -> Status {
+    const int rc = seccomp_export_bpf(ctx.get(), fd);
+    if (rc != 0) return Failed("seccomp_export_bpf", rc);
+    struct stat st {};
+    if (::fstat(fd, &st) != 0 || st.st_size <= 0 ||
+        st.st_size % static_cast<off_t>(sizeof(sock_filter)) != 0) {
+      return Status::Internal("seccomp: the exported filter has an unexpected size");
+    }
+    std::vector<sock_filter> program(static_cast<size_t>(st.st_size) / sizeof(sock_filter));
+    if (::pread(fd, program.data(), static_cast<size_t>(st.st_size), 0) != st.st_size) {
+      return Status::IOError("seccomp: cannot read the exported filter back");
+    }
+    PreparedProgram() = std::move(program);
+    return Status::OK();
+  }();
+  ::close(fd);
+  return s;
+}
+
+Status InstallSeccompFilter() {
+  const std::vector<sock_filter>& prepared = PreparedProgram();
+  if (!prepared.empty()) {
+    // What seccomp_load does with the same program, minus compiling it.
+    if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
+      return Status::Internal(std::string("seccomp: no_new_privs: ") + std::strerror(errno));
+    }
+    sock_fprog program{static_cast<unsigned short>(prepared.size()),
+                       const_cast<sock_filter*>(prepared.data())};
+    const long rc =
+        ::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &program);
+    if (rc != 0) {
+      return Status::Internal(rc > 0 ? "seccomp: thread " + std::to_string(rc) +
+                                           " could not take the filter"
+                                     : std::string("seccomp: ") + std::strerror(errno));
+    }
+    return Status::OK();
+  }
+  Context ctx;
+  WISP_RETURN_IF_ERROR(BuildFilter(&ctx));
+  const int rc = seccomp_load(ctx.get());
   if (rc != 0) return Failed("seccomp_load", rc);
   return Status::OK();
 }

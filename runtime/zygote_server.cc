@@ -18,6 +18,7 @@
 
 #include "runtime/framing.h"
 #include "runtime/sandbox.h"
+#include "runtime/seccomp_filter.h"
 #include "runtime/worker_loop.h"
 
 namespace wisp::runtime {
@@ -214,6 +215,10 @@ int ZygoteServer::Run() {
 }  // namespace
 
 int RunZygote(std::chrono::microseconds worker_spin) {
+  // Once here rather than in every worker that loads a function.
+  if (Status s = PrepareSeccompFilter(); !s.ok()) {
+    std::fprintf(stderr, "wisp-zygote: %s; each worker will compile it\n", s.ToString().c_str());
+  }
   ZygoteServer server(worker_spin);
   return server.Run();
 }
