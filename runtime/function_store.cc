@@ -14,7 +14,8 @@ namespace {
 // config a serialized api.FunctionConfig), the current version of each
 // function, invocation records and log lines. 5: invocations.trace_id.
 // 6: no index of invocations by function. 7: invocation records stored in
-// blocks, one row per written batch (runtime/invocation_block.h).
+// blocks, one row per written batch, in records.db
+// (runtime/invocation_block.h).
 constexpr int kSchemaVersion = 7;
 
 constexpr const char* kSchema5Step =
@@ -209,19 +210,29 @@ Status FunctionStore::Open(const std::string& path) {
   if (found < 6) {
     WISP_RETURN_IF_ERROR(Exec((std::string("BEGIN;") + kSchema6Step + "COMMIT;").c_str()));
   }
-  if (found < 7) WISP_RETURN_IF_ERROR(MigrateTo7());
+  if (found < 7) WISP_RETURN_IF_ERROR(MigrateTo7(path));
   return Exec("PRAGMA foreign_keys = ON;");
 }
 
-// The rows of table invocations become blocks of up to kMaxBlockRecords,
-// each record keeping its seq (rows deleted in between leave no gap).
-Status FunctionStore::MigrateTo7() {
+// The rows of table invocations become blocks of up to kMaxBlockRecords in
+// records.db, each record keeping its seq (rows deleted in between leave no
+// gap). A crash before the commit leaves wisp.db at schema 6 and maybe
+// some blocks in records.db: the next migration clears them first.
+Status FunctionStore::MigrateTo7(const std::string& path) {
+  WISP_RETURN_IF_ERROR(AttachRecordsDb(db_, path));
+  Status s = MoveInvocationsToRecordsDb();
+  Status detached = Exec("DETACH DATABASE records");
+  if (s.ok()) s = detached;
+  return s;
+}
+
+Status FunctionStore::MoveInvocationsToRecordsDb() {
   WISP_RETURN_IF_ERROR(Exec("BEGIN"));
   auto fail = [this](Status s) {
     (void)Exec("ROLLBACK");
     return s;
   };
-  Status s = Exec(kCreateInvocationBlocksSql);
+  Status s = Exec("DELETE FROM records.invocation_blocks");
   if (!s.ok()) return fail(s);
   {
     Statement rows(db_,

@@ -90,7 +90,8 @@ class FunctionStore {
 
  private:
   Status MigrateTo4();
-  Status MigrateTo7();
+  Status MigrateTo7(const std::string& path);
+  Status MoveInvocationsToRecordsDb();
   Status PutLocked(const FunctionRecord& record);
   StatusOr<std::vector<FunctionRecord>> Select(const std::string& where, const std::string& name);
   Status Exec(const char* sql);

@@ -83,6 +83,46 @@ void BindInvocationBlock(sqlite3_stmt* insert, int64_t first_seq,
                     SQLITE_STATIC);
 }
 
+std::string RecordsDbPath(const std::string& db_path) {
+  const size_t slash = db_path.rfind('/');
+  return (slash == std::string::npos ? std::string() : db_path.substr(0, slash + 1)) + "records.db";
+}
+
+Status AttachRecordsDb(sqlite3* db, const std::string& db_path) {
+  const std::string path = RecordsDbPath(db_path);
+  auto fail = [&](const char* what) {
+    return Status::IOError(std::string(what) + " " + path + ": " + sqlite3_errmsg(db));
+  };
+  sqlite3_stmt* attach = nullptr;
+  if (sqlite3_prepare_v2(db, "ATTACH DATABASE ?1 AS records", -1, &attach, nullptr) != SQLITE_OK) {
+    return fail("attach");
+  }
+  sqlite3_bind_text(attach, 1, path.c_str(), static_cast<int>(path.size()), SQLITE_TRANSIENT);
+  const int rc = sqlite3_step(attach);
+  sqlite3_finalize(attach);
+  if (rc != SQLITE_DONE) return fail("attach");
+  // page_size takes effect only on a new file, before WAL is set.
+  if (sqlite3_exec(db,
+                   "PRAGMA records.page_size = 65536;"
+                   "PRAGMA records.journal_mode = WAL;"
+                   "PRAGMA records.synchronous = NORMAL;"
+                   "CREATE TABLE IF NOT EXISTS records.invocation_blocks ("
+                   "  seq INTEGER PRIMARY KEY,"
+                   "  count INTEGER NOT NULL,"
+                   "  oldest_us INTEGER NOT NULL,"
+                   "  newest_us INTEGER NOT NULL,"
+                   "  functions TEXT NOT NULL,"
+                   "  records BLOB NOT NULL);"
+                   // With a block inline in its page, a scan of the table
+                   // reads every record: retention reads this instead.
+                   "CREATE INDEX IF NOT EXISTS records.invocation_blocks_summary"
+                   "  ON invocation_blocks (oldest_us, newest_us, count);",
+                   nullptr, nullptr, nullptr) != SQLITE_OK) {
+    return fail("prepare");
+  }
+  return Status::OK();
+}
+
 std::string FunctionsKey(std::string_view name) {
   std::string key;
   key.reserve(name.size() + 2);

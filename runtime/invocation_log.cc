@@ -108,6 +108,8 @@ Status InvocationLog::Open(const std::string& db_path, RetentionOptions retentio
     std::scoped_lock lock(write_mu_, read_mu_);
     WISP_RETURN_IF_ERROR(OpenConnection(db_path, &write_db_));
     WISP_RETURN_IF_ERROR(OpenConnection(db_path, &read_db_));
+    WISP_RETURN_IF_ERROR(AttachRecordsDb(write_db_, db_path));
+    WISP_RETURN_IF_ERROR(AttachRecordsDb(read_db_, db_path));
     WISP_RETURN_IF_ERROR(Prepare(write_db_, "BEGIN IMMEDIATE", &begin_));
     WISP_RETURN_IF_ERROR(Prepare(write_db_, "COMMIT", &commit_));
     WISP_RETURN_IF_ERROR(Prepare(write_db_, "ROLLBACK", &rollback_));
@@ -115,7 +117,7 @@ Status InvocationLog::Open(const std::string& db_path, RetentionOptions retentio
     WISP_RETURN_IF_ERROR(Prepare(write_db_, kInsertLog, &insert_log_));
     {
       SqliteStatement newest(write_db_,
-                             "SELECT seq + count FROM invocation_blocks ORDER BY seq DESC LIMIT 1");
+                             "SELECT seq + count FROM records.invocation_blocks ORDER BY seq DESC LIMIT 1");
       const int rc = newest.Step();
       if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
         return SqliteError(write_db_, "read the newest invocation block");
@@ -314,7 +316,7 @@ Status InvocationLog::TrimInvocationsLocked(bool aged, int64_t cutoff_us) {
   // block that holds the cut.
   int64_t excess = 0;
   {
-    SqliteStatement total(write_db_, "SELECT coalesce(sum(count), 0) FROM invocation_blocks");
+    SqliteStatement total(write_db_, "SELECT coalesce(sum(count), 0) FROM records.invocation_blocks");
     if (total.Step() != SQLITE_ROW) return SqliteError(write_db_, "retention: count invocations");
     excess = total.Int(0) - static_cast<int64_t>(std::max<size_t>(retention_.max_invocations, 1));
   }
@@ -322,7 +324,7 @@ Status InvocationLog::TrimInvocationsLocked(bool aged, int64_t cutoff_us) {
   int64_t cut_block = -1;  // the block the cut falls in, and
   int64_t cut_drop = 0;    // how many of its oldest records go
   if (excess > 0) {
-    SqliteStatement oldest(write_db_, "SELECT seq, count FROM invocation_blocks ORDER BY seq");
+    SqliteStatement oldest(write_db_, "SELECT seq, count FROM records.invocation_blocks ORDER BY seq");
     while (excess > 0 && oldest.Step() == SQLITE_ROW) {
       const int64_t seq = oldest.Int(0), count = oldest.Int(1);
       if (count <= excess) {
@@ -335,7 +337,7 @@ Status InvocationLog::TrimInvocationsLocked(bool aged, int64_t cutoff_us) {
     }
   }
   if (cut_seq > 0) {
-    SqliteStatement remove(write_db_, "DELETE FROM invocation_blocks WHERE seq < ?1");
+    SqliteStatement remove(write_db_, "DELETE FROM records.invocation_blocks WHERE seq < ?1");
     remove.BindInt(1, cut_seq);
     if (remove.Step() != SQLITE_DONE) return SqliteError(write_db_, "retention: delete blocks");
   }
@@ -347,25 +349,30 @@ Status InvocationLog::TrimInvocationsLocked(bool aged, int64_t cutoff_us) {
   if (!aged) return Status::OK();
   // By age: blocks wholly older than the cut-off go, the others holding a
   // record started before it lose those records; the newest record of all
-  // stays (RetentionOptions).
-  std::vector<int64_t> touched;
-  {
-    SqliteStatement remove(write_db_,
-                           "DELETE FROM invocation_blocks WHERE newest_us < ?1"
-                           " AND seq < (SELECT max(seq) FROM invocation_blocks)");
-    remove.BindInt(1, cutoff_us);
-    if (remove.Step() != SQLITE_DONE) return SqliteError(write_db_, "retention: delete old blocks");
-    SqliteStatement old(write_db_, "SELECT seq FROM invocation_blocks WHERE oldest_us < ?1");
-    old.BindInt(1, cutoff_us);
-    while (old.Step() == SQLITE_ROW) touched.push_back(old.Int(0));
-  }
+  // stays (RetentionOptions). Found through the summary index: a scan of
+  // the table would read every block.
+  std::vector<std::pair<int64_t, int64_t>> touched;  // (seq, newest_us)
   int64_t newest_seq = 0;
   {
-    SqliteStatement newest(write_db_, "SELECT coalesce(max(seq), 0) FROM invocation_blocks");
+    SqliteStatement newest(write_db_,
+                           "SELECT coalesce(max(seq), 0) FROM records.invocation_blocks");
     if (newest.Step() != SQLITE_ROW) return SqliteError(write_db_, "retention: newest block");
     newest_seq = newest.Int(0);
+    SqliteStatement old(write_db_,
+                        "SELECT seq, newest_us FROM records.invocation_blocks WHERE oldest_us < ?1");
+    old.BindInt(1, cutoff_us);
+    int rc;
+    while ((rc = old.Step()) == SQLITE_ROW) touched.emplace_back(old.Int(0), old.Int(1));
+    if (rc != SQLITE_DONE) return SqliteError(write_db_, "retention: find old blocks");
   }
-  for (int64_t seq : touched) {
+  SqliteStatement remove(write_db_, "DELETE FROM records.invocation_blocks WHERE seq = ?1");
+  for (const auto& [seq, newest_us] : touched) {
+    if (newest_us < cutoff_us && seq != newest_seq) {
+      sqlite3_reset(remove.get());
+      remove.BindInt(1, seq);
+      if (remove.Step() != SQLITE_DONE) return SqliteError(write_db_, "retention: delete a block");
+      continue;
+    }
     WISP_RETURN_IF_ERROR(RewriteBlockLocked(
         seq, [cutoff_us](size_t, const InvocationRecord& r) { return r.started_at_us >= cutoff_us; },
         /*keep_last=*/seq == newest_seq));
@@ -377,7 +384,7 @@ Status InvocationLog::RewriteBlockLocked(
     int64_t seq, const std::function<bool(size_t, const InvocationRecord&)>& keep, bool keep_last) {
   std::vector<InvocationRecord> records;
   {
-    SqliteStatement read(write_db_, "SELECT records FROM invocation_blocks WHERE seq = ?1");
+    SqliteStatement read(write_db_, "SELECT records FROM records.invocation_blocks WHERE seq = ?1");
     read.BindInt(1, seq);
     if (read.Step() != SQLITE_ROW) return SqliteError(write_db_, "retention: read a block");
     const void* blob = sqlite3_column_blob(read.get(), 0);
@@ -391,7 +398,7 @@ Status InvocationLog::RewriteBlockLocked(
     if (keep(i, records[i]) || (keep_last && i + 1 == records.size())) block_.Add(records[i]);
   }
   if (block_.count() == records.size()) return Status::OK();
-  SqliteStatement remove(write_db_, "DELETE FROM invocation_blocks WHERE seq = ?1");
+  SqliteStatement remove(write_db_, "DELETE FROM records.invocation_blocks WHERE seq = ?1");
   remove.BindInt(1, seq);
   if (remove.Step() != SQLITE_DONE) return SqliteError(write_db_, "retention: delete a block");
   if (block_.count() == 0) return Status::OK();
@@ -410,8 +417,8 @@ StatusOr<std::vector<InvocationRecord>> InvocationLog::Invocations(const std::st
   if (read_db_ == nullptr) return Status::Unavailable("invocation log is not open");
   // Newest blocks first; a function's read skips the blocks without it.
   const char* sql = function.empty()
-                        ? "SELECT seq, records FROM invocation_blocks ORDER BY seq DESC"
-                        : "SELECT seq, records FROM invocation_blocks"
+                        ? "SELECT seq, records FROM records.invocation_blocks ORDER BY seq DESC"
+                        : "SELECT seq, records FROM records.invocation_blocks"
                           " WHERE instr(functions, ?1) > 0 ORDER BY seq DESC";
   SqliteStatement st(read_db_, sql);
   if (!st.ok()) return SqliteError(read_db_, "read invocations");

@@ -1,7 +1,8 @@
 // The invocation records and function log lines, kept in the controller's
-// sqlite database (<data dir>/wisp.db, tables `invocation_blocks` (one row per
-// written batch: runtime/invocation_block.h) and `logs`, whose
-// schema FunctionStore::Open creates) without slowing the hot path: Add and
+// sqlite databases (table `logs` of <data dir>/wisp.db, whose schema
+// FunctionStore::Open creates, and table `invocation_blocks` of
+// <data dir>/records.db, one row per written batch: runtime/invocation_block.h)
+// without slowing the hot path: Add and
 // AddLog only append to an in-memory batch; one writer thread commits the
 // batches, one transaction each (every ~10 ms or when 2048 wait), and applies
 // retention at Open and about every 10 s.
@@ -73,9 +74,10 @@ class InvocationLog {
   InvocationLog& operator=(const InvocationLog&) = delete;
 
   // Opens the writer's and the read connection to db_path (busy timeout 5 s,
-  // synchronous=NORMAL under WAL), applies retention, and starts the writer
-  // thread. IOError if the database cannot be opened or has no invocation
-  // tables (open a FunctionStore on it first); InvalidArgument if this log
+  // synchronous=NORMAL under WAL) with records.db beside it attached (made
+  // if missing), applies retention, and starts the writer thread. IOError
+  // if a database cannot be opened or wisp.db has no logs table (open a
+  // FunctionStore on it first); InvalidArgument if this log
   // was opened before. On failure nothing is left running.
   Status Open(const std::string& db_path, RetentionOptions retention);
 

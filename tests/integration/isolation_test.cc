@@ -236,23 +236,26 @@ TEST_F(IsolationTest, AFunctionCannotReadTheDataDirOrSignalItsParent) {
 }
 
 // Each worker starts in an empty private directory: what one worker left
-// there is gone when the next worker of the same identity starts (an empty
-// one is kept as it is, a used one is made anew).
+// there is gone when a later worker of the same identity starts (an empty
+// one is kept as it is, a used one is made anew). The identity is the lowest
+// free one, so the next worker usually gets the same directory; controllers
+// of other tests may take it meanwhile, so the rounds go on until one has.
 TEST_F(IsolationTest, AWorkerNeverFindsWhatTheLastOneLeftInItsDirectory) {
   DeployOk(TestFunctionPath("work_dir"), "dirs", {"--idle", "1s", "--max-workers", "1"});
-  std::string first_cwd;
-  for (int round = 0; round < 3; ++round) {
+  std::set<std::string> used;
+  int reused = 0;
+  for (int round = 0; round < 8 && reused < 2; ++round) {
     runtime::HttpClientResponse r = controller_->Call("POST", "/fn/dirs", "");
     ASSERT_EQ(r.status, 200) << "round " << round << ": " << r.body;
     EXPECT_THAT(r.body, HasSubstr("mode: 700\n")) << "round " << round;
     EXPECT_THAT(r.body, HasSubstr("entries: 0\n"))
         << "round " << round << ": the worker found an earlier worker's files";
     const std::string cwd = r.body.substr(0, r.body.find('\n'));
-    if (round == 0) first_cwd = cwd;
-    // The identity (and so the directory) is the lowest free one: the same.
-    EXPECT_EQ(cwd, first_cwd) << "round " << round << " ran elsewhere; nothing was checked";
+    if (!used.insert(cwd).second) ++reused;
     ASSERT_TRUE(WaitUnloaded("dirs")) << "round " << round;
   }
+  EXPECT_GE(reused, 1) << "no worker started in a directory an earlier one had used; "
+                       << "nothing was checked";
 }
 
 TEST_F(IsolationTest, TheSeccompFilterDeniesWhatAFunctionHasNoReasonToDo) {

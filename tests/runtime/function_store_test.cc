@@ -41,11 +41,12 @@ class FunctionStoreTest : public ::testing::Test {
     sqlite3_close(db);
   }
 
-  // The first column of the first row sql gives, as a number (-1: none).
-  int64_t QueryInt(const char* sql) {
+  // The first column of the first row sql gives, as a number (-1: none), in
+  // wisp.db or the database at path.
+  int64_t QueryInt(const char* sql, const std::string& path = "") {
     sqlite3* db = nullptr;
     int64_t value = -1;
-    if (sqlite3_open(path_.c_str(), &db) == SQLITE_OK) {
+    if (sqlite3_open((path.empty() ? path_ : path).c_str(), &db) == SQLITE_OK) {
       sqlite3_stmt* st = nullptr;
       if (sqlite3_prepare_v2(db, sql, -1, &st, nullptr) == SQLITE_OK &&
           sqlite3_step(st) == SQLITE_ROW) {
@@ -58,11 +59,15 @@ class FunctionStoreTest : public ::testing::Test {
   }
 
   // The schema version is the newest: invocation records are kept in
-  // blocks (schema 7), the table of one row per record is gone.
+  // blocks in records.db (schema 7), the table of one row per record is gone.
   void ExpectNewestSchema() {
     EXPECT_EQ(QueryInt("PRAGMA user_version"), 7);
     EXPECT_EQ(QueryInt("SELECT count(*) FROM sqlite_master WHERE name = 'invocations'"), 0);
-    EXPECT_EQ(QueryInt("SELECT count(*) FROM sqlite_master WHERE name = 'invocation_blocks'"), 1);
+    const std::string records = dir_ + "/records.db";
+    EXPECT_EQ(QueryInt("SELECT count(*) FROM sqlite_master WHERE name = 'invocation_blocks'",
+                       records),
+              1);
+    EXPECT_EQ(QueryInt("PRAGMA page_size", records), 65536);
   }
 
   std::string dir_;

@@ -84,12 +84,18 @@ class InvocationLogTest : public ::testing::Test {
 
   int64_t CountRows(const char* table) { return Query(std::string("SELECT count(*) FROM ") + table); }
 
-  int64_t CountRecords() { return Query("SELECT coalesce(sum(count), 0) FROM invocation_blocks"); }
+  int64_t CountRecords() {
+    return Query("SELECT coalesce(sum(count), 0) FROM records.invocation_blocks");
+  }
 
-  // The first column of the first row of sql, as a number (-1: none).
+  // The first column of the first row of sql, as a number (-1: none), on
+  // wisp.db with records.db attached as records.
   int64_t Query(const std::string& sql) {
     sqlite3* db = nullptr;
     EXPECT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
+    const std::string attach = "ATTACH DATABASE '" + dir_ + "/records.db' AS records";
+    EXPECT_EQ(sqlite3_exec(db, attach.c_str(), nullptr, nullptr, nullptr), SQLITE_OK)
+        << sqlite3_errmsg(db);
     sqlite3_stmt* st = nullptr;
     EXPECT_EQ(sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr), SQLITE_OK)
         << sqlite3_errmsg(db);
@@ -104,6 +110,8 @@ class InvocationLogTest : public ::testing::Test {
     sqlite3* db = nullptr;
     ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
     char* err = nullptr;
+    const std::string attach = "ATTACH DATABASE '" + dir_ + "/records.db' AS records";
+    ASSERT_EQ(sqlite3_exec(db, attach.c_str(), nullptr, nullptr, &err), SQLITE_OK) << err;
     const int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err);
     EXPECT_EQ(rc, SQLITE_OK) << sql << ": " << (err != nullptr ? err : "");
     sqlite3_free(err);
@@ -234,7 +242,7 @@ TEST_F(InvocationLogTest, RetentionByCountCutsInsideABlock) {
     for (int i = 0; i < 10; ++i) log->Add(Record("f", block * 10 + i));
     ASSERT_TRUE(log->Flush().ok());
   }
-  ASSERT_EQ(CountRows("invocation_blocks"), 2) << "each flushed batch is one block";
+  ASSERT_EQ(CountRows("records.invocation_blocks"), 2) << "each flushed batch is one block";
   ASSERT_TRUE(log->ApplyRetention().ok());
   EXPECT_EQ(CountRecords(), 13);
   auto records = log->Invocations("f", 100);
@@ -267,7 +275,7 @@ TEST_F(InvocationLogTest, RetentionByAgeKeepsTheNewestRecord) {
   auto records = log->Invocations("f", 100);
   ASSERT_TRUE(records.ok()) << records.status().ToString();
   EXPECT_EQ(Ids(*records), (std::vector<std::string>{"inv-f-3"}));
-  EXPECT_EQ(CountRows("invocation_blocks"), 1) << "the emptied block must go";
+  EXPECT_EQ(CountRows("records.invocation_blocks"), 1) << "the emptied block must go";
 }
 
 TEST_F(InvocationLogTest, ABlockThatDoesNotParseIsAnErrorNotACrash) {
@@ -277,19 +285,21 @@ TEST_F(InvocationLogTest, ABlockThatDoesNotParseIsAnErrorNotACrash) {
   log->Add(Record("f", 1));
   log->Add(Record("f", 2));
   ASSERT_TRUE(log->Flush().ok());
-  ASSERT_EQ(CountRows("invocation_blocks"), 1) << "one flushed batch, one block";
-  Exec("UPDATE invocation_blocks SET records = x'0aff01'");
+  ASSERT_EQ(CountRows("records.invocation_blocks"), 1) << "one flushed batch, one block";
+  Exec("UPDATE records.invocation_blocks SET records = x'0aff01'");
   auto records = log->Invocations("f", 10);
   EXPECT_EQ(records.status().code(), Status::Code::kCorruption) << records.status().ToString();
   // Keeping one of its two records means reading the block.
   Status s = log->ApplyRetention();
   EXPECT_EQ(s.code(), Status::Code::kCorruption) << s.ToString();
-  EXPECT_EQ(CountRows("invocation_blocks"), 1) << "a failed retention must change nothing";
+  EXPECT_EQ(CountRows("records.invocation_blocks"), 1) << "a failed retention must change nothing";
 }
 
 TEST_F(InvocationLogTest, MigratesSchemaSixRowsIntoBlocks) {
-  // A schema 6 database: one row per record, seqs 1..2999 then 5000..6999.
-  Exec("DROP TABLE invocation_blocks;"
+  // A schema 6 database: one row per record, seqs 1..2999 then 5000..6999;
+  // and a block in records.db, as a migration that crashed before its
+  // commit would leave.
+  Exec("INSERT INTO records.invocation_blocks VALUES (1, 1, 0, 0, '\nx\n', x'');"
        "CREATE TABLE invocations (seq INTEGER PRIMARY KEY, id TEXT NOT NULL,"
        " function TEXT NOT NULL, version TEXT NOT NULL, trigger TEXT NOT NULL,"
        " started_at_us INTEGER NOT NULL, duration_us INTEGER NOT NULL, cold INTEGER NOT NULL,"
@@ -304,7 +314,9 @@ TEST_F(InvocationLogTest, MigratesSchemaSixRowsIntoBlocks) {
   Status s = store.Open(path_);
   ASSERT_TRUE(s.ok()) << s.ToString();
   EXPECT_EQ(Query("PRAGMA user_version"), 7);
+  EXPECT_EQ(Query("SELECT count(*) FROM sqlite_master WHERE name = 'invocations'"), 0);
   EXPECT_EQ(CountRecords(), 4999);
+  EXPECT_EQ(Query("PRAGMA records.page_size"), 65536);
   RetentionOptions retention;
   retention.max_age_s = 0;  // the rows started in 1970
   auto log = OpenLog(retention);
@@ -387,7 +399,7 @@ TEST_F(InvocationLogTest, FourThreadsAddTwentyThousandRecords) {
   EXPECT_EQ(log->written(), 20000u);
   EXPECT_EQ(CountRecords(), 20000) << "records in the invocation blocks";
   // Batches, not records, make rows.
-  EXPECT_LE(CountRows("invocation_blocks"), 200) << "rows for 20,000 records";
+  EXPECT_LE(CountRows("records.invocation_blocks"), 200) << "rows for 20,000 records";
 }
 
 TEST_F(InvocationLogTest, DropsWhenTooManyWaitAndBeforeOpen) {
@@ -413,7 +425,7 @@ TEST_F(InvocationLogTest, OpenFailsWithoutTheSchema) {
   InvocationLog bare;
   s = bare.Open(path, {});
   EXPECT_EQ(s.code(), Status::Code::kIOError) << s.ToString();
-  EXPECT_NE(s.message().find("invocation_blocks"), std::string::npos) << s.ToString();
+  EXPECT_NE(s.message().find("logs"), std::string::npos) << s.ToString();
   auto read = bare.Invocations("", 1);
   EXPECT_EQ(read.status().code(), Status::Code::kUnavailable) << read.status().ToString();
 }
