@@ -1,5 +1,6 @@
 #include "runtime/controller.h"
 
+#include <malloc.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -138,6 +139,10 @@ Status Controller::Start() {
   pool_->Start();
   local_dead_letters_left_ = jetstream_ != nullptr;
   StartLoopLagTimer();
+  // Start-up (reading the stores, parsing descriptors and schemas) freed
+  // memory that glibc would keep resident: an idle controller gives it back
+  // (about 0.4 MiB).
+  malloc_trim(0);
   return Status::OK();
 }
 
