@@ -46,7 +46,7 @@
 #   COLD_GAP_MS        pause between spaced cold starts, ms (default: 20)
 #   BURST_FUNCTIONS    functions for the back-to-back cold-start run (default: 30)
 #   WARM_POOL          wisp up --warm-pool (default: 2)
-#   RECORD_ROUNDS      alternated records on/off rounds (default: 2)
+#   RECORD_ROUNDS      alternated records on/off rounds, on first in odd rounds (default: 2)
 #   WISP_BENCH_STRICT  1: exit 1 when a target is missed (default: report only)
 #   WISP_BENCH_FLOOR_ONLY  1: measure only the floor (this machine's figures)
 #   WISP_BENCH_NO_BUILD    1: use the binaries already in WISP_BUILD_DIR
@@ -876,8 +876,18 @@ start_bench_controller records_off "$REC_OFF_PORT" --no-records
 REC_OFF_PID="${CONTROLLER_CHILDREN[-1]}"
 REC_ON_SUM=0; REC_OFF_SUM=0
 for round in $(seq "$RECORD_ROUNDS"); do
-  run_wrk "records_on_$round" -t1 -c32 -d"${DURATION}s" -s "$LUA" "http://127.0.0.1:$REC_ON_PORT/fn/hello"
-  run_wrk "records_off_$round" -t1 -c32 -d"${DURATION}s" -s "$LUA" "http://127.0.0.1:$REC_OFF_PORT/fn/hello"
+  # Which controller goes first alternates, so that an order effect (the
+  # first load after the cold-start runs, a second load on warm caches)
+  # weighs on both sides alike.
+  order=(on off)
+  ((round % 2 == 0)) && order=(off on)
+  for which in "${order[@]}"; do
+    if [[ "$which" == on ]]; then
+      run_wrk "records_on_$round" -t1 -c32 -d"${DURATION}s" -s "$LUA" "http://127.0.0.1:$REC_ON_PORT/fn/hello"
+    else
+      run_wrk "records_off_$round" -t1 -c32 -d"${DURATION}s" -s "$LUA" "http://127.0.0.1:$REC_OFF_PORT/fn/hello"
+    fi
+  done
   REC_ON_SUM=$((REC_ON_SUM + $(rps "records_on_$round")))
   REC_OFF_SUM=$((REC_OFF_SUM + $(rps "records_off_$round")))
 done
