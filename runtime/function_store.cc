@@ -216,11 +216,17 @@ Status FunctionStore::Open(const std::string& path) {
 
 // The rows of table invocations become blocks of up to kMaxBlockRecords in
 // records.db, each record keeping its seq (rows deleted in between leave no
-// gap). A crash before the commit leaves wisp.db at schema 6 and maybe
-// some blocks in records.db: the next migration clears them first.
+// gap). A crash before wisp.db's commit leaves it at schema 6 and maybe
+// blocks in records.db: the next migration clears them first.
 Status FunctionStore::MigrateTo7(const std::string& path) {
   WISP_RETURN_IF_ERROR(AttachRecordsDb(db_, path));
-  Status s = MoveInvocationsToRecordsDb();
+  // Two transactions, records.db's first and on disk before wisp.db's:
+  // sqlite does not commit two WAL databases atomically, and wisp.db at
+  // schema 7 with the blocks lost would lose the records for good.
+  Status s = Exec("PRAGMA records.synchronous = FULL");
+  if (s.ok()) s = MoveInvocationsToRecordsDb();
+  if (s.ok()) s = Exec("BEGIN; DROP TABLE invocations; PRAGMA user_version = 7; COMMIT;");
+  if (!s.ok() && !sqlite3_get_autocommit(db_)) (void)Exec("ROLLBACK");
   Status detached = Exec("DETACH DATABASE records");
   if (s.ok()) s = detached;
   return s;
@@ -261,26 +267,30 @@ Status FunctionStore::MoveInvocationsToRecordsDb() {
         if (!s.ok()) return fail(s);
       }
       if (block.count() == 0) first_seq = rows.Int(0);
+      // Whole texts, a NUL inside included.
+      auto text = [&rows](int i) {
+        const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(rows.get(), i));
+        return p == nullptr ? std::string()
+                            : std::string(p, static_cast<size_t>(sqlite3_column_bytes(rows.get(), i)));
+      };
       InvocationRecord r;
-      r.id = rows.Text(1);
-      r.function = rows.Text(2);
-      r.version = rows.Text(3);
-      r.trigger = rows.Text(4);
+      r.id = text(1);
+      r.function = text(2);
+      r.version = text(3);
+      r.trigger = text(4);
       r.started_at_us = rows.Int(5);
       r.duration_us = rows.Int(6);
       r.cold = rows.Int(7) != 0;
       r.status = static_cast<int>(rows.Int(8));
-      r.error_code = rows.Text(9);
-      r.error = rows.Text(10);
-      r.trace_id.assign(rows.Text(11));
+      r.error_code = text(9);
+      r.error = text(10);
+      r.trace_id.assign(text(11));
       block.Add(r);
     }
     if (rc != SQLITE_DONE) return fail(Error("read invocations to migrate"));
     s = write();
     if (!s.ok()) return fail(s);
   }
-  s = Exec("DROP TABLE invocations; PRAGMA user_version = 7;");
-  if (!s.ok()) return fail(s);
   return Exec("COMMIT");
 }
 

@@ -90,21 +90,48 @@ std::string RecordsDbPath(const std::string& db_path) {
 
 Status AttachRecordsDb(sqlite3* db, const std::string& db_path) {
   const std::string path = RecordsDbPath(db_path);
-  auto fail = [&](const char* what) {
-    return Status::IOError(std::string(what) + " " + path + ": " + sqlite3_errmsg(db));
+  auto fail = [&](const char* what, sqlite3* on) {
+    return Status::IOError(std::string(what) + " " + path + ": " +
+                           (on != nullptr ? sqlite3_errmsg(on) : "out of memory"));
   };
+  {
+    // ATTACH opens with the connection's flags, which do not create files:
+    // a records.db that went missing is made here, empty.
+    sqlite3* create = nullptr;
+    const int rc = sqlite3_open_v2(path.c_str(), &create,
+                                   SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);
+    Status s = rc == SQLITE_OK ? Status::OK() : fail("create", create);
+    sqlite3_close_v2(create);
+    WISP_RETURN_IF_ERROR(s);
+  }
   sqlite3_stmt* attach = nullptr;
   if (sqlite3_prepare_v2(db, "ATTACH DATABASE ?1 AS records", -1, &attach, nullptr) != SQLITE_OK) {
-    return fail("attach");
+    return fail("attach", db);
   }
   sqlite3_bind_text(attach, 1, path.c_str(), static_cast<int>(path.size()), SQLITE_TRANSIENT);
   const int rc = sqlite3_step(attach);
   sqlite3_finalize(attach);
-  if (rc != SQLITE_DONE) return fail("attach");
+  if (rc != SQLITE_DONE) return fail("attach", db);
   // page_size takes effect only on a new file, before WAL is set.
+  if (sqlite3_exec(db, "PRAGMA records.page_size = 65536;", nullptr, nullptr, nullptr) !=
+      SQLITE_OK) {
+    return fail("configure", db);
+  }
+  {
+    // journal_mode answers with the mode it is in, which is not an error.
+    sqlite3_stmt* wal = nullptr;
+    std::string mode;
+    if (sqlite3_prepare_v2(db, "PRAGMA records.journal_mode = WAL", -1, &wal, nullptr) ==
+            SQLITE_OK &&
+        sqlite3_step(wal) == SQLITE_ROW && sqlite3_column_text(wal, 0) != nullptr) {
+      mode = reinterpret_cast<const char*>(sqlite3_column_text(wal, 0));
+    }
+    sqlite3_finalize(wal);
+    if (mode != "wal") {
+      return Status::IOError("cannot put " + path + " in WAL mode (it is in '" + mode + "' mode)");
+    }
+  }
   if (sqlite3_exec(db,
-                   "PRAGMA records.page_size = 65536;"
-                   "PRAGMA records.journal_mode = WAL;"
                    "PRAGMA records.synchronous = NORMAL;"
                    "CREATE TABLE IF NOT EXISTS records.invocation_blocks ("
                    "  seq INTEGER PRIMARY KEY,"
@@ -118,7 +145,7 @@ Status AttachRecordsDb(sqlite3* db, const std::string& db_path) {
                    "CREATE INDEX IF NOT EXISTS records.invocation_blocks_summary"
                    "  ON invocation_blocks (oldest_us, newest_us, count);",
                    nullptr, nullptr, nullptr) != SQLITE_OK) {
-    return fail("prepare");
+    return fail("make the tables of", db);
   }
   return Status::OK();
 }
@@ -132,13 +159,18 @@ std::string FunctionsKey(std::string_view name) {
   return key;
 }
 
-Status DecodeInvocationBlock(std::string_view blob, int64_t first_seq,
+Status DecodeInvocationBlock(std::string_view blob, int64_t first_seq, int64_t count,
                              std::vector<InvocationRecord>* out) {
   records::InvocationBlock block;
   if (blob.size() > static_cast<size_t>(INT_MAX) ||
       !block.ParseFromArray(blob.data(), static_cast<int>(blob.size()))) {
     return Status::Corruption("invocation block at seq " + std::to_string(first_seq) +
                               " does not parse (" + std::to_string(blob.size()) + " bytes)");
+  }
+  if (block.records_size() != count) {
+    return Status::Corruption("invocation block at seq " + std::to_string(first_seq) + " holds " +
+                              std::to_string(block.records_size()) + " records, its row says " +
+                              std::to_string(count));
   }
   out->reserve(out->size() + static_cast<size_t>(block.records_size()));
   int64_t seq = first_seq;

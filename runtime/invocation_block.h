@@ -85,9 +85,10 @@ void BindInvocationBlock(sqlite3_stmt* insert, int64_t first_seq,
 std::string FunctionsKey(std::string_view name);
 
 // Appends the records of blob to *out, oldest first, with seq first_seq + i.
-// Corruption when blob does not parse as an InvocationBlock.
+// Corruption (and *out unchanged) when blob does not parse as an
+// InvocationBlock of count records.
 [[nodiscard]] Status DecodeInvocationBlock(std::string_view blob, int64_t first_seq,
-                                           std::vector<InvocationRecord>* out);
+                                           int64_t count, std::vector<InvocationRecord>* out);
 
 }  // namespace wisp::runtime
 

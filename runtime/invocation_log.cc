@@ -115,15 +115,7 @@ Status InvocationLog::Open(const std::string& db_path, RetentionOptions retentio
     WISP_RETURN_IF_ERROR(Prepare(write_db_, "ROLLBACK", &rollback_));
     WISP_RETURN_IF_ERROR(Prepare(write_db_, kInsertInvocationBlockSql, &insert_block_));
     WISP_RETURN_IF_ERROR(Prepare(write_db_, kInsertLog, &insert_log_));
-    {
-      SqliteStatement newest(write_db_,
-                             "SELECT seq + count FROM records.invocation_blocks ORDER BY seq DESC LIMIT 1");
-      const int rc = newest.Step();
-      if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-        return SqliteError(write_db_, "read the newest invocation block");
-      }
-      next_seq_ = rc == SQLITE_ROW ? newest.Int(0) : 1;
-    }
+    WISP_RETURN_IF_ERROR(ReadNextSeqLocked());
     for (const char* sql : kLogRetention) {
       retention_stmts_.push_back(nullptr);
       WISP_RETURN_IF_ERROR(Prepare(write_db_, sql, &retention_stmts_.back()));
@@ -258,6 +250,8 @@ bool InvocationLog::WriteBatch(const std::vector<InvocationRecord>& records,
   auto fail = [&](const char* what) {
     *error = std::string(what) + ": " + sqlite3_errmsg(write_db_);
     if (!sqlite3_get_autocommit(write_db_)) StepDone(rollback_);
+    // A commit reported as failed may have happened all the same.
+    (void)ReadNextSeqLocked();
     return false;
   };
   if (!StepDone(begin_)) return fail("begin");
@@ -313,6 +307,18 @@ Status InvocationLog::RetentionLocked() {
     if (!sqlite3_get_autocommit(write_db_)) StepDone(rollback_);
     return s;
   }
+  return Status::OK();
+}
+
+Status InvocationLog::ReadNextSeqLocked() {
+  SqliteStatement newest(
+      write_db_, "SELECT seq + count FROM records.invocation_blocks ORDER BY seq DESC LIMIT 1");
+  const int rc = newest.Step();
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+    return SqliteError(write_db_, "read the newest invocation block");
+  }
+  // Never back: seqs of records already read out must not come again.
+  next_seq_ = std::max(next_seq_, rc == SQLITE_ROW ? newest.Int(0) : 1);
   return Status::OK();
 }
 
@@ -388,15 +394,26 @@ Status InvocationLog::TrimInvocationsLocked(bool aged, int64_t cutoff_us) {
 Status InvocationLog::RewriteBlockLocked(
     int64_t seq, const std::function<bool(size_t, const InvocationRecord&)>& keep, bool keep_last) {
   std::vector<InvocationRecord> records;
+  Status decoded;
   {
-    SqliteStatement read(write_db_, "SELECT records FROM records.invocation_blocks WHERE seq = ?1");
+    SqliteStatement read(write_db_,
+                         "SELECT records, count FROM records.invocation_blocks WHERE seq = ?1");
     read.BindInt(1, seq);
     if (read.Step() != SQLITE_ROW) return SqliteError(write_db_, "retention: read a block");
     const void* blob = sqlite3_column_blob(read.get(), 0);
     const size_t size = static_cast<size_t>(sqlite3_column_bytes(read.get(), 0));
-    WISP_RETURN_IF_ERROR(DecodeInvocationBlock(
+    decoded = DecodeInvocationBlock(
         std::string_view(static_cast<const char*>(blob), blob == nullptr ? 0 : size), seq,
-        &records));
+        read.Int(1), &records);
+  }
+  if (!decoded.ok()) {
+    // Nobody can read it: it goes, so that retention goes on for the rest.
+    std::fprintf(stderr, "wisp: invocation log: deleting an unreadable block: %s\n",
+                 decoded.ToString().c_str());
+    SqliteStatement remove(write_db_, "DELETE FROM records.invocation_blocks WHERE seq = ?1");
+    remove.BindInt(1, seq);
+    if (remove.Step() != SQLITE_DONE) return SqliteError(write_db_, "retention: delete a block");
+    return Status::OK();
   }
   block_.Clear();
   for (size_t i = 0; i < records.size(); ++i) {
@@ -422,8 +439,9 @@ StatusOr<std::vector<InvocationRecord>> InvocationLog::Invocations(const std::st
   if (read_db_ == nullptr) return Status::Unavailable("invocation log is not open");
   // Newest blocks first; a function's read skips the blocks without it.
   const char* sql = function.empty()
-                        ? "SELECT seq, records FROM records.invocation_blocks ORDER BY seq DESC"
-                        : "SELECT seq, records FROM records.invocation_blocks"
+                        ? "SELECT seq, records, count FROM records.invocation_blocks"
+                          " ORDER BY seq DESC"
+                        : "SELECT seq, records, count FROM records.invocation_blocks"
                           " WHERE instr(functions, ?1) > 0 ORDER BY seq DESC";
   SqliteStatement st(read_db_, sql);
   if (!st.ok()) return SqliteError(read_db_, "read invocations");
@@ -436,9 +454,15 @@ StatusOr<std::vector<InvocationRecord>> InvocationLog::Invocations(const std::st
     const void* blob = sqlite3_column_blob(st.get(), 1);
     const size_t size = static_cast<size_t>(sqlite3_column_bytes(st.get(), 1));
     block.clear();
-    WISP_RETURN_IF_ERROR(DecodeInvocationBlock(
+    Status decoded = DecodeInvocationBlock(
         std::string_view(static_cast<const char*>(blob), blob == nullptr ? 0 : size), st.Int(0),
-        &block));
+        st.Int(2), &block);
+    if (!decoded.ok()) {
+      // The others are still worth showing; retention deletes it.
+      std::fprintf(stderr, "wisp: invocation log: skipping an unreadable block: %s\n",
+                   decoded.ToString().c_str());
+      continue;
+    }
     for (auto r = block.rbegin(); r != block.rend() && out.size() < limit; ++r) {
       if (!function.empty() && r->function != function) continue;
       if (!trace_id.empty() && r->trace_id.view() != trace_id) continue;

@@ -124,10 +124,13 @@ class InvocationLog {
   bool WriteBatch(const std::vector<InvocationRecord>& records, const std::vector<LogLine>& lines,
                   std::string* error);
   Status RetentionLocked();  // write_mu_ held
+  // Sets next_seq_ past the newest block written (write_mu_ held).
+  Status ReadNextSeqLocked();
   // Within RetentionLocked's transaction: the invocation blocks' part.
   Status TrimInvocationsLocked(bool aged, int64_t cutoff_us);
   // Rewrites block seq with the records keep(index, record) is true of (and
-  // its last one when keep_last); deletes it when none is left.
+  // its last one when keep_last); deletes it when none is left, or when it
+  // cannot be read (with a line on stderr).
   Status RewriteBlockLocked(int64_t seq,
                             const std::function<bool(size_t, const InvocationRecord&)>& keep,
                             bool keep_last = false);

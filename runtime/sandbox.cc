@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -61,21 +62,25 @@ Status SetLimit(int resource, rlim_t soft, rlim_t hard, const char* name) {
   return Status::OK();
 }
 
-// Whether dir already is what PrepareWorkDir makes: a directory, not a
-// symlink, of owner uid and group gid, mode 0700, with nothing in it.
-bool IsEmptyPrivateDir(const std::string& dir, uid_t uid, gid_t gid) {
+// An open descriptor of dir if it already is what PrepareWorkDir makes: a
+// directory, not a symlink, of owner uid and group gid, mode 0700, with
+// nothing in it and no extended attributes (no ACL a worker set); else -1.
+int OpenEmptyPrivateDir(const std::string& dir, uid_t uid, gid_t gid) {
   const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0) return false;
+  if (fd < 0) return -1;
   struct stat st {};
+  char attr_names[1];
   if (::fstat(fd, &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != uid || st.st_gid != gid ||
-      (st.st_mode & 07777) != 0700) {
+      (st.st_mode & 07777) != 0700 || ::flistxattr(fd, attr_names, 0) != 0) {
     ::close(fd);
-    return false;
+    return -1;
   }
-  DIR* entries = ::fdopendir(fd);
+  const int listing = ::dup(fd);  // closedir closes the one it reads
+  DIR* entries = listing < 0 ? nullptr : ::fdopendir(listing);
   if (entries == nullptr) {
+    if (listing >= 0) ::close(listing);
     ::close(fd);
-    return false;
+    return -1;
   }
   bool empty = true;
   while (const dirent* e = ::readdir(entries)) {
@@ -85,7 +90,11 @@ bool IsEmptyPrivateDir(const std::string& dir, uid_t uid, gid_t gid) {
     }
   }
   ::closedir(entries);
-  return empty;
+  if (!empty) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
 }
 
 // Makes dir an empty directory owned by uid/gid (mode 0700). One that
@@ -94,14 +103,20 @@ bool IsEmptyPrivateDir(const std::string& dir, uid_t uid, gid_t gid) {
 Status PrepareWorkDir(const std::string& dir, bool chown_it, uid_t uid, gid_t gid) {
   const uid_t owner = chown_it ? uid : ::geteuid();
   const gid_t group = chown_it ? gid : ::getegid();
-  if (!IsEmptyPrivateDir(dir, owner, group)) {
+  const int kept = OpenEmptyPrivateDir(dir, owner, group);
+  if (kept >= 0) {
+    // Into the directory checked, not whatever the path names by now.
+    const int rc = ::fchdir(kept);
+    ::close(kept);
+    if (rc != 0) return Errno("fchdir " + dir);
+  } else {
     std::error_code ec;
     std::filesystem::remove_all(dir, ec);  // symlinks are removed, not followed
     if (ec) return Status::IOError("cannot clear " + dir + ": " + ec.message());
     if (::mkdir(dir.c_str(), 0700) != 0) return Errno("mkdir " + dir);
     if (chown_it && ::chown(dir.c_str(), uid, gid) != 0) return Errno("chown " + dir);
+    if (::chdir(dir.c_str()) != 0) return Errno("chdir " + dir);
   }
-  if (::chdir(dir.c_str()) != 0) return Errno("chdir " + dir);
   ::setenv("HOME", dir.c_str(), 1);
   ::setenv("TMPDIR", dir.c_str(), 1);
   return Status::OK();

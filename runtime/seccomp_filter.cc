@@ -112,6 +112,9 @@ Status PrepareSeccompFilter() {
         st.st_size % static_cast<off_t>(sizeof(sock_filter)) != 0) {
       return Status::Internal("seccomp: the exported filter has an unexpected size");
     }
+    if (static_cast<size_t>(st.st_size) / sizeof(sock_filter) > BPF_MAXINSNS) {
+      return Status::Internal("seccomp: the exported filter is longer than the kernel takes");
+    }
     std::vector<sock_filter> program(static_cast<size_t>(st.st_size) / sizeof(sock_filter));
     if (::pread(fd, program.data(), static_cast<size_t>(st.st_size), 0) != st.st_size) {
       return Status::IOError("seccomp: cannot read the exported filter back");
