@@ -267,24 +267,18 @@ Status FunctionStore::MoveInvocationsToRecordsDb() {
         if (!s.ok()) return fail(s);
       }
       if (block.count() == 0) first_seq = rows.Int(0);
-      // Whole texts, a NUL inside included.
-      auto text = [&rows](int i) {
-        const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(rows.get(), i));
-        return p == nullptr ? std::string()
-                            : std::string(p, static_cast<size_t>(sqlite3_column_bytes(rows.get(), i)));
-      };
       InvocationRecord r;
-      r.id = text(1);
-      r.function = text(2);
-      r.version = text(3);
-      r.trigger = text(4);
+      r.id = rows.Text(1);
+      r.function = rows.Text(2);
+      r.version = rows.Text(3);
+      r.trigger = rows.Text(4);
       r.started_at_us = rows.Int(5);
       r.duration_us = rows.Int(6);
       r.cold = rows.Int(7) != 0;
       r.status = static_cast<int>(rows.Int(8));
-      r.error_code = text(9);
-      r.error = text(10);
-      r.trace_id.assign(text(11));
+      r.error_code = rows.Text(9);
+      r.error = rows.Text(10);
+      r.trace_id.assign(rows.Text(11));
       block.Add(r);
     }
     if (rc != SQLITE_DONE) return fail(Error("read invocations to migrate"));

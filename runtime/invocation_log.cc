@@ -402,11 +402,7 @@ Status InvocationLog::RewriteBlockLocked(
                          "SELECT records, count FROM records.invocation_blocks WHERE seq = ?1");
     read.BindInt(1, seq);
     if (read.Step() != SQLITE_ROW) return SqliteError(write_db_, "retention: read a block");
-    const void* blob = sqlite3_column_blob(read.get(), 0);
-    const size_t size = static_cast<size_t>(sqlite3_column_bytes(read.get(), 0));
-    decoded = DecodeInvocationBlock(
-        std::string_view(static_cast<const char*>(blob), blob == nullptr ? 0 : size), seq,
-        read.Int(1), &records);
+    decoded = DecodeInvocationBlock(read.BlobView(0), seq, read.Int(1), &records);
   }
   if (!decoded.ok()) {
     // Nobody can read it: it goes, so that retention goes on for the rest.
@@ -453,12 +449,8 @@ StatusOr<std::vector<InvocationRecord>> InvocationLog::Invocations(const std::st
   std::vector<InvocationRecord> block;
   int rc = SQLITE_DONE;
   while (out.size() < limit && (rc = st.Step()) == SQLITE_ROW) {
-    const void* blob = sqlite3_column_blob(st.get(), 1);
-    const size_t size = static_cast<size_t>(sqlite3_column_bytes(st.get(), 1));
     block.clear();
-    Status decoded = DecodeInvocationBlock(
-        std::string_view(static_cast<const char*>(blob), blob == nullptr ? 0 : size), st.Int(0),
-        st.Int(2), &block);
+    Status decoded = DecodeInvocationBlock(st.BlobView(1), st.Int(0), st.Int(2), &block);
     if (!decoded.ok()) {
       // The others are still worth showing; retention deletes it.
       std::fprintf(stderr, "wisp: invocation log: skipping an unreadable block: %s\n",

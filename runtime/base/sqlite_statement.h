@@ -93,15 +93,20 @@ class SqliteStatement {
   void BindBlob(int i, std::string_view s) {
     sqlite3_bind_blob(stmt_, i, s.data(), static_cast<int>(s.size()), SQLITE_TRANSIENT);
   }
-  std::string Blob(int i) {
+  // Column i of the current row, valid until the next Step or reset.
+  std::string_view BlobView(int i) {
     const void* p = sqlite3_column_blob(stmt_, i);
-    return p == nullptr ? std::string()
-                        : std::string(static_cast<const char*>(p),
-                                      static_cast<size_t>(sqlite3_column_bytes(stmt_, i)));
+    return p == nullptr ? std::string_view()
+                        : std::string_view(static_cast<const char*>(p),
+                                           static_cast<size_t>(sqlite3_column_bytes(stmt_, i)));
   }
+  std::string Blob(int i) { return std::string(BlobView(i)); }
+  // The whole text, a NUL inside included.
   std::string Text(int i) {
     const unsigned char* p = sqlite3_column_text(stmt_, i);
-    return p == nullptr ? std::string() : std::string(reinterpret_cast<const char*>(p));
+    return p == nullptr ? std::string()
+                        : std::string(reinterpret_cast<const char*>(p),
+                                      static_cast<size_t>(sqlite3_column_bytes(stmt_, i)));
   }
   int64_t Int(int i) { return sqlite3_column_int64(stmt_, i); }
 
