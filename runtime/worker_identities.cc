@@ -92,14 +92,16 @@ bool WorkerIdentities::Claim(size_t slot) {
   return true;
 }
 
-// The lock file holds '1' while its user is in use and '0' once released
-// cleanly (after the zygote swept the user): a '1' found at claim time means
-// a controller died holding it, and processes of that user may be left.
+// The lock file's size is its user's state: 1 while the user is in use, 0
+// once released cleanly (after the zygote swept the user). A size other
+// than 0 found at claim time means a controller died holding it, and
+// processes of that user may be left. The size lives in the inode open()
+// has just read: unlike the file's contents it never costs a disk read on
+// the cold-start path.
 bool WorkerIdentities::ClaimedDirty(int fd) {
-  char state = '0';
-  const bool dirty = ::pread(fd, &state, 1, 0) == 1 && state == '1';
-  const char in_use = '1';
-  (void)!::pwrite(fd, &in_use, 1, 0);
+  struct stat st {};
+  const bool dirty = ::fstat(fd, &st) != 0 || st.st_size != 0;
+  (void)!::ftruncate(fd, 1);
   return dirty;
 }
 
@@ -165,8 +167,7 @@ StatusOr<int> WorkerIdentities::Acquire(const FunctionLimits& limits, proto::San
 void WorkerIdentities::Release(int slot) {
   if (slot < 0 || static_cast<size_t>(slot) >= taken_.size() || taken_[slot] == -1) return;
   if (taken_[slot] > 0) {
-    const char released = '0';
-    (void)!::pwrite(taken_[slot], &released, 1, 0);
+    (void)!::ftruncate(taken_[slot], 0);  // released cleanly
     ::close(taken_[slot]);
   }
   taken_[slot] = -1;

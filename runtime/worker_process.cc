@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <memory>
 #include <vector>
 
 #include "runtime/base/check.h"
@@ -216,10 +217,14 @@ void WorkerProcess::TimerCb(uv_timer_t* timer) {
   }
 }
 
-void WorkerProcess::AllocCb(uv_handle_t* handle, size_t, uv_buf_t* buf) {
-  auto* self = static_cast<WorkerProcess*>(handle->data);
-  self->read_buf_.resize(kReadBufferBytes);
-  *buf = uv_buf_init(self->read_buf_.data(), static_cast<unsigned>(self->read_buf_.size()));
+// Every worker of a loop reads into one buffer: a read callback consumes
+// what it is given before it returns (the decoder and the log line copy
+// it), and a buffer per worker would cost each a 64 KiB allocation, paged
+// in on the cold start's path and kept while the function is loaded.
+void WorkerProcess::AllocCb(uv_handle_t*, size_t, uv_buf_t* buf) {
+  thread_local std::unique_ptr<char[]> shared;
+  if (shared == nullptr) shared = std::make_unique<char[]>(kReadBufferBytes);
+  *buf = uv_buf_init(shared.get(), static_cast<unsigned>(kReadBufferBytes));
 }
 
 void WorkerProcess::ReadCb(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {

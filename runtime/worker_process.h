@@ -144,7 +144,6 @@ class WorkerProcess {
   std::string inflight_;  // bytes of the write in progress
   uv_write_t write_req_{};
   bool writing_ = false;
-  std::string read_buf_;
   std::string log_line_;
   std::function<void(const std::string& line)> log_sink_;
   bool log_seen_ = false;  // the worker has written to its log

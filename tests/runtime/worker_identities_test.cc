@@ -1,0 +1,104 @@
+// Worker identities (runtime/worker_identities.h): the uid lock files say
+// whether a user was released cleanly, so a user whose controller died
+// holding it is swept before its next use. Users of their own need root;
+// skipped otherwise.
+#include "runtime/worker_identities.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <memory>
+#include <string>
+
+namespace wisp::runtime {
+namespace {
+
+class WorkerIdentitiesTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "users of their own need root";
+    // A range of its own per test process, far from the controller's.
+    options_.first_uid = 2000000000u + static_cast<uint32_t>(::getpid() % 100000) * 4;
+    options_.count = 4;
+    options_.data_dir = ::testing::TempDir() + "identities-" + std::to_string(::getpid());
+    identities_ = std::make_unique<WorkerIdentities>(options_);
+    Status s = identities_->Start();
+    ASSERT_TRUE(s.ok()) << s.ToString();
+    ASSERT_TRUE(identities_->separate_users());
+  }
+
+  void TearDown() override {
+    identities_.reset();
+    for (uint32_t i = 0; i < options_.count; ++i) ::unlink(LockPath(i).c_str());
+  }
+
+  std::string LockPath(uint32_t slot) const {
+    return "/run/wisp/worker-uids/" + std::to_string(options_.first_uid + slot);
+  }
+
+  // The lock file's size, or -1 when it cannot be read.
+  long long LockSize(uint32_t slot) const {
+    struct stat st {};
+    return ::stat(LockPath(slot).c_str(), &st) == 0 ? static_cast<long long>(st.st_size) : -1;
+  }
+
+  WorkerIdentities::Options options_;
+  std::unique_ptr<WorkerIdentities> identities_;
+};
+
+TEST_F(WorkerIdentitiesTest, AUserReleasedCleanlyIsNotSweptAgain) {
+  proto::Sandbox first;
+  StatusOr<int> slot = identities_->Acquire(FunctionLimits{}, &first);
+  ASSERT_TRUE(slot.ok()) << slot.status().ToString();
+  EXPECT_EQ(*slot, 0);
+  EXPECT_EQ(first.uid(), options_.first_uid);
+  EXPECT_FALSE(first.sweep_first()) << "a lock file made just now is not a dirty one";
+  EXPECT_EQ(LockSize(0), 1) << "a user in use is marked in its lock file";
+  identities_->Release(*slot);
+  EXPECT_EQ(LockSize(0), 0) << "a user released cleanly is marked clean";
+
+  proto::Sandbox again;
+  slot = identities_->Acquire(FunctionLimits{}, &again);
+  ASSERT_TRUE(slot.ok()) << slot.status().ToString();
+  EXPECT_EQ(*slot, 0);
+  EXPECT_FALSE(again.sweep_first()) << "the user was released cleanly";
+  identities_->Release(*slot);
+}
+
+TEST_F(WorkerIdentitiesTest, AUserLeftInUseByADeadControllerIsSweptFirst) {
+  // What a controller that died holding slot 0 leaves: the lock file marked
+  // in use (its flock went with the process).
+  const int fd = ::open(LockPath(0).c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::ftruncate(fd, 1), 0);
+  ::close(fd);
+
+  proto::Sandbox sandbox;
+  StatusOr<int> slot = identities_->Acquire(FunctionLimits{}, &sandbox);
+  ASSERT_TRUE(slot.ok()) << slot.status().ToString();
+  ASSERT_EQ(*slot, 0);
+  EXPECT_TRUE(sandbox.sweep_first()) << "a user left in use may still have processes";
+  identities_->Release(*slot);
+  EXPECT_EQ(LockSize(0), 0);
+}
+
+TEST_F(WorkerIdentitiesTest, AUserAnotherControllerHoldsIsSkipped) {
+  // Another controller's worker holds slot 0: its flock.
+  const int fd = ::open(LockPath(0).c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::flock(fd, LOCK_EX | LOCK_NB), 0);
+
+  proto::Sandbox sandbox;
+  StatusOr<int> slot = identities_->Acquire(FunctionLimits{}, &sandbox);
+  ::close(fd);
+  ASSERT_TRUE(slot.ok()) << slot.status().ToString();
+  EXPECT_EQ(*slot, 1) << "slot 0 is another controller's";
+  EXPECT_EQ(sandbox.uid(), options_.first_uid + 1);
+  identities_->Release(*slot);
+}
+
+}  // namespace
+}  // namespace wisp::runtime
