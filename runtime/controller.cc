@@ -111,6 +111,7 @@ Status Controller::Start() {
   pool_ = std::make_unique<WorkerPool>(loop_, zygote_.get(),
                                        WorkerProcess::Options{kDefaultMaxFrameBytes},
                                        options_.warm_pool_size, options_.warmup_path);
+  pool_->set_prepare_ahead([this] { identities_->PrepareNextDir(); });
   WISP_RETURN_IF_ERROR(StartBroker());
   WISP_RETURN_IF_ERROR(RestoreDeployments());
   WISP_RETURN_IF_ERROR(StartCluster());

@@ -173,6 +173,20 @@ void WorkerIdentities::Release(int slot) {
   taken_[slot] = -1;
 }
 
+void WorkerIdentities::PrepareNextDir() {
+  if (base_dir_.empty()) return;
+  for (size_t slot = 0; slot < taken_.size(); ++slot) {
+    if (taken_[slot] != -1) continue;
+    const std::string dir = base_dir_ + "/" + std::to_string(slot);
+    if (::mkdir(dir.c_str(), 0700) != 0) return;  // it exists (or cannot be made here)
+    if (drop_) {
+      const uint32_t id = options_.first_uid + static_cast<uint32_t>(slot);
+      if (::chown(dir.c_str(), id, id) != 0) ::rmdir(dir.c_str());
+    }
+    return;
+  }
+}
+
 std::string WorkerIdentities::Describe() const {
   const std::string seccomp =
       options_.seccomp ? "; a seccomp filter denies " +

@@ -56,6 +56,13 @@ class WorkerIdentities {
   StatusOr<int> Acquire(const FunctionLimits& limits, proto::Sandbox* sandbox);
   void Release(int slot);
 
+  // Makes the working directory of the lowest free slot (owned by its user,
+  // mode 0700, empty) unless it exists: the worker that gets the slot then
+  // keeps it instead of making it on the cold start's path (on ext4 a mkdir
+  // costs 0.1 to 0.4 ms). For idle moments; a failure is left to the worker,
+  // which makes the directory itself.
+  void PrepareNextDir();
+
   bool separate_users() const { return drop_; }
   // One line for the controller's start-up: who workers run as, how memory
   // is limited, and whether the seccomp filter is on.

@@ -45,6 +45,7 @@ void WorkerPool::DeferRefill() {
 void WorkerPool::RefillCb(uv_timer_t* timer) { static_cast<WorkerPool*>(timer->data)->Refill(); }
 
 void WorkerPool::Refill() {
+  if (!closing_ && prepare_ahead_) prepare_ahead_();
   while (!closing_ && ready_.size() < target_size_) {
     StatusOr<WorkerProcess*> worker = WorkerProcess::Spawn(loop_, zygote_, options_, this);
     if (!worker.ok()) {

@@ -41,6 +41,10 @@ class WorkerPool : public WorkerListener {
 
   size_t ready() const { return ready_.size(); }
 
+  // Other work ahead of the next cold start (the next worker user's
+  // directory): runs at each refill, once takes have paused.
+  void set_prepare_ahead(std::function<void()> prepare) { prepare_ahead_ = std::move(prepare); }
+
   // WorkerListener, for idle pooled workers.
   void OnWorkerFrame(WorkerProcess* worker, proto::Frame& frame) override;
   void OnWorkerDeadline(WorkerProcess* worker) override;
@@ -63,6 +67,7 @@ class WorkerPool : public WorkerListener {
   bool closing_ = false;
   bool timer_closed_ = false;
   std::function<void()> on_closed_;
+  std::function<void()> prepare_ahead_;
   uint64_t consecutive_failures_ = 0;
 };
 

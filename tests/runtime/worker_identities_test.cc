@@ -100,5 +100,29 @@ TEST_F(WorkerIdentitiesTest, AUserAnotherControllerHoldsIsSkipped) {
   identities_->Release(*slot);
 }
 
+TEST_F(WorkerIdentitiesTest, TheNextFreeSlotsDirectoryIsMadeAheadForItsUser) {
+  proto::Sandbox first;
+  StatusOr<int> slot = identities_->Acquire(FunctionLimits{}, &first);
+  ASSERT_TRUE(slot.ok()) << slot.status().ToString();
+  ASSERT_EQ(*slot, 0);
+  identities_->PrepareNextDir();
+  // Slot 0 is taken: slot 1's directory is the one made.
+  const std::string base = first.work_dir().substr(0, first.work_dir().rfind('/'));
+  struct stat st {};
+  ASSERT_EQ(::stat((base + "/1").c_str(), &st), 0) << base << "/1 was not made";
+  EXPECT_TRUE(S_ISDIR(st.st_mode));
+  EXPECT_EQ(st.st_mode & 07777, 0700u);
+  EXPECT_EQ(st.st_uid, options_.first_uid + 1) << "owned by slot 1's user";
+  EXPECT_EQ(st.st_gid, options_.first_uid + 1);
+  EXPECT_NE(::stat((base + "/0").c_str(), &st), 0) << "slot 0's is the worker's to make";
+
+  proto::Sandbox second;
+  StatusOr<int> next = identities_->Acquire(FunctionLimits{}, &second);
+  ASSERT_TRUE(next.ok()) << next.status().ToString();
+  EXPECT_EQ(second.work_dir(), base + "/1");
+  identities_->Release(*next);
+  identities_->Release(*slot);
+}
+
 }  // namespace
 }  // namespace wisp::runtime
