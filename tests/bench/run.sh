@@ -16,7 +16,11 @@
 #      (tests/bench/events_bench.cc) against a nats-server on a free port and a
 #      `wisp up --nats` on it: fire-and-forget events/s through relay.so (each
 #      event emits one) against raw nats.c pub -> sub msgs/s, and request-reply
-#      p50 on wisp.fn.hello against a raw nats.c responder, rounds alternated.
+#      p50 on wisp.fn.hello against a raw nats.c responder, rounds alternated;
+#      then the same events/s through wisp_bench_nats_relay (nats_relay.cc), a
+#      bare nats.c relay that adds the CloudEvents headers wisp's emitted
+#      events carry: what any relay of binary-mode CloudEvents costs NATS and
+#      nats.c here, with no worker and no function (reported, no target).
 #   6. recording: two controllers, one with invocation records and logs (the
 #      default) and one with --no-records, -c32 on hello alternated in
 #      RECORD_ROUNDS rounds; the ratio of their means (target >= 0.9).
@@ -121,7 +125,8 @@ if [[ "${WISP_BENCH_NO_BUILD:-0}" != "1" ]]; then
     targets=(wisp wisp-worker wisp_warmup wisp_bench_cluster wisp_bench_floor hello)
   else
     targets=(wisp wisp-worker wisp_warmup wisp_bench_floor wisp_bench_cold_start hello
-      wisp_bench_events testfn_relay wisp_bench_pipeline testfn_forward testfn_journal)
+      wisp_bench_events wisp_bench_nats_relay testfn_relay wisp_bench_pipeline testfn_forward
+      testfn_journal)
   fi
   cmake --build "$BUILD_DIR" -j"$(nproc)" --target "${targets[@]}" >"$BUILD_DIR/bench-build.log" 2>&1 || {
     tail -30 "$BUILD_DIR/bench-build.log" >&2
@@ -132,6 +137,7 @@ fi
 # ---------------------------------------------------------------- processes
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/wisp-bench.XXXXXX")"
 FLOOR_PID=
+RELAY_PID=
 NATS_PID=
 CONTROLLER_PID=
 CONTROLLER_CHILDREN=()
@@ -167,6 +173,7 @@ stop_controller() {
 }
 
 cleanup() {
+  stop_pid "${RELAY_PID:-}"
   stop_pid "${CLUSTER_B_PID:-}"
   stop_pid "${CLUSTER_C_PID:-}"
   stop_pid "$FLOOR_PID"
@@ -325,6 +332,21 @@ run_events() {
   EV_REQ_FAILURES="$(events_field req_failures)"
   EVENTS_RAN=1
   stop_controller
+
+  # The reference: the same events through a bare nats.c relay.
+  "$BIN/wisp_bench_nats_relay" --nats "$url" >"$WORK/nats-relay.log" 2>&1 &
+  RELAY_PID=$!
+  local relay_rc=0
+  sleep 0.3
+  "$BIN/wisp_bench_events" --nats "$url" --rounds "${EVENTS_ROUNDS:-3}" --floor-msgs "${EVENTS_FLOOR_MSGS:-200000}" \
+    --wisp-events "${EVENTS_WISP_EVENTS:-50000}" --requests 100 --warmup 10 \
+    >"$WORK/events-relay.txt" 2>/dev/null || relay_rc=$?
+  EV_R_RATE="$(sed -nE 's/.* wisp_events_per_s=([0-9.]+).*/\1/p' "$WORK/events-relay.txt")"
+  EV_RF_RATE="$(sed -nE 's/.* floor_msgs_per_s=([0-9.]+).*/\1/p' "$WORK/events-relay.txt")"
+  ((relay_rc == 0)) && [[ -n "$EV_R_RATE" ]] ||
+    WARNINGS+=("events: the bare relay reference failed (exit $relay_rc): $(tail -1 "$WORK/nats-relay.log")")
+  stop_pid "$RELAY_PID"
+  RELAY_PID=
   stop_pid "$NATS_PID"
   NATS_PID=
 }
@@ -345,6 +367,12 @@ print_events_rows() {
   printf "$fmt" "events (NATS, medians of ${EVENTS_ROUNDS:-3} rounds)" "wisp" "floor" "ratio" "target" "verdict"
   printf "$fmt" "--------------------------------------------" "------------" "------------" "----------" "--------" "--------"
   printf "$fmt" "fire-and-forget through relay (events/s)" "$EV_W_RATE" "$EV_F_RATE" "${rt}x" ">= $EVENTS_THROUGHPUT_TARGET" "$v_rate"
+  if [[ -n "${EV_R_RATE:-}" ]]; then
+    printf "$fmt" "the same through a bare nats.c relay" "$EV_R_RATE" "$EV_RF_RATE" \
+      "$(awk -v a="$EV_R_RATE" -v b="$EV_RF_RATE" 'BEGIN { if (b > 0) printf "%.3fx", a / b; else print "-" }')" "" ""
+    printf "$fmt" "wisp over the bare relay (events/s)" "$EV_W_RATE" "$EV_R_RATE" \
+      "$(awk -v a="$EV_W_RATE" -v b="$EV_R_RATE" 'BEGIN { if (b > 0) printf "%.3fx", a / b; else print "-" }')" "" ""
+  fi
   printf "$fmt" "events back / published (lost: none)" "$EV_RECEIVED" "$EV_SENT" "" "all" "$v_loss"
   printf "$fmt" "request-reply p50, wisp.fn.hello (us)" "$EV_W_P50" "$EV_F_P50" "${rp}x" "<= $EVENTS_P50_TARGET" "$v_p50"
   printf "$fmt" "request-reply p99 (us)" "$EV_W_P99" "$EV_F_P99" \
