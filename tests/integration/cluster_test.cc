@@ -536,7 +536,8 @@ class NatsClusterTest : public ::testing::Test {
     for (int i = 0; i < kServers; ++i) {
       NatsServerOptions options;
       options.jetstream = true;
-      options.port = NatsServerProcess::PickFreePort();
+      // The client port is picked by Start, which picks again if another
+      // process took it meanwhile; the route ports must be known up front.
       options.cluster_name = "wisp-test";
       options.cluster_port = route_ports[i];
       for (int j = 0; j < kServers; ++j) {
