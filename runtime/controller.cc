@@ -112,6 +112,7 @@ Status Controller::Start() {
                                        WorkerProcess::Options{kDefaultMaxFrameBytes},
                                        options_.warm_pool_size, options_.warmup_path);
   pool_->set_prepare_ahead([this] { identities_->PrepareNextDir(); });
+  pool_->set_seccomp_ahead(identities.seccomp);
   WISP_RETURN_IF_ERROR(StartBroker());
   WISP_RETURN_IF_ERROR(RestoreDeployments());
   WISP_RETURN_IF_ERROR(StartCluster());

@@ -303,11 +303,13 @@ Status EnterSandbox(const proto::Sandbox& sandbox, std::string* artifact_path,
     }
   }
   if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return Errno("PR_SET_NO_NEW_PRIVS");
-  if (sandbox.seccomp()) {
-    CheckLeaksBeforeSeccomp();
-    WISP_RETURN_IF_ERROR(InstallSeccompFilter());
-  }
+  if (sandbox.seccomp()) WISP_RETURN_IF_ERROR(InstallSeccompAhead());
   return Status::OK();
+}
+
+Status InstallSeccompAhead() {
+  CheckLeaksBeforeSeccomp();
+  return InstallSeccompFilter();
 }
 
 void InstallTerminateHandler() { std::set_terminate(OnTerminate); }

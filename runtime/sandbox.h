@@ -29,6 +29,12 @@ namespace wisp::runtime {
 inline constexpr int kExitMemoryLimit = 86;        // std::bad_alloc escaped the function
 inline constexpr int kExitUncaughtException = 87;  // another exception escaped
 
+// Installs the seccomp filter EnterSandbox installs (runtime/seccomp_filter.h)
+// now, ahead of it: a pooled worker does so while it waits, and the
+// EnterSandbox of its Load then finds it in place. A Status naming the step
+// that failed.
+[[nodiscard]] Status InstallSeccompAhead();
+
 // Applies sandbox to the calling process. *artifact_path is replaced by a
 // path that stays readable after the drop (/proc/self/fd/N of a descriptor
 // opened here, *artifact_fd, which the caller closes once the function is

@@ -126,7 +126,15 @@ Status PrepareSeccompFilter() {
   return s;
 }
 
-Status InstallSeccompFilter() {
+namespace {
+
+// Whether this process has the filter (a forked child keeps both).
+bool& FilterInstalled() {
+  static bool installed = false;
+  return installed;
+}
+
+Status InstallOnce() {
   const std::vector<sock_filter>& prepared = PreparedProgram();
   if (!prepared.empty()) {
     // What seccomp_load does with the same program, minus compiling it.
@@ -148,6 +156,15 @@ Status InstallSeccompFilter() {
   WISP_RETURN_IF_ERROR(BuildFilter(&ctx));
   const int rc = seccomp_load(ctx.get());
   if (rc != 0) return Failed("seccomp_load", rc);
+  return Status::OK();
+}
+
+}  // namespace
+
+Status InstallSeccompFilter() {
+  if (FilterInstalled()) return Status::OK();
+  WISP_RETURN_IF_ERROR(InstallOnce());
+  FilterInstalled() = true;
   return Status::OK();
 }
 

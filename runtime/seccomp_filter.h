@@ -32,8 +32,9 @@ const std::vector<std::string>& SeccompDeniedSyscalls();
 [[nodiscard]] Status PrepareSeccompFilter();
 
 // Installs the filter on the calling process; it cannot be removed. Sets
-// no_new_privs if it was not set. A Status naming the step that failed (the
-// caller must then not run the function).
+// no_new_privs if it was not set. Once installed, a second call returns OK
+// at once (a pooled worker installs it ahead of its Load). A Status naming
+// the step that failed (the caller must then not run the function).
 // Threading: the caller's threads only; not concurrently with
 // PrepareSeccompFilter.
 [[nodiscard]] Status InstallSeccompFilter();

@@ -34,6 +34,7 @@ class Worker {
   void HandleLoad(const proto::Load& load);
   void HandleInvoke(const proto::Invoke& invoke);
   void HandleWarmup(const proto::Warmup& warmup);
+  void WarmUp(const std::string& path);
   void Send(const proto::Frame& frame);
   bool CallOut(proto::Call& call, proto::CallReply* reply);
   bool NextFrame(proto::Frame* frame);
@@ -285,8 +286,18 @@ bool Worker::NextFrame(proto::Frame* frame) {
 
 void Worker::HandleWarmup(const proto::Warmup& warmup) {
   if (module_ != nullptr) return;
+  if (!warmup.path().empty()) WarmUp(warmup.path());
+  if (warmup.seccomp()) {
+    // On failure the Load's EnterSandbox tries again and reports why.
+    if (Status s = InstallSeccompAhead(); !s.ok()) {
+      std::fprintf(stderr, "wisp-worker: seccomp ahead of the load: %s\n", s.ToString().c_str());
+    }
+  }
+}
+
+void Worker::WarmUp(const std::string& path) {
   StatusOr<std::unique_ptr<loader::FunctionModule>> module =
-      loader::FunctionModule::OpenValidated(warmup.path(), WorkerHostTable());
+      loader::FunctionModule::OpenValidated(path, WorkerHostTable());
   if (!module.ok()) {
     std::fprintf(stderr, "wisp-worker: warm-up skipped: %s\n", module.status().message().c_str());
     return;

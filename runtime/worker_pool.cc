@@ -55,9 +55,10 @@ void WorkerPool::Refill() {
       return;
     }
     (*worker)->set_label("pool");
-    if (!warmup_path_.empty()) {
+    if (!warmup_path_.empty() || seccomp_ahead_) {
       proto::Frame warmup;
       warmup.mutable_warmup()->set_path(warmup_path_);
+      warmup.mutable_warmup()->set_seccomp(seccomp_ahead_);
       (*worker)->Send(warmup);
     }
     ready_.push_back(*worker);

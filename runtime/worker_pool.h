@@ -41,6 +41,10 @@ class WorkerPool : public WorkerListener {
 
   size_t ready() const { return ready_.size(); }
 
+  // Whether pooled workers install the seccomp filter while they wait (set
+  // when every loaded function gets it), so a cold start does not.
+  void set_seccomp_ahead(bool seccomp) { seccomp_ahead_ = seccomp; }
+
   // Other work ahead of the next cold start (the next worker user's
   // directory): runs at each refill, once takes have paused.
   void set_prepare_ahead(std::function<void()> prepare) { prepare_ahead_ = std::move(prepare); }
@@ -62,6 +66,7 @@ class WorkerPool : public WorkerListener {
   WorkerProcess::Options options_;
   size_t target_size_;
   std::string warmup_path_;
+  bool seccomp_ahead_ = false;
   std::deque<WorkerProcess*> ready_;
   uv_timer_t* refill_timer_;  // owned; freed in its close callback
   bool closing_ = false;

@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <fstream>
 #include <regex>
 #include <set>
 #include <string>
@@ -280,6 +281,28 @@ TEST_F(IsolationTest, TheSeccompFilterDeniesWhatAFunctionHasNoReasonToDo) {
   EXPECT_THAT(controller_->startup_output(), HasSubstr("a seccomp filter denies"));
 }
 
+// A line of /proc/<pid>/status ("Seccomp:\t2"), or "" when there is none.
+std::string StatusLine(pid_t pid, const std::string& key) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(key + ":", 0) == 0) return line;
+  }
+  return "";
+}
+
+TEST_F(IsolationTest, ALoadedWorkerHasTheFilterOnceThoughPooledWorkersInstallItAhead) {
+  DeployOk(ExamplePath("hello"), "hello");
+  ASSERT_EQ(controller_->Call("POST", "/fn/hello", "world").status, 200);
+  const std::vector<pid_t> workers = WorkerPids("hello");
+  ASSERT_FALSE(workers.empty());
+  for (pid_t pid : workers) {
+    EXPECT_EQ(StatusLine(pid, "Seccomp"), "Seccomp:\t2") << "worker " << pid << " has no filter";
+    EXPECT_EQ(StatusLine(pid, "Seccomp_filters"), "Seccomp_filters:\t1")
+        << "worker " << pid << ": the filter installed ahead must not be installed again";
+  }
+}
+
 TEST_F(IsolationTest, LimitsAreShownAndKeptPerVersion) {
   DeployOk(ExamplePath("hello"), "hello",
            {"--memory", "256MiB", "--cpu", "3s", "--open-files", "100", "--processes", "20",
@@ -354,6 +377,12 @@ TEST_F(NoSeccompTest, TheSameCallsReachTheKernel) {
   EXPECT_THAT(r.body, HasSubstr("ptrace: OK\n"));
   EXPECT_THAT(r.body, HasSubstr("clone3: EINVAL\n"));
   EXPECT_THAT(r.body, HasSubstr("thread: OK\n"));
+  api::Function fn;
+  ASSERT_TRUE(controller_->Describe("forbidden", &fn));
+  ASSERT_GT(fn.status().worker_pids_size(), 0);
+  for (pid_t pid : fn.status().worker_pids()) {
+    EXPECT_EQ(StatusLine(pid, "Seccomp"), "Seccomp:\t0") << "worker " << pid;
+  }
   EXPECT_THAT(controller_->startup_output(), HasSubstr("no seccomp filter (--no-seccomp)"));
 }
 
