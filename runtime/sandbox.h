@@ -31,8 +31,9 @@ inline constexpr int kExitUncaughtException = 87;  // another exception escaped
 
 // Installs the seccomp filter EnterSandbox installs (runtime/seccomp_filter.h)
 // now, ahead of it: a pooled worker does so while it waits, and the
-// EnterSandbox of its Load then finds it in place. A Status naming the step
-// that failed.
+// EnterSandbox of its Load then finds it in place. A sanitizer build first
+// checks the process for leaks, once (LeakSanitizer's check at exit needs
+// ptrace, which the filter denies). A Status naming the step that failed.
 [[nodiscard]] Status InstallSeccompAhead();
 
 // Applies sandbox to the calling process. *artifact_path is replaced by a

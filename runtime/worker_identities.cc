@@ -92,17 +92,33 @@ bool WorkerIdentities::Claim(size_t slot) {
   return true;
 }
 
-// The lock file's size is its user's state: 1 while the user is in use, 0
-// once released cleanly (after the zygote swept the user). A size other
-// than 0 found at claim time means a controller died holding it, and
-// processes of that user may be left. The size lives in the inode open()
-// has just read: unlike the file's contents it never costs a disk read on
-// the cold-start path.
+// The lock file's size is its user's state: not 0 while the user is in
+// use, 0 once released cleanly (after the zygote swept the user). A size
+// other than 0 found at claim time means a controller died holding it, and
+// processes of that user may be left. The size is read from the inode
+// open() has just read, never from a data page, which on a disk-backed
+// /run could cost a read on the cold-start path. The file also holds '1'
+// while in use, for controllers that read the older format (its byte: '1'
+// in use, '0' or nothing released); a file of that format released cleanly
+// ('0') counts as in use once, and its user is swept before its next use.
 bool WorkerIdentities::ClaimedDirty(int fd) {
   struct stat st {};
   const bool dirty = ::fstat(fd, &st) != 0 || st.st_size != 0;
-  (void)!::ftruncate(fd, 1);
+  // Emptied first, so writing the byte never reads the block it replaces.
+  const char in_use = '1';
+  if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, &in_use, 1, 0) != 1) (void)!::ftruncate(fd, 1);
   return dirty;
+}
+
+// Whether slot's user is free on this machine: no controller holds its lock.
+bool WorkerIdentities::Lockable(size_t slot) const {
+  if (!drop_) return true;
+  const std::string path = lock_dir_ + "/" + std::to_string(options_.first_uid + slot);
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) return false;
+  const bool free = ::flock(fd, LOCK_EX | LOCK_NB) == 0;
+  ::close(fd);  // releases the lock
+  return free;
 }
 
 // The base directory: the one named after the data dir, emptied, when it is
@@ -176,7 +192,8 @@ void WorkerIdentities::Release(int slot) {
 void WorkerIdentities::PrepareNextDir() {
   if (base_dir_.empty()) return;
   for (size_t slot = 0; slot < taken_.size(); ++slot) {
-    if (taken_[slot] != -1) continue;
+    // A user another controller's worker has is skipped, as Acquire would.
+    if (taken_[slot] != -1 || !Lockable(slot)) continue;
     const std::string dir = base_dir_ + "/" + std::to_string(slot);
     if (::mkdir(dir.c_str(), 0700) != 0) return;  // it exists (or cannot be made here)
     if (drop_) {

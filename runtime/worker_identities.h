@@ -56,11 +56,12 @@ class WorkerIdentities {
   StatusOr<int> Acquire(const FunctionLimits& limits, proto::Sandbox* sandbox);
   void Release(int slot);
 
-  // Makes the working directory of the lowest free slot (owned by its user,
-  // mode 0700, empty) unless it exists: the worker that gets the slot then
-  // keeps it instead of making it on the cold start's path (on ext4 a mkdir
-  // costs 0.1 to 0.4 ms). For idle moments; a failure is left to the worker,
-  // which makes the directory itself.
+  // Makes the working directory of the lowest slot Acquire would take now
+  // (free here, its user's lock not held by another controller), owned by
+  // its user, mode 0700, empty, unless it exists: the worker that gets the
+  // slot then keeps it instead of making it on the cold start's path (on
+  // ext4 a mkdir costs 0.1 to 0.4 ms). For idle moments; a failure is left
+  // to the worker, which makes the directory itself.
   void PrepareNextDir();
 
   bool separate_users() const { return drop_; }
@@ -73,6 +74,7 @@ class WorkerIdentities {
   bool drop_ = false;
   std::string base_dir_;
   bool Claim(size_t slot);
+  bool Lockable(size_t slot) const;
   static bool ClaimedDirty(int fd);
   Status MakeBaseDir();
 

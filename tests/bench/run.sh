@@ -336,15 +336,19 @@ run_events() {
   # The reference: the same events through a bare nats.c relay.
   "$BIN/wisp_bench_nats_relay" --nats "$url" >"$WORK/nats-relay.log" 2>&1 &
   RELAY_PID=$!
-  local relay_rc=0
-  sleep 0.3
+  local relay_rc=0 _
+  for _ in $(seq 50); do  # subscribed once it says so (at most 5 s)
+    grep -q '^nats_relay: relaying' "$WORK/nats-relay.log" 2>/dev/null && break
+    kill -0 "$RELAY_PID" 2>/dev/null || break
+    sleep 0.1
+  done
   "$BIN/wisp_bench_events" --nats "$url" --rounds "${EVENTS_ROUNDS:-3}" --floor-msgs "${EVENTS_FLOOR_MSGS:-200000}" \
     --wisp-events "${EVENTS_WISP_EVENTS:-50000}" --requests 100 --warmup 10 \
-    >"$WORK/events-relay.txt" 2>/dev/null || relay_rc=$?
+    >"$WORK/events-relay.txt" 2>"$WORK/events-relay.err" || relay_rc=$?
   EV_R_RATE="$(sed -nE 's/.* wisp_events_per_s=([0-9.]+).*/\1/p' "$WORK/events-relay.txt")"
   EV_RF_RATE="$(sed -nE 's/.* floor_msgs_per_s=([0-9.]+).*/\1/p' "$WORK/events-relay.txt")"
   ((relay_rc == 0)) && [[ -n "$EV_R_RATE" ]] ||
-    WARNINGS+=("events: the bare relay reference failed (exit $relay_rc): $(tail -1 "$WORK/nats-relay.log")")
+    WARNINGS+=("events: the bare relay reference failed (exit $relay_rc): $(tail -1 "$WORK/events-relay.err") / $(tail -1 "$WORK/nats-relay.log")")
   stop_pid "$RELAY_PID"
   RELAY_PID=
   stop_pid "$NATS_PID"

@@ -39,6 +39,17 @@ class WorkerIdentitiesTest : public ::testing::Test {
     return "/run/wisp/worker-uids/" + std::to_string(options_.first_uid + slot);
   }
 
+  // The first byte of the lock file, or '\0' when it has none.
+  char LockByte(uint32_t slot) const {
+    char byte = '\0';
+    const int fd = ::open(LockPath(slot).c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+      if (::read(fd, &byte, 1) != 1) byte = '\0';
+      ::close(fd);
+    }
+    return byte;
+  }
+
   // The lock file's size, or -1 when it cannot be read.
   long long LockSize(uint32_t slot) const {
     struct stat st {};
@@ -57,6 +68,7 @@ TEST_F(WorkerIdentitiesTest, AUserReleasedCleanlyIsNotSweptAgain) {
   EXPECT_EQ(first.uid(), options_.first_uid);
   EXPECT_FALSE(first.sweep_first()) << "a lock file made just now is not a dirty one";
   EXPECT_EQ(LockSize(0), 1) << "a user in use is marked in its lock file";
+  EXPECT_EQ(LockByte(0), '1') << "and marked for controllers that read the older format";
   identities_->Release(*slot);
   EXPECT_EQ(LockSize(0), 0) << "a user released cleanly is marked clean";
 
@@ -91,12 +103,21 @@ TEST_F(WorkerIdentitiesTest, AUserAnotherControllerHoldsIsSkipped) {
   ASSERT_GE(fd, 0);
   ASSERT_EQ(::flock(fd, LOCK_EX | LOCK_NB), 0);
 
+  // Its directory is not made ahead either: slot 1's is, for its user.
+  identities_->PrepareNextDir();
+
   proto::Sandbox sandbox;
   StatusOr<int> slot = identities_->Acquire(FunctionLimits{}, &sandbox);
   ::close(fd);
   ASSERT_TRUE(slot.ok()) << slot.status().ToString();
   EXPECT_EQ(*slot, 1) << "slot 0 is another controller's";
   EXPECT_EQ(sandbox.uid(), options_.first_uid + 1);
+  const std::string dir = sandbox.work_dir();
+  const std::string base_dir = dir.substr(0, dir.rfind('/'));
+  struct stat st {};
+  EXPECT_NE(::stat((base_dir + "/0").c_str(), &st), 0) << "slot 0's directory was made ahead";
+  ASSERT_EQ(::stat((base_dir + "/1").c_str(), &st), 0) << "slot 1's directory was not made ahead";
+  EXPECT_EQ(st.st_uid, options_.first_uid + 1);
   identities_->Release(*slot);
 }
 
