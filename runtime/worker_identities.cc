@@ -75,19 +75,27 @@ Status WorkerIdentities::Start() {
   return Status::OK();
 }
 
+// The open lock file of slot's user, locked; -1 when another controller's
+// worker has that user (or the file cannot be opened).
+int WorkerIdentities::LockUser(size_t slot) const {
+  const std::string path = lock_dir_ + "/" + std::to_string(options_.first_uid + slot);
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) return -1;
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
 bool WorkerIdentities::Claim(size_t slot) {
   if (taken_[slot] != -1) return false;
   if (!drop_) {
     taken_[slot] = 0;
     return true;
   }
-  const std::string path = lock_dir_ + "/" + std::to_string(options_.first_uid + slot);
-  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  const int fd = LockUser(slot);
   if (fd < 0) return false;
-  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {  // another controller's worker has it
-    ::close(fd);
-    return false;
-  }
   taken_[slot] = fd;
   return true;
 }
@@ -113,12 +121,10 @@ bool WorkerIdentities::ClaimedDirty(int fd) {
 // Whether slot's user is free on this machine: no controller holds its lock.
 bool WorkerIdentities::Lockable(size_t slot) const {
   if (!drop_) return true;
-  const std::string path = lock_dir_ + "/" + std::to_string(options_.first_uid + slot);
-  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  const int fd = LockUser(slot);
   if (fd < 0) return false;
-  const bool free = ::flock(fd, LOCK_EX | LOCK_NB) == 0;
   ::close(fd);  // releases the lock
-  return free;
+  return true;
 }
 
 // The base directory: the one named after the data dir, emptied, when it is

@@ -74,6 +74,7 @@ class WorkerIdentities {
   bool drop_ = false;
   std::string base_dir_;
   bool Claim(size_t slot);
+  int LockUser(size_t slot) const;
   bool Lockable(size_t slot) const;
   static bool ClaimedDirty(int fd);
   Status MakeBaseDir();

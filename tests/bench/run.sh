@@ -274,7 +274,7 @@ wait_tcp() {
   return 1
 }
 
-events_field() { sed -nE "s/.* $1=([0-9.]+).*/\1/p" "$WORK/events.txt"; }
+events_field() { sed -nE "s/.* $1=([0-9.]+).*/\1/p" "${2:-$WORK/events.txt}"; }  # KEY [FILE]
 
 run_events() {
   local nats_bin
@@ -345,8 +345,8 @@ run_events() {
   "$BIN/wisp_bench_events" --nats "$url" --rounds "${EVENTS_ROUNDS:-3}" --floor-msgs "${EVENTS_FLOOR_MSGS:-200000}" \
     --wisp-events "${EVENTS_WISP_EVENTS:-50000}" --requests 100 --warmup 10 \
     >"$WORK/events-relay.txt" 2>"$WORK/events-relay.err" || relay_rc=$?
-  EV_R_RATE="$(sed -nE 's/.* wisp_events_per_s=([0-9.]+).*/\1/p' "$WORK/events-relay.txt")"
-  EV_RF_RATE="$(sed -nE 's/.* floor_msgs_per_s=([0-9.]+).*/\1/p' "$WORK/events-relay.txt")"
+  EV_R_RATE="$(events_field wisp_events_per_s "$WORK/events-relay.txt")"
+  EV_RF_RATE="$(events_field floor_msgs_per_s "$WORK/events-relay.txt")"
   ((relay_rc == 0)) && [[ -n "$EV_R_RATE" ]] ||
     WARNINGS+=("events: the bare relay reference failed (exit $relay_rc): $(tail -1 "$WORK/events-relay.err") / $(tail -1 "$WORK/nats-relay.log")")
   stop_pid "$RELAY_PID"
