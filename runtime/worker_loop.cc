@@ -1,5 +1,6 @@
 #include "runtime/worker_loop.h"
 
+#include <poll.h>
 #include <sched.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -96,15 +97,23 @@ bool Worker::ReadMore() {
       if (errno != EAGAIN && errno != EINTR) break;
     } while (Clock::now() < spin_until);
   }
+  // It sleeps in poll for POLLIN, not in a blocking read: the channel is one
+  // socketpair, and a blocked reader sleeps on the queue the socket's
+  // write-space wakeups also go to, so each time the controller consumed a
+  // result it would wake this worker for nothing (a context switch here and
+  // a wakeup on the controller's thread). poll's wait is filtered by event.
   while (true) {
-    const ssize_t n = ::read(kWorkerChannelFd, buf, sizeof(buf));
+    const ssize_t n = ::recv(kWorkerChannelFd, buf, sizeof(buf), MSG_DONTWAIT);
     if (n > 0) {
       decoder_.Feed(buf, static_cast<size_t>(n));
       short_wait_ = Clock::now() - wait_start <= spin_;
       return true;
     }
     if (n == 0) return false;  // the controller closed the channel
-    if (errno != EINTR) return false;
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN) return false;
+    pollfd channel = {kWorkerChannelFd, POLLIN, 0};
+    if (::poll(&channel, 1, -1) < 0 && errno != EINTR) return false;
   }
 }
 
