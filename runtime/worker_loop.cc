@@ -1,8 +1,8 @@
 #include "runtime/worker_loop.h"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <sched.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -87,7 +87,7 @@ bool Worker::ReadMore() {
   if (spin_next_ && MaySpin(wait_start)) {
     const Clock::time_point spin_until = wait_start + spin_;
     do {
-      const ssize_t n = ::recv(kWorkerChannelFd, buf, sizeof(buf), MSG_DONTWAIT);
+      const ssize_t n = ::read(kWorkerChannelFd, buf, sizeof(buf));
       if (n > 0) {
         decoder_.Feed(buf, static_cast<size_t>(n));
         short_wait_ = true;
@@ -97,13 +97,9 @@ bool Worker::ReadMore() {
       if (errno != EAGAIN && errno != EINTR) break;
     } while (Clock::now() < spin_until);
   }
-  // It sleeps in poll for POLLIN, not in a blocking read: the channel is one
-  // socketpair, and a blocked reader sleeps on the queue the socket's
-  // write-space wakeups also go to, so each time the controller consumed a
-  // result it would wake this worker for nothing (a context switch here and
-  // a wakeup on the controller's thread). poll's wait is filtered by event.
+  // fd 3 is non-blocking (RunWorker): the worker sleeps in poll.
   while (true) {
-    const ssize_t n = ::recv(kWorkerChannelFd, buf, sizeof(buf), MSG_DONTWAIT);
+    const ssize_t n = ::read(kWorkerChannelFd, buf, sizeof(buf));
     if (n > 0) {
       decoder_.Feed(buf, static_cast<size_t>(n));
       short_wait_ = Clock::now() - wait_start <= spin_;
@@ -120,7 +116,7 @@ bool Worker::ReadMore() {
 bool Worker::WriteAll() {
   size_t done = 0;
   while (done < out_.size()) {
-    const ssize_t n = ::write(kWorkerChannelFd, out_.data() + done, out_.size() - done);
+    const ssize_t n = ::write(kWorkerOutputFd, out_.data() + done, out_.size() - done);
     if (n < 0) {
       if (errno == EINTR) continue;
       return false;
@@ -382,6 +378,10 @@ void RunWorker(std::chrono::microseconds spin) {
   // A function's printf reaches the log line by line, not at exit.
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
   InstallTerminateHandler();
+  // Reads of fd 3 never block (the worker sleeps in poll, ReadMore): the
+  // flag is the worker's own, as the controller holds only the write end.
+  const int flags = ::fcntl(kWorkerChannelFd, F_GETFL);
+  if (flags < 0 || ::fcntl(kWorkerChannelFd, F_SETFL, flags | O_NONBLOCK) != 0) ::_exit(1);
   Worker worker(spin);
   worker.Run();
 }

@@ -1,5 +1,5 @@
 // wisp-worker: a function's process. Without arguments it serves one
-// function on fd 3 (worker_loop.h); with --zygote [--spin-us N] it forks such
+// function on fds 3 and 4 (worker_loop.h); with --zygote [--spin-us N] it forks such
 // workers on request (zygote_server.h). Either way it dies with its parent.
 #include <signal.h>
 #include <sys/prctl.h>

@@ -1,5 +1,6 @@
 #include "runtime/worker_process.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -63,6 +64,7 @@ Status WorkerProcess::Start(Zygote* zygote) {
                          reinterpret_cast<uv_handle_t*>(&flush_prepare_),
                          reinterpret_cast<uv_handle_t*>(&deadline_),
                          reinterpret_cast<uv_handle_t*>(&channel_),
+                         reinterpret_cast<uv_handle_t*>(&channel_out_),
                          reinterpret_cast<uv_handle_t*>(&log_)}) {
     h->data = this;
   }
@@ -70,27 +72,43 @@ Status WorkerProcess::Start(Zygote* zygote) {
   uv_prepare_init(loop_, &flush_prepare_);
   uv_timer_init(loop_, &deadline_);
   uv_pipe_init(loop_, &channel_, 0);
+  uv_pipe_init(loop_, &channel_out_, 0);
   uv_pipe_init(loop_, &log_, 0);
-  open_handles_ = 5;
+  open_handles_ = 6;
 
-  int channel_fds[2];
-  int log_fds[2];
-  WISP_RETURN_IF_ERROR(MakeSocketPair(channel_fds));
+  // [read end, write end] of each: the controller keeps the read end of
+  // from_worker, the write end of to_worker and log[0]; the worker gets the
+  // rest.
+  int to_worker[2] = {-1, -1};
+  int from_worker[2] = {-1, -1};
+  int log_fds[2] = {-1, -1};
+  auto close_all = [&] {
+    for (int fd : {to_worker[0], to_worker[1], from_worker[0], from_worker[1], log_fds[0],
+                   log_fds[1]}) {
+      if (fd >= 0) ::close(fd);
+    }
+  };
+  if (::pipe2(to_worker, O_CLOEXEC) != 0 || ::pipe2(from_worker, O_CLOEXEC) != 0) {
+    const int err = errno;
+    close_all();
+    return Status::FromErrno("pipe2", err);
+  }
   Status s = MakeSocketPair(log_fds);
   if (!s.ok()) {
-    ::close(channel_fds[0]);
-    ::close(channel_fds[1]);
+    close_all();
     return s;
   }
-  // The parent ends belong to the pipes from here on (closed with them).
-  const int channel_rc = uv_pipe_open(&channel_, channel_fds[0]);
-  const int log_rc = uv_pipe_open(&log_, log_fds[0]);
-  if (channel_rc != 0 || log_rc != 0) {
-    if (channel_rc != 0) ::close(channel_fds[0]);
-    if (log_rc != 0) ::close(log_fds[0]);
-    ::close(channel_fds[1]);
-    ::close(log_fds[1]);
-    return Status::IOError("cannot open the worker's sockets");
+  // The controller's ends belong to the pipes from here on (closed with them).
+  const int kept[3] = {from_worker[0], to_worker[1], log_fds[0]};
+  uv_pipe_t* handles[3] = {&channel_, &channel_out_, &log_};
+  for (int i = 0; i < 3; ++i) {
+    if (uv_pipe_open(handles[i], kept[i]) != 0) {
+      for (int j = i; j < 3; ++j) ::close(kept[j]);
+      ::close(to_worker[0]);
+      ::close(from_worker[1]);
+      ::close(log_fds[1]);
+      return Status::IOError("cannot open the worker's pipes");
+    }
   }
   s = UvStatus("read worker channel",
                uv_read_start(reinterpret_cast<uv_stream_t*>(&channel_), AllocCb, ReadCb));
@@ -99,14 +117,15 @@ Status WorkerProcess::Start(Zygote* zygote) {
                  uv_read_start(reinterpret_cast<uv_stream_t*>(&log_), AllocCb, LogReadCb));
   }
   if (!s.ok()) {
-    ::close(channel_fds[1]);
+    ::close(to_worker[0]);
+    ::close(from_worker[1]);
     ::close(log_fds[1]);
     return s;
   }
   started_ms_ = uv_now(loop_);
   // Last: once the zygote knows this worker, it must live until its exit.
-  // The zygote takes the child ends.
-  return zygote->RequestFork(this, channel_fds[1], log_fds[1]);
+  // The zygote takes the worker's ends.
+  return zygote->RequestFork(this, to_worker[0], from_worker[1], log_fds[1]);
 }
 
 void WorkerProcess::OnForked(int pid) {
@@ -148,7 +167,7 @@ void WorkerProcess::FlushPrepareCb(uv_prepare_t* prepare) {
 void WorkerProcess::Flush() {
   if (writing_ || pending_.empty() || state_ != State::kRunning) return;
   uv_buf_t buf = uv_buf_init(pending_.data(), static_cast<unsigned>(pending_.size()));
-  auto* stream = reinterpret_cast<uv_stream_t*>(&channel_);
+  auto* stream = reinterpret_cast<uv_stream_t*>(&channel_out_);
   int written = uv_try_write(stream, &buf, 1);
   if (written == UV_EAGAIN) written = 0;
   if (written < 0) {
@@ -317,7 +336,7 @@ void WorkerProcess::EmitLogLine() {
 }
 
 void WorkerProcess::DrainChannel() {
-  // The process is gone: whatever it wrote is already in the socket buffer.
+  // The process is gone: whatever it wrote is already in the pipe.
   int fd = -1;
   if (uv_fileno(reinterpret_cast<uv_handle_t*>(&channel_), &fd) != 0) return;
   char buf[kReadBufferBytes];
@@ -358,6 +377,7 @@ void WorkerProcess::CloseHandles() {
   close(&flush_prepare_);
   close(&deadline_);
   close(&channel_);
+  close(&channel_out_);
   close(&log_);
 }
 

@@ -1,9 +1,11 @@
 // One wisp-worker subprocess, seen from the controller.
 //
-// Workers are forked by the zygote (zygote.h). The channel is a socketpair
-// on the worker's fd 3 carrying framed protobuf; frames may be sent at once,
-// before the fork has happened: they wait in the socket.
-// the worker's stdout and stderr share a second socketpair whose lines are
+// Workers are forked by the zygote (zygote.h). The channel is two pipes
+// carrying framed protobuf, one each way (the worker's fds 3 and 4): a pipe
+// write costs about a third of a socket write here, and a reader sleeping on
+// one is not woken when the other side drains its own frames. Frames may be
+// sent at once, before the fork has happened: they wait in the pipe.
+// The worker's stdout and stderr share a socketpair whose lines are
 // written to the controller's stderr, prefixed with the function's name.
 // Frames sent during one loop iteration leave in one write (a uv_prepare
 // flushes them before the loop next blocks), so a burst of invocations costs one wake-up of the worker.
@@ -128,7 +130,8 @@ class WorkerProcess {
   int pid_ = 0;
   uint64_t started_ms_ = 0;
 
-  uv_pipe_t channel_{};
+  uv_pipe_t channel_{};      // reads the worker's frames
+  uv_pipe_t channel_out_{};  // writes frames to the worker
   uv_pipe_t log_{};
   // Queued frames are flushed by whichever runs first: the check after the
   // poll phase that queued them, or the prepare before the next poll (for

@@ -115,13 +115,19 @@ Status Zygote::Start() {
   return Status::OK();
 }
 
-Status Zygote::RequestFork(WorkerProcess* worker, int channel_fd, int log_fd) {
+void Zygote::QueuedFork::CloseFds() const {
+  ::close(input_fd);
+  ::close(output_fd);
+  ::close(log_fd);
+}
+
+Status Zygote::RequestFork(WorkerProcess* worker, int input_fd, int output_fd, int log_fd) {
+  const QueuedFork fork{next_id_++, worker, input_fd, output_fd, log_fd};
   if (!running_) {
-    ::close(channel_fd);
-    ::close(log_fd);
+    fork.CloseFds();
     return Status::Unavailable("the worker zygote is not running");
   }
-  queued_.push_back({next_id_++, worker, channel_fd, log_fd});
+  queued_.push_back(fork);
   SendQueuedForks();
   return Status::OK();
 }
@@ -131,8 +137,7 @@ void Zygote::SendQueuedForks() {
     QueuedFork fork = queued_.front();
     queued_.pop_front();
     const bool sent = SendFork(fork);
-    ::close(fork.channel_fd);
-    ::close(fork.log_fd);
+    fork.CloseFds();
     if (!sent) {
       // The stream is unusable: restart the zygote; OnExit fails this
       // request with the others.
@@ -149,7 +154,8 @@ bool Zygote::SendFork(const QueuedFork& fork) {
   frame.mutable_zygote_fork()->set_id(fork.id);
   std::string bytes;
   if (!AppendFrame(frame, &bytes).ok()) return false;
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 2)] = {};
+  const int fds[3] = {fork.input_fd, fork.output_fd, fork.log_fd};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(fds))] = {};
   iovec iov{bytes.data(), bytes.size()};
   msghdr msg{};
   msg.msg_iov = &iov;
@@ -159,8 +165,7 @@ bool Zygote::SendFork(const QueuedFork& fork) {
   cmsghdr* c = CMSG_FIRSTHDR(&msg);
   c->cmsg_level = SOL_SOCKET;
   c->cmsg_type = SCM_RIGHTS;
-  c->cmsg_len = CMSG_LEN(sizeof(int) * 2);
-  const int fds[2] = {fork.channel_fd, fork.log_fd};
+  c->cmsg_len = CMSG_LEN(sizeof(fds));
   std::memcpy(CMSG_DATA(c), fds, sizeof(fds));
   ssize_t n;
   do {
@@ -228,8 +233,7 @@ void Zygote::FailAll(const std::string& reason) {
   pending_.clear();
   live_.clear();
   for (const QueuedFork& fork : queued) {
-    ::close(fork.channel_fd);
-    ::close(fork.log_fd);
+    fork.CloseFds();
     fork.worker->OnExited(-1, SIGKILL, reason);
   }
   for (auto& [id, worker] : pending) worker->OnExited(-1, SIGKILL, reason);

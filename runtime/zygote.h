@@ -40,15 +40,16 @@ class Zygote {
   // Spawns the zygote process. IOError if it cannot be started.
   Status Start();
 
-  // Asks for a worker whose channel and log are the given socket ends; takes
-  // ownership of both descriptors (they are closed once handed over, or on
-  // failure). worker is borrowed until its exit has been routed to it; once
+  // Asks for a worker whose channel is the given pipe ends (input: the read
+  // end of the controller's frames; output: the write end of the worker's)
+  // and whose log is the given socket end; takes ownership of the three
+  // descriptors (they are closed once handed over, or on failure). worker is borrowed until its exit has been routed to it; once
   // this returns OK every outcome, a failed fork included, arrives through
   // WorkerProcess::OnForked / OnExited. Unavailable when the zygote is not
   // running (nothing was queued). At most kMaxForksInFlight requests are
   // outstanding at the zygote; the rest wait here, so a burst of cold starts
   // never overfills the socket.
-  Status RequestFork(WorkerProcess* worker, int channel_fd, int log_fd);
+  Status RequestFork(WorkerProcess* worker, int input_fd, int output_fd, int log_fd);
 
   static constexpr size_t kMaxForksInFlight = 32;
 
@@ -64,8 +65,10 @@ class Zygote {
   struct QueuedFork {
     uint64_t id;
     WorkerProcess* worker;
-    int channel_fd;
+    int input_fd;
+    int output_fd;
     int log_fd;
+    void CloseFds() const;
   };
   void SendQueuedForks();
   bool SendFork(const QueuedFork& fork);

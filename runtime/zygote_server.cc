@@ -1,5 +1,6 @@
 #include "runtime/zygote_server.h"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -35,7 +36,7 @@ class ZygoteServer {
   bool ReadChannel();
   void ReapChildren();
   void Fork(uint64_t id);
-  [[noreturn]] void BecomeWorker(int channel_fd, int log_fd);
+  [[noreturn]] void BecomeWorker(int input_fd, int output_fd, int log_fd);
   void Send(const proto::Frame& frame);
   bool Flush();
 
@@ -86,20 +87,20 @@ bool ZygoteServer::ReadChannel() {
 
 void ZygoteServer::Fork(uint64_t id) {
   proto::Frame reply;
-  if (fds_.size() < 2) {
+  if (fds_.size() < 3) {
     reply.mutable_zygote_fork_failed()->set_id(id);
     reply.mutable_zygote_fork_failed()->set_message("fork request without its descriptors");
     Send(reply);
     return;
   }
-  const int channel_fd = fds_.front();
-  fds_.pop_front();
-  const int log_fd = fds_.front();
-  fds_.pop_front();
+  int fds[3];
+  for (int& fd : fds) {
+    fd = fds_.front();
+    fds_.pop_front();
+  }
   const pid_t pid = ::fork();
-  if (pid == 0) BecomeWorker(channel_fd, log_fd);
-  ::close(channel_fd);
-  ::close(log_fd);
+  if (pid == 0) BecomeWorker(fds[0], fds[1], fds[2]);
+  for (int fd : fds) ::close(fd);
   if (pid < 0) {
     reply.mutable_zygote_fork_failed()->set_id(id);
     reply.mutable_zygote_fork_failed()->set_message(std::string("fork: ") + std::strerror(errno));
@@ -111,7 +112,7 @@ void ZygoteServer::Fork(uint64_t id) {
   Send(reply);
 }
 
-void ZygoteServer::BecomeWorker(int channel_fd, int log_fd) {
+void ZygoteServer::BecomeWorker(int input_fd, int output_fd, int log_fd) {
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (::getppid() == 1) ::_exit(0);  // the zygote is already gone
   ::prctl(PR_SET_CHILD_SUBREAPER, 0);
@@ -119,11 +120,19 @@ void ZygoteServer::BecomeWorker(int channel_fd, int log_fd) {
   ::setpgid(0, 0);
   ::close(signal_fd_);
   for (int fd : fds_) ::close(fd);
-  ::dup2(channel_fd, kWorkerChannelFd);  // replaces the zygote's channel
-  ::dup2(log_fd, STDOUT_FILENO);
-  ::dup2(log_fd, STDERR_FILENO);
-  if (channel_fd != kWorkerChannelFd) ::close(channel_fd);
-  if (log_fd > STDERR_FILENO && log_fd != kWorkerChannelFd) ::close(log_fd);
+  // Each descriptor is moved above the targets first, so no dup2 below can
+  // overwrite one that is still to be moved.
+  const int moved[3] = {::fcntl(input_fd, F_DUPFD_CLOEXEC, kWorkerOutputFd + 1),
+                        ::fcntl(output_fd, F_DUPFD_CLOEXEC, kWorkerOutputFd + 1),
+                        ::fcntl(log_fd, F_DUPFD_CLOEXEC, kWorkerOutputFd + 1)};
+  if (moved[0] < 0 || moved[1] < 0 || moved[2] < 0) ::_exit(1);
+  ::dup2(moved[0], kWorkerChannelFd);  // replaces the zygote's channel
+  ::dup2(moved[1], kWorkerOutputFd);
+  ::dup2(moved[2], STDOUT_FILENO);
+  ::dup2(moved[2], STDERR_FILENO);
+  for (int fd : {input_fd, output_fd, log_fd, moved[0], moved[1], moved[2]}) {
+    if (fd > kWorkerOutputFd) ::close(fd);
+  }
   sigset_t none;
   sigemptyset(&none);
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
