@@ -15,6 +15,7 @@
 #include "runtime/base/time_format.h"
 #include "runtime/base/uv_timer.h"
 #include "runtime/deploy_params.h"
+#include "runtime/health_json.h"
 #include "runtime/json_print.h"
 #include "runtime/trace_context.h"
 #include "dashboard_html.h"
@@ -528,7 +529,7 @@ void Controller::HandleRequest(triggers::ReplyToken token, triggers::HttpRequest
         c->set_forwards_refused(f.refused);
         for (std::string& name : forwarding_->Offering()) c->add_offering(std::move(name));
       }
-      ReplyJson(token, 200, ToJson(health));
+      ReplyJson(token, 200, HealthJson(health));
       return;
     }
     case triggers::Route::Kind::kFunction:

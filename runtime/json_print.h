@@ -7,9 +7,10 @@
 #include <google/protobuf/message.h>
 #include <google/protobuf/util/json_util.h>
 
-#include <cstdio>
 #include <string>
 #include <string_view>
+
+#include "triggers/json_text.h"
 
 namespace wisp::runtime {
 
@@ -26,23 +27,10 @@ inline std::string ToJson(const google::protobuf::Message& message, bool newline
 
 // text as a JSON string literal, quotes included (for the few JSON bodies
 // built by hand: JetStream's API wants integer nanoseconds, which proto3
-// JSON would print as strings).
+// JSON would print as strings). Escaped as json_util escapes.
 inline std::string JsonQuote(std::string_view text) {
-  std::string out = "\"";
-  for (char c : text) {
-    const auto u = static_cast<unsigned char>(c);
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (u < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof(buf), "\\u%04x", u);
-      out += buf;
-    } else {
-      out += c;
-    }
-  }
-  out += '"';
+  std::string out;
+  triggers::AppendJsonString(text, &out);
   return out;
 }
 

@@ -2,12 +2,11 @@
 #include "triggers/http_wire.h"
 #include "runtime/base/ascii.h"
 
-#include <google/protobuf/util/json_util.h>
 #include <http_parser.h>
 
 #include <charconv>
 
-#include "api.pb.h"
+#include "triggers/json_text.h"
 
 namespace wisp::triggers {
 namespace {
@@ -147,17 +146,13 @@ std::string SanitizeUtf8(std::string_view text) {
 }
 
 std::string JsonErrorBody(std::string_view code, std::string_view message) {
-  api::ErrorBody body;
-  body.mutable_error()->set_code(SanitizeUtf8(code));
-  body.mutable_error()->set_message(SanitizeUtf8(message));
-  google::protobuf::util::JsonPrintOptions options;
-  options.preserve_proto_field_names = true;
-  std::string json;
-  if (!google::protobuf::util::MessageToJsonString(body, &json, options).ok()) {
-    // Unreachable with sanitized UTF-8; keep the contract of returning JSON.
-    return R"({"error":{"code":"internal","message":"error rendering failed"}})";
-  }
-  return json;
+  // As json_util prints api::ErrorBody: empty strings are left out.
+  JsonObjectText body;
+  body.BeginObject("error");
+  if (!code.empty()) body.String("code", code);
+  if (!message.empty()) body.String("message", message);
+  body.EndObject();
+  return body.Finish();
 }
 
 HttpResponse JsonErrorResponse(int status, std::string_view code, std::string_view message) {
