@@ -1,7 +1,6 @@
 #include "runtime/worker_identities.h"
 
 #include <fcntl.h>
-#include <pwd.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -13,7 +12,7 @@
 #include <system_error>
 
 #include "loader/artifact_store.h"
-#include "runtime/seccomp_filter.h"
+#include "runtime/system_users.h"
 
 namespace wisp::runtime {
 
@@ -52,19 +51,18 @@ Status WorkerIdentities::Start() {
         uint64_t{options_.first_uid} + options_.count > 0xfffffffeull) {
       return Status::InvalidArgument("the worker uid range must be within 1..4294967294");
     }
-    ::setpwent();
-    for (passwd* pw = ::getpwent(); pw != nullptr; pw = ::getpwent()) {
-      if (pw->pw_uid >= options_.first_uid && pw->pw_uid - options_.first_uid < options_.count) {
-        const std::string message = "uid " + std::to_string(pw->pw_uid) + " is the user " +
-                                    pw->pw_name + ", inside the worker uid range " +
-                                    std::to_string(options_.first_uid) + "-" +
-                                    std::to_string(options_.first_uid + options_.count - 1) +
-                                    "; choose another with --worker-uids";
-        ::endpwent();
-        return Status::InvalidArgument(message);
-      }
+    std::string in_range;  // "uid U is the user N", for the first user found
+    ForEachSystemUser([&](uid_t uid, std::string_view name) {
+      if (uid < options_.first_uid || uid - options_.first_uid >= options_.count) return true;
+      in_range = "uid " + std::to_string(uid) + " is the user " + std::string(name);
+      return false;
+    });
+    if (!in_range.empty()) {
+      return Status::InvalidArgument(in_range + ", inside the worker uid range " +
+                                     std::to_string(options_.first_uid) + "-" +
+                                     std::to_string(options_.first_uid + options_.count - 1) +
+                                     "; choose another with --worker-uids");
     }
-    ::endpwent();
     Status s = RootOnlyDir("/run/wisp");
     if (s.ok()) s = RootOnlyDir("/run/wisp/worker-uids");
     if (!s.ok()) return s.WithContext("the worker uid locks");
@@ -212,10 +210,10 @@ void WorkerIdentities::PrepareNextDir() {
 
 std::string WorkerIdentities::Describe() const {
   const std::string seccomp =
-      options_.seccomp ? "; a seccomp filter denies " +
-                             std::to_string(SeccompDeniedSyscalls().size() + 1) +
-                             " system calls (ptrace, mount, kexec, modules, bpf, ...)"
-                       : "; no seccomp filter (--no-seccomp)";
+      options_.seccomp
+          ? "; a seccomp filter denies the system calls that reach past the worker (ptrace, "
+            "mount, kexec, modules, bpf, io_uring, namespaces, ...)"
+          : "; no seccomp filter (--no-seccomp)";
   std::string users =
       drop_ ? "each worker runs as its own user (uids " + std::to_string(options_.first_uid) + "-" +
                   std::to_string(options_.first_uid + options_.count - 1) + ")"

@@ -47,7 +47,7 @@ class WorkerIdentities {
   WorkerIdentities& operator=(const WorkerIdentities&) = delete;
 
   // Creates the base directory. InvalidArgument when a user of the system
-  // (getpwent) has a uid in the range, or the range is not usable; IOError
+  // (system_users.h) has a uid in the range, or the range is not usable; IOError
   // when the directory cannot be made.
   [[nodiscard]] Status Start();
 

@@ -6,6 +6,7 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <pwd.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -143,6 +144,23 @@ TEST_F(WorkerIdentitiesTest, TheNextFreeSlotsDirectoryIsMadeAheadForItsUser) {
   EXPECT_EQ(second.work_dir(), base + "/1");
   identities_->Release(*next);
   identities_->Release(*slot);
+}
+
+TEST_F(WorkerIdentitiesTest, ARangeHoldingAUserOfTheSystemIsRefusedWithItsName) {
+  // A user the system lists: daemon (uid 1 on Debian).
+  const passwd* pw = ::getpwnam("daemon");
+  if (pw == nullptr || pw->pw_uid == 0) GTEST_SKIP() << "no daemon user here";
+  WorkerIdentities::Options options = options_;
+  options.first_uid = pw->pw_uid;
+  options.count = 2;
+  options.data_dir = options_.data_dir + "-clash";
+  WorkerIdentities clash(options);
+  Status s = clash.Start();
+  ASSERT_FALSE(s.ok()) << "a range holding uid " << pw->pw_uid << " (daemon) was accepted";
+  EXPECT_EQ(Status::Code::kInvalidArgument, s.code()) << s.ToString();
+  EXPECT_NE(s.ToString().find("uid " + std::to_string(pw->pw_uid) + " is the user daemon"),
+            std::string::npos)
+      << s.ToString();
 }
 
 }  // namespace
