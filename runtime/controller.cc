@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cstdio>
 #include <ctime>
 
@@ -152,10 +153,13 @@ Status Controller::Start() {
 int Controller::port() const { return server_ ? server_->port() : 0; }
 
 std::string Controller::InvocationId(uint64_t n) const {
-  char buf[48];
-  const int len = std::snprintf(buf, sizeof(buf), "%s-%llx", invocation_prefix_.c_str(),
-                                static_cast<unsigned long long>(n));
-  return std::string(buf, static_cast<size_t>(len));
+  char hex[16];
+  const auto end = std::to_chars(hex, hex + sizeof(hex), n, 16).ptr;
+  std::string id;
+  id.reserve(invocation_prefix_.size() + 1 + static_cast<size_t>(end - hex));
+  id.append(invocation_prefix_).push_back('-');
+  id.append(hex, end);
+  return id;
 }
 
 Status Controller::StartBroker() {

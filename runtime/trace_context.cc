@@ -69,7 +69,11 @@ bool ParseTraceparent(std::string_view value, TraceContext* out) {
 }
 
 std::string FormatTraceparent(const TraceContext& context) {
-  return "00-" + context.trace_id + "-" + context.span_id + "-" + context.flags;
+  std::string value;
+  value.reserve(6 + context.trace_id.size() + context.span_id.size() + context.flags.size());
+  value.append("00-").append(context.trace_id).append("-").append(context.span_id);
+  value.append("-").append(context.flags);
+  return value;
 }
 
 void StartInvocationSpan(proto::Invoke* invoke) {
