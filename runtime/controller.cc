@@ -227,13 +227,19 @@ Status Controller::StartBroker() {
 void Controller::FireTimer(const std::string& name, int64_t tick_ms) {
   triggers::BrokerMessage tick;
   tick.subject = "wisp.timer." + name;
-  tick.headers = {{"ce-id", "timer:" + name + ":" + std::to_string(tick_ms)},
+  const std::string id = "timer:" + name + ":" + std::to_string(tick_ms);
+  tick.headers = {{"ce-id", id},
                   {"ce-source", "/wisp/timer/" + name},
                   {"ce-type", "io.wisp.timer"},
                   {"ce-specversion", "1.0"},
                   {"ce-time", FormatUnixMicros(tick_ms * 1000)},
                   {"content-type", "application/json"}};
   tick.data = "{\"scheduled\":\"" + FormatUnixMicros(tick_ms * 1000) + "\"}";
+  // The duplicate window keeps one tick of all the controllers' however each
+  // was published: one that fires before this controller knows the stream
+  // takes wisp.timer.<name> goes out on core NATS, and another controller's
+  // update of the stream may already capture it.
+  if (jetstream_ != nullptr) tick.headers.emplace_back("Nats-Msg-Id", id);
   Status s = events_->PublishEvent(std::move(tick));
   if (!s.ok()) {
     std::fprintf(stderr, "wisp: %s: the tick due at %s was not published: %s\n", name.c_str(),

@@ -624,7 +624,8 @@ Status JetStreamDelivery::Capture(triggers::BrokerMessage& message, bool* publis
     in_stream = in_stream || triggers::SubjectMatches(subject, message.subject);
   }
   if (!in_stream) return Status::OK();
-  if (const std::string* id = triggers::FindHeader(message.headers, "ce-id")) {
+  const std::string* id = triggers::FindHeader(message.headers, "ce-id");
+  if (id != nullptr && triggers::FindHeader(message.headers, "Nats-Msg-Id") == nullptr) {
     message.headers.emplace_back("Nats-Msg-Id", std::string(*id));
   }
   const uint64_t seq = next_publish_++;

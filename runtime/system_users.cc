@@ -54,8 +54,12 @@ bool VisitGetent(const std::function<bool(uid_t, std::string_view)>& visit) {
   }
   ::close(fds[0]);  // a getent with more to print gets EPIPE
   int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
+  pid_t waited;
+  do {
+    waited = ::waitpid(pid, &status, 0);
+  } while (waited < 0 && errno == EINTR);
+  // Not reaped here (SIGCHLD ignored): how getent ended is unknown.
+  if (waited != pid) return false;
   if (!read_all || !WIFEXITED(status) || WEXITSTATUS(status) != 0) return false;
   FILE* in = ::fmemopen(listing.data(), listing.size(), "r");
   if (in == nullptr) return false;

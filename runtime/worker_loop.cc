@@ -359,7 +359,7 @@ void Worker::Run() {
       // Every earlier outcome (Loaded, results) reaches the controller before
       // the function runs again: if this invocation crashes the worker, the
       // controller knows exactly which one did. Results of a batch still
-      // arrive together when the controller is busy: they queue in the socket.
+      // arrive together when the controller is busy: they queue in the pipe.
       if (frame.has_invoke() && !out_.empty() && !WriteAll()) Exit(0);
       if (frame.has_invoke()) ++invocations_in_batch_;
       HandleFrame(frame);

@@ -2,10 +2,10 @@
 //
 // The protocol channel is two pipes: the controller's frames arrive on fd 3
 // (kWorkerChannelFd), the worker's leave on fd 4 (kWorkerOutputFd); stdout
-// and stderr are the function's log. A worker starts generic (no function), waits for a Load
-// frame, dlopens the function, then runs Invoke frames one at a time, in
-// order, batching results into few writes. It exits on Shutdown, when the
-// controller goes away, or after a failed load.
+// and stderr are the function's log. A worker starts generic (no function),
+// waits for a Load frame, dlopens the function, then runs Invoke frames one
+// at a time, in order, writing each result before it runs the next. It exits
+// on Shutdown, when the controller goes away, or after a failed load.
 // Threading: the worker process's only thread.
 #ifndef WISP_RUNTIME_WORKER_LOOP_H_
 #define WISP_RUNTIME_WORKER_LOOP_H_

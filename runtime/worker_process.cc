@@ -347,7 +347,7 @@ void WorkerProcess::DrainChannel() {
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
-    break;  // EOF, EAGAIN (a descendant still holds the socket), or an error
+    break;  // EOF, EAGAIN (a descendant still holds the pipe's write end), or an error
   }
   channel_eof_ = true;
 }

@@ -63,8 +63,8 @@ class WorkerProcess {
 
   // Starts a generic worker (no function loaded) through zygote. listener is
   // borrowed and may be changed later with set_listener. IOError or
-  // Unavailable if the sockets cannot be created or the zygote cannot be
-  // asked; a fork that fails later arrives as OnWorkerExit.
+  // Unavailable if the pipes or the log socket cannot be created or the
+  // zygote cannot be asked; a fork that fails later arrives as OnWorkerExit.
   static StatusOr<WorkerProcess*> Spawn(uv_loop_t* loop, Zygote* zygote, const Options& options,
                                         WorkerListener* listener);
 

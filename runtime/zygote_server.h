@@ -3,8 +3,8 @@
 // (no exec, no dynamic loading) and the controller's loop never blocks on it.
 //
 // Protocol on fd 3 (framing.h): the controller sends ZygoteFork frames, each
-// carrying two descriptors by SCM_RIGHTS (the new worker's channel, then its
-// log socket); the zygote answers ZygoteForked or ZygoteForkFailed, and
+// carrying three descriptors by SCM_RIGHTS (the new worker's input pipe, its
+// output pipe, then its log socket); the zygote answers ZygoteForked or ZygoteForkFailed, and
 // reports every worker's end with ZygoteExited after reaping it. Workers die
 // with the zygote (PR_SET_PDEATHSIG), and the zygote dies with the controller.
 // Threading: the zygote process's only thread.

@@ -8,9 +8,41 @@ namespace wisp::triggers {
 namespace {
 
 void AppendUnicodeEscape(unsigned code, std::string* out) {
-  char buf[8];
+  char buf[16];
   std::snprintf(buf, sizeof(buf), "\\u%04x", code);
   out->append(buf);
+}
+
+// The code points json_util writes as escapes although JSON allows them raw:
+// C1 controls, and format characters that are invisible or reorder text
+// (soft hyphen, zero-width and bidi marks, line separators, BOM, ...).
+bool EscapedAsJsonUtilDoes(uint32_t c) {
+  return (c >= 0x80 && c <= 0x9f) || c == 0xad || (c >= 0x600 && c <= 0x603) || c == 0x6dd ||
+         c == 0x70f || (c >= 0x17b4 && c <= 0x17b5) || (c >= 0x200b && c <= 0x200f) ||
+         (c >= 0x2028 && c <= 0x202e) || (c >= 0x2060 && c <= 0x2064) ||
+         (c >= 0x206a && c <= 0x206f) || c == 0xfeff || (c >= 0xfff9 && c <= 0xfffb) ||
+         (c >= 0x1d173 && c <= 0x1d17a) || c == 0xe0001 || (c >= 0xe0020 && c <= 0xe007f);
+}
+
+// The code point of the valid UTF-8 sequence at text[i], and its length.
+uint32_t DecodeUtf8(const std::string& text, size_t i, size_t* length) {
+  const auto byte = [&](size_t k) { return static_cast<unsigned char>(text[i + k]); };
+  const unsigned char lead = byte(0);
+  if (lead < 0x80) {
+    *length = 1;
+    return lead;
+  }
+  if (lead < 0xe0) {
+    *length = 2;
+    return (uint32_t{lead} & 0x1f) << 6 | (byte(1) & 0x3f);
+  }
+  if (lead < 0xf0) {
+    *length = 3;
+    return (uint32_t{lead} & 0x0f) << 12 | (byte(1) & 0x3f) << 6 | (byte(2) & 0x3f);
+  }
+  *length = 4;
+  return (uint32_t{lead} & 0x07) << 18 | (byte(1) & 0x3f) << 12 | (byte(2) & 0x3f) << 6 |
+         (byte(3) & 0x3f);
 }
 
 }  // namespace
@@ -18,8 +50,9 @@ void AppendUnicodeEscape(unsigned code, std::string* out) {
 void AppendJsonString(std::string_view text, std::string* out) {
   const std::string clean = SanitizeUtf8(text);
   out->push_back('"');
-  for (size_t i = 0; i < clean.size(); ++i) {
-    const auto c = static_cast<unsigned char>(clean[i]);
+  for (size_t i = 0; i < clean.size();) {
+    size_t length = 1;
+    const uint32_t c = DecodeUtf8(clean, i, &length);
     switch (c) {
       case '"': out->append("\\\""); break;
       case '\\': out->append("\\\\"); break;
@@ -34,18 +67,18 @@ void AppendJsonString(std::string_view text, std::string* out) {
         AppendUnicodeEscape(c, out);
         break;
       default:
-        if (c < 0x20) {
-          AppendUnicodeEscape(c, out);
-        } else if (c == 0xe2 && i + 2 < clean.size() &&
-                   static_cast<unsigned char>(clean[i + 1]) == 0x80 &&
-                   (static_cast<unsigned char>(clean[i + 2]) & 0xfe) == 0xa8) {
-          // U+2028 and U+2029: valid JSON, but line ends to JavaScript.
-          AppendUnicodeEscape(0x2000 + (static_cast<unsigned char>(clean[i + 2]) - 0x80), out);
-          i += 2;
+        if (c < 0x20 || EscapedAsJsonUtilDoes(c)) {
+          if (c >= 0x10000) {  // as a UTF-16 surrogate pair
+            AppendUnicodeEscape(0xd800 + ((c - 0x10000) >> 10), out);
+            AppendUnicodeEscape(0xdc00 + ((c - 0x10000) & 0x3ff), out);
+          } else {
+            AppendUnicodeEscape(c, out);
+          }
         } else {
-          out->push_back(static_cast<char>(c));
+          out->append(clean, i, length);
         }
     }
+    i += length;
   }
   out->push_back('"');
 }

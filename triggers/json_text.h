@@ -1,6 +1,7 @@
 // JSON printed without protobuf reflection, byte for byte as the control
 // API's json_util prints it (proto field names, every scalar, 64-bit integers
-// as strings, json_util's escapes). For the bodies on hot or always-on paths
+// as strings, json_util's escapes) for valid UTF-8; a byte that is not valid
+// UTF-8 becomes '?'. For the bodies on hot or always-on paths
 // (error bodies, /healthz): json_util builds descriptors on first use, about
 // 0.9 MiB of a controller that would otherwise never need them. Tests check
 // each printer against json_util. Pure; any thread.

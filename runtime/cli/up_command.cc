@@ -1,6 +1,7 @@
 // wisp up: runs the controller on the default libuv loop until SIGINT/SIGTERM.
 #include <limits.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sqlite3.h>
 #include <unistd.h>
 
@@ -75,6 +76,14 @@ void OnSignal(uv_signal_t* handle, int signum) {
 
 int RunUp(const UpArgs& args) {
   ::signal(SIGPIPE, SIG_IGN);
+  // A worker holds three descriptors here and a client connection one: the
+  // soft limit on open files (often 1024) is raised to the hard one, as
+  // servers do. Workers get their own limit (sandbox.h).
+  rlimit files{};
+  if (::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+    files.rlim_cur = files.rlim_max;
+    (void)::setrlimit(RLIMIT_NOFILE, &files);
+  }
   // sqlite's memory statistics take a global mutex on every allocation; the
   // controller does not read them. Must precede any other sqlite call.
   (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
