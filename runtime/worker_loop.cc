@@ -84,20 +84,10 @@ bool Worker::ReadMore() {
   char buf[64 * 1024];
   using Clock = std::chrono::steady_clock;
   const Clock::time_point wait_start = Clock::now();
-  if (spin_next_ && MaySpin(wait_start)) {
-    const Clock::time_point spin_until = wait_start + spin_;
-    do {
-      const ssize_t n = ::read(kWorkerChannelFd, buf, sizeof(buf));
-      if (n > 0) {
-        decoder_.Feed(buf, static_cast<size_t>(n));
-        short_wait_ = true;
-        return true;
-      }
-      if (n == 0) return false;  // the controller closed the channel
-      if (errno != EAGAIN && errno != EINTR) break;
-    } while (Clock::now() < spin_until);
-  }
-  // fd 3 is non-blocking (RunWorker): the worker sleeps in poll.
+  const bool spin = spin_next_ && MaySpin(wait_start);
+  const Clock::time_point spin_until = wait_start + spin_;
+  // fd 3 is non-blocking (RunWorker): the worker reads it again while it
+  // spins, then sleeps in poll.
   while (true) {
     const ssize_t n = ::read(kWorkerChannelFd, buf, sizeof(buf));
     if (n > 0) {
@@ -108,6 +98,7 @@ bool Worker::ReadMore() {
     if (n == 0) return false;  // the controller closed the channel
     if (errno == EINTR) continue;
     if (errno != EAGAIN) return false;
+    if (spin && Clock::now() < spin_until) continue;
     pollfd channel = {kWorkerChannelFd, POLLIN, 0};
     if (::poll(&channel, 1, -1) < 0 && errno != EINTR) return false;
   }

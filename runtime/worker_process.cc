@@ -78,7 +78,8 @@ Status WorkerProcess::Start(Zygote* zygote) {
 
   // [read end, write end] of each: the controller keeps the read end of
   // from_worker, the write end of to_worker and log[0]; the worker gets the
-  // rest.
+  // rest. An end a handle has taken is -1 here; on failure close_all closes
+  // the others.
   int to_worker[2] = {-1, -1};
   int from_worker[2] = {-1, -1};
   int log_fds[2] = {-1, -1};
@@ -98,17 +99,14 @@ Status WorkerProcess::Start(Zygote* zygote) {
     close_all();
     return s;
   }
-  // The controller's ends belong to the pipes from here on (closed with them).
-  const int kept[3] = {from_worker[0], to_worker[1], log_fds[0]};
+  int* kept[3] = {&from_worker[0], &to_worker[1], &log_fds[0]};
   uv_pipe_t* handles[3] = {&channel_, &channel_out_, &log_};
   for (int i = 0; i < 3; ++i) {
-    if (uv_pipe_open(handles[i], kept[i]) != 0) {
-      for (int j = i; j < 3; ++j) ::close(kept[j]);
-      ::close(to_worker[0]);
-      ::close(from_worker[1]);
-      ::close(log_fds[1]);
+    if (uv_pipe_open(handles[i], *kept[i]) != 0) {
+      close_all();
       return Status::IOError("cannot open the worker's pipes");
     }
+    *kept[i] = -1;  // the handle's now, closed with it
   }
   s = UvStatus("read worker channel",
                uv_read_start(reinterpret_cast<uv_stream_t*>(&channel_), AllocCb, ReadCb));
@@ -117,9 +115,7 @@ Status WorkerProcess::Start(Zygote* zygote) {
                  uv_read_start(reinterpret_cast<uv_stream_t*>(&log_), AllocCb, LogReadCb));
   }
   if (!s.ok()) {
-    ::close(to_worker[0]);
-    ::close(from_worker[1]);
-    ::close(log_fds[1]);
+    close_all();
     return s;
   }
   started_ms_ = uv_now(loop_);
