@@ -1,6 +1,7 @@
 // Deploy, call and reply through the real binaries.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sched.h>
 
 #include <set>
 #include <string>
@@ -20,6 +21,20 @@ TEST_F(DeployInvokeTest, HelloRepliesWithGreeting) {
   runtime::HttpClientResponse r = controller_->Call("POST", "/fn/hello", "world");
   EXPECT_EQ(r.status, 200) << r.body;
   EXPECT_EQ(r.body, "hello, world");
+}
+
+// A worker's wake-ups must not preempt the controller's loop
+// (runtime/worker_loop.cc, RunAsBatch).
+TEST_F(DeployInvokeTest, WorkersRunUnderSchedBatch) {
+  DeployOk(ExamplePath("hello"), "hello");
+  ASSERT_EQ(controller_->Call("POST", "/fn/hello", "world").status, 200);
+  api::Function fn;
+  ASSERT_TRUE(controller_->Describe("hello", &fn));
+  ASSERT_GT(fn.status().worker_pids_size(), 0);
+  for (pid_t pid : fn.status().worker_pids()) {
+    EXPECT_EQ(::sched_getscheduler(pid), SCHED_BATCH)
+        << "worker " << pid << ": expected policy SCHED_BATCH (" << SCHED_BATCH << ")";
+  }
 }
 
 TEST_F(DeployInvokeTest, DeployNamesFunctionAfterFileStem) {
