@@ -105,7 +105,7 @@ void Dispatcher::Dispatch() {
       Assign(best, std::move(job));
       continue;
     }
-    if (!loading && LiveSlots() < spec_.max_workers) {
+    if (!loading && LiveSlots() < spec_.max_workers && WorthAnotherWorker(best)) {
       if (StartWorker()) continue;
       if (best == nullptr) return;  // every waiting invocation has been failed
     }
@@ -116,6 +116,36 @@ void Dispatcher::Dispatch() {
       continue;
     }
     return;
+  }
+}
+
+bool Dispatcher::WorthAnotherWorker(const Slot* least_loaded) const {
+  if (least_loaded == nullptr || !run_ns_known_) return true;
+  if (busy_share_ > kScaleOutBusyShare) return true;
+  if (least_loaded->inflight.size() * run_ns_average_ > kScaleOutWaitNs) return true;
+  return uv_hrtime() - least_loaded->head_started_ns > kStuckHeadNs;
+}
+
+// Samples are capped (a worker reports what it likes), so the product with
+// an in-flight count cannot overflow; each moves the average by an eighth.
+void Dispatcher::NoteRunTime(uint64_t run_ns) {
+  constexpr uint64_t kMaxSampleNs = uint64_t{3600} * 1000 * 1000 * 1000;
+  run_ns = std::min(run_ns, kMaxSampleNs);
+  if (!run_ns_known_) {
+    run_ns_average_ = run_ns;
+    run_ns_known_ = true;
+  } else {
+    run_ns_average_ = run_ns_average_ - run_ns_average_ / 8 + run_ns / 8;
+  }
+  busy_ns_ += run_ns;
+  const uint64_t now = uv_hrtime();
+  if (busy_window_start_ns_ == 0) busy_window_start_ns_ = now;
+  const uint64_t elapsed = now - busy_window_start_ns_;
+  if (elapsed >= kBusyWindowNs) {
+    busy_share_ = static_cast<double>(busy_ns_) / static_cast<double>(elapsed) /
+                  static_cast<double>(std::max<size_t>(LiveSlots(), 1));
+    busy_ns_ = 0;
+    busy_window_start_ns_ = now;
   }
 }
 
@@ -134,6 +164,7 @@ bool Dispatcher::StartWorker() {
     }
     return false;
   }
+  busy_share_ = 0;  // measured again with the new worker
   auto slot = std::make_unique<Slot>();
   slot->worker = *taken;
   slot->worker->set_label(spec_.name);
@@ -172,6 +203,7 @@ void Dispatcher::Assign(Slot* slot, std::unique_ptr<Job> job) {
   slot->worker->Send(job->frame);
   if (slot->inflight.empty() && slot->state == Slot::State::kReady) {
     slot->worker->SetDeadline(spec_.timeout_ms);
+    slot->head_started_ns = uv_hrtime();
   }
   slot->inflight.push_back(std::move(job));
 }
@@ -296,6 +328,7 @@ void Dispatcher::OnResult(Slot* slot, proto::Result& result) {
   }
   std::unique_ptr<Job> job = std::move(slot->inflight.front());
   slot->inflight.pop_front();
+  NoteRunTime(result.run_ns());
   if (log_observer_) slot->last_invocation = job->frame.invoke().invocation_id();
   const std::string limit = LimitCrossed(result);
   if (!limit.empty()) {
@@ -328,6 +361,7 @@ void Dispatcher::OnResult(Slot* slot, proto::Result& result) {
 void Dispatcher::BecomeIdleOrContinue(Slot* slot) {
   if (!slot->inflight.empty()) {
     slot->worker->SetDeadline(spec_.timeout_ms);  // the next one starts now
+    slot->head_started_ns = uv_hrtime();
     return;
   }
   slot->worker->SetDeadline(0);

@@ -3,13 +3,27 @@
 // invocations.
 //
 // Policy: an invocation goes to a worker with nothing in flight; failing that
-// a new worker is started (one at a time, up to max_workers) while the
-// invocation is pipelined onto the least-loaded worker, up to
-// pipeline_depth in flight per worker; the rest waits in the queue (503 with
-// Retry-After once the queue is full). Workers run invocations in order, so
-// the head of a worker's in-flight list is the one running: its deadline is
-// the timeout, its failure is the one reported, and the invocations behind it
-// (never started) go back to the front of the queue.
+// it is pipelined onto the least-loaded worker, up to pipeline_depth in
+// flight per worker, and the rest waits in the queue (503 with Retry-After
+// once the queue is full). A new worker is started then (one at a time, up to
+// max_workers) only when the workers are the bottleneck, from the run time
+// they report per invocation (Result.run_ns):
+//   - no run time is known yet for this version;
+//   - the workers were busy more than kScaleOutBusyShare of the last
+//     kBusyWindowNs (the run times' sum against the wall time, per worker);
+//   - the invocation would wait behind more than kScaleOutWaitNs of work
+//     (the invocations in flight on that worker times the average run time);
+//   - the invocation running on that worker has been on it for more than
+//     kStuckHeadNs (the age includes the controller's own delay in sending
+//     it, hence the longer bound).
+// So a function of a few microseconds stays on one worker however many
+// callers it has: a second would only split its batches over two channels
+// (with 32 callers of hello, one worker serves 9% more requests than two),
+// while a slow or busy function gets every worker it may.
+// Workers run invocations in order, so the head of a worker's in-flight list
+// is the one running: its deadline is the timeout, its failure is the one
+// reported, and the invocations behind it (never started) go back to the
+// front of the queue.
 //
 // Failures reach the caller as InvocationOutcome errors: 504 on timeout (the
 // worker is killed), 502 when the worker dies or cannot load the function,
@@ -37,6 +51,12 @@
 #include "worker.pb.h"
 
 namespace wisp::runtime {
+
+// When a dispatcher starts another worker (see the policy above).
+inline constexpr uint64_t kScaleOutWaitNs = 1000 * 1000;
+inline constexpr uint64_t kStuckHeadNs = 20 * 1000 * 1000;
+inline constexpr uint64_t kBusyWindowNs = 100 * 1000 * 1000;
+inline constexpr double kScaleOutBusyShare = 0.5;
 
 struct FunctionSpec {
   std::string name;
@@ -162,9 +182,12 @@ class Dispatcher : public WorkerListener {
     bool loaded = false;  // reported Loaded
     std::string last_invocation;  // id of the last invocation it answered
     int identity = -1;  // its WorkerIdentities slot
+    uint64_t head_started_ns = 0;  // uv_hrtime when the running invocation began
   };
 
   void Dispatch();
+  bool WorthAnotherWorker(const Slot* least_loaded) const;
+  void NoteRunTime(uint64_t run_ns);
   bool StartWorker();
   void Assign(Slot* slot, std::unique_ptr<Job> job);
   void Complete(std::unique_ptr<Job> job, InvocationOutcome outcome);
@@ -196,6 +219,11 @@ class Dispatcher : public WorkerListener {
   std::deque<std::unique_ptr<Job>> queue_;
   std::vector<std::unique_ptr<Slot>> slots_;
   uint64_t next_id_ = 1;
+  uint64_t run_ns_average_ = 0;  // of Result.run_ns, exponentially weighted
+  bool run_ns_known_ = false;
+  uint64_t busy_ns_ = 0;               // run_ns summed since busy_window_start_ns_
+  uint64_t busy_window_start_ns_ = 0;  // uv_hrtime; 0 before the first result
+  double busy_share_ = 0;              // of the last whole window, per worker
   uv_timer_t* reaper_;  // owned; freed in its close callback
   bool draining_ = false;
   bool reaper_closed_ = false;

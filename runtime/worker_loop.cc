@@ -221,6 +221,7 @@ void CallFunction(const loader::FunctionModule& module, const std::string& funct
 }
 
 void Worker::HandleInvoke(const proto::Invoke& invoke) {
+  const auto start = std::chrono::steady_clock::now();
   proto::Frame reply;
   proto::Result* result = reply.mutable_result();
   result->set_id(invoke.id());
@@ -234,6 +235,9 @@ void Worker::HandleInvoke(const proto::Invoke& invoke) {
                    return CallOut(call, answer);
                  });
   }
+  result->set_run_ns(static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start)
+          .count()));
   Send(reply);
 }
 

@@ -1,5 +1,5 @@
-/* sleep: the body is a decimal number of milliseconds; sleeps that long and
- * replies "slept N". */
+/* sleep: the body is a decimal number of milliseconds, or of microseconds
+ * with a "us" suffix; sleeps that long and replies "slept <body>". */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <stdio.h>
@@ -8,22 +8,29 @@
 
 WISP_DEFINE_ABI_VERSION()
 
-static unsigned long ParseMillis(const char* data, size_t len) {
-  unsigned long ms = 0;
-  for (size_t i = 0; i < len && data[i] >= '0' && data[i] <= '9'; ++i) {
-    ms = ms * 10 + (unsigned long)(data[i] - '0');
+/* The sleep the body asks for, in microseconds; *read gets the length of
+ * what was read. */
+static unsigned long ParseMicros(const char* data, size_t len, size_t* read) {
+  unsigned long n = 0;
+  size_t i = 0;
+  for (; i < len && data[i] >= '0' && data[i] <= '9'; ++i) n = n * 10 + (unsigned long)(data[i] - '0');
+  if (i + 2 <= len && data[i] == 'u' && data[i + 1] == 's') {
+    *read = i + 2;
+    return n;
   }
-  return ms;
+  *read = i;
+  return n * 1000;
 }
 
 WISP_EXPORT int wisp_handle(void* state, wisp_ctx* ctx, const wisp_request* req) {
-  unsigned long ms = ParseMillis((const char*)req->body, req->body_len);
-  struct timespec left = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-  char reply[32];
+  size_t read = 0;
+  unsigned long us = ParseMicros((const char*)req->body, req->body_len, &read);
+  struct timespec left = {(time_t)(us / 1000000), (long)(us % 1000000) * 1000L};
+  char reply[48];
   int n;
   (void)state;
   while (nanosleep(&left, &left) != 0 && errno == EINTR) {
   }
-  n = snprintf(reply, sizeof(reply), "slept %lu", ms);
+  n = snprintf(reply, sizeof(reply), "slept %.*s", (int)read, (const char*)req->body);
   return req->host->write(ctx, reply, (size_t)n);
 }
