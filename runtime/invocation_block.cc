@@ -7,10 +7,14 @@
 #include <algorithm>
 #include <climits>
 
+#include "runtime/base/ascii.h"
+
 namespace wisp::runtime {
 
 using google::protobuf::io::CodedOutputStream;
 using google::protobuf::internal::WireFormatLite;
+
+constexpr uint32_t kBlockFormat = 1;
 
 void InvocationBlockWriter::Clear() {
   blob_.clear();
@@ -22,21 +26,49 @@ void InvocationBlockWriter::Clear() {
 }
 
 void InvocationBlockWriter::Add(const InvocationRecord& r) {
+  if (count_ == 0) {
+    // The block's field 2 (format) first; readers take it from anywhere.
+    uint8_t format[1 + 5];
+    uint8_t* end = CodedOutputStream::WriteTagToArray(
+        WireFormatLite::MakeTag(records::InvocationBlock::kFormatFieldNumber,
+                                WireFormatLite::WIRETYPE_VARINT),
+        format);
+    end = CodedOutputStream::WriteVarint32ToArray(kBlockFormat, end);
+    blob_.append(reinterpret_cast<const char*>(format), static_cast<size_t>(end - format));
+  }
   // One message reused for every record: its strings keep their capacity,
   // so a record costs no allocation once the first few are through.
   records::StoredInvocation& e = scratch_;
+  e.Clear();
   e.set_id(r.id);
-  e.set_function(r.function);
-  e.set_version(r.version);
-  e.set_trigger(r.trigger);
-  e.set_started_at_us(r.started_at_us);
+  if (count_ == 0 || r.function != previous_.function) {
+    e.set_function(r.function);
+    previous_.function = r.function;
+  }
+  if (count_ == 0 || r.version != previous_.version) {
+    e.set_version(r.version);
+    previous_.version = r.version;
+  }
+  if (count_ == 0 || r.trigger != previous_.trigger) {
+    e.set_trigger(r.trigger);
+    previous_.trigger = r.trigger;
+  }
+  const int64_t previous_started = count_ == 0 ? 0 : previous_.started_at_us;
+  // Modular: no overflow whatever the two times are.
+  e.set_started_at_delta_us(static_cast<int64_t>(static_cast<uint64_t>(r.started_at_us) -
+                                                 static_cast<uint64_t>(previous_started)));
+  previous_.started_at_us = r.started_at_us;
   e.set_duration_us(r.duration_us);
   e.set_cold(r.cold);
   e.set_status(r.status);
   e.set_error_code(r.error_code);
   e.set_error(r.error);
-  e.set_trace_id(r.trace_id.view().data(), r.trace_id.view().size());
-
+  trace_.clear();
+  if (r.trace_id.view().size() == 32 && AppendLowerHexBytes(r.trace_id.view(), &trace_)) {
+    e.set_trace(trace_);
+  } else {
+    e.set_trace_id(r.trace_id.view().data(), r.trace_id.view().size());
+  }
   // The block's field 1 (records), one element: tag, length, message.
   const size_t size = e.ByteSizeLong();
   uint8_t head[1 + 5];  // a one-byte tag and a varint32 of at most 5 bytes
@@ -170,22 +202,49 @@ Status DecodeInvocationBlock(std::string_view blob, int64_t first_seq, int64_t c
                               std::to_string(block.records_size()) + " records, its row says " +
                               std::to_string(count));
   }
+  if (block.format() > kBlockFormat) {
+    return Status::Corruption("invocation block at seq " + std::to_string(first_seq) +
+                              " has format " + std::to_string(block.format()) +
+                              ", newer than this wisp reads (" + std::to_string(kBlockFormat) +
+                              ")");
+  }
+  const bool compact = block.format() == 1;
   out->reserve(out->size() + static_cast<size_t>(block.records_size()));
   int64_t seq = first_seq;
+  const size_t first = out->size();
+  std::string trace;
   for (records::StoredInvocation& e : *block.mutable_records()) {
-    InvocationRecord& r = out->emplace_back();
+    out->emplace_back();
+    InvocationRecord& r = out->back();
+    const InvocationRecord* previous = out->size() - 1 > first ? &(*out)[out->size() - 2] : nullptr;
     r.seq = seq++;
     r.id = std::move(*e.mutable_id());
-    r.function = std::move(*e.mutable_function());
-    r.version = std::move(*e.mutable_version());
-    r.trigger = std::move(*e.mutable_trigger());
-    r.started_at_us = e.started_at_us();
+    if (compact && previous != nullptr) {
+      r.function = e.has_function() ? std::move(*e.mutable_function()) : previous->function;
+      r.version = e.has_version() ? std::move(*e.mutable_version()) : previous->version;
+      r.trigger = e.has_trigger() ? std::move(*e.mutable_trigger()) : previous->trigger;
+    } else {
+      r.function = std::move(*e.mutable_function());
+      r.version = std::move(*e.mutable_version());
+      r.trigger = std::move(*e.mutable_trigger());
+    }
+    r.started_at_us = !compact ? e.started_at_us()
+                      : previous == nullptr
+                          ? e.started_at_delta_us()
+                          : static_cast<int64_t>(static_cast<uint64_t>(previous->started_at_us) +
+                                                 static_cast<uint64_t>(e.started_at_delta_us()));
     r.duration_us = e.duration_us();
     r.cold = e.cold();
     r.status = e.status();
     r.error_code = std::move(*e.mutable_error_code());
     r.error = std::move(*e.mutable_error());
-    r.trace_id.assign(e.trace_id());
+    if (compact && !e.trace().empty()) {
+      trace.clear();
+      AppendLowerHex(e.trace(), &trace);
+      r.trace_id.assign(trace);
+    } else {
+      r.trace_id.assign(e.trace_id());
+    }
   }
   return Status::OK();
 }

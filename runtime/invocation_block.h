@@ -29,8 +29,8 @@ struct sqlite3_stmt;
 
 namespace wisp::runtime {
 
-// Builds one block, oldest record first. Reuse it across blocks: Clear keeps
-// its buffers.
+// Builds one block, oldest record first, in format 1 (records.proto). Reuse
+// it across blocks: Clear keeps its buffers.
 class InvocationBlockWriter {
  public:
   void Clear();
@@ -45,6 +45,8 @@ class InvocationBlockWriter {
 
  private:
   records::StoredInvocation scratch_;
+  std::string trace_;  // scratch for a trace id's bytes
+  InvocationRecord previous_;  // function, version, trigger and started_at_us of the last Add
   std::string blob_;
   std::string functions_;
   std::vector<std::string> names_;  // the distinct functions, for functions_
