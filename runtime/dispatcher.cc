@@ -97,7 +97,14 @@ void Dispatcher::Dispatch() {
       // A worker already on its way out (killed, or closed its channel) gets
       // nothing more: what it was given would be failed without having run.
       if (slot->worker->state() != WorkerProcess::State::kRunning) continue;
-      if (best == nullptr || slot->inflight.size() < best->inflight.size()) best = slot.get();
+      // A worker whose running invocation waits on a call may wait on an
+      // invocation of this function: nothing goes behind it while another
+      // worker can take it (two functions calling each other would
+      // otherwise wait on each other's queues until a timeout).
+      if (best == nullptr || std::pair(slot->head_in_call, slot->inflight.size()) <
+                                 std::pair(best->head_in_call, best->inflight.size())) {
+        best = slot.get();
+      }
     }
     if (best != nullptr && best->inflight.empty()) {
       std::unique_ptr<Job> job = std::move(queue_.front());
@@ -115,19 +122,31 @@ void Dispatcher::Dispatch() {
       Assign(best, std::move(job));
       continue;
     }
+    // Left waiting: if no result comes sooner, look again once the running
+    // invocation counts as stuck, when another worker may be started for them.
+    if (!loading && best != nullptr && LiveSlots() < spec_.max_workers) {
+      const uint64_t age_ns = uv_hrtime() - best->head_started_ns;
+      const uint64_t in_ms = age_ns >= kStuckHeadNs ? 1 : (kStuckHeadNs - age_ns) / 1000000 + 1;
+      recheck_at_ms_ = uv_now(loop_) + in_ms;
+      ArmReaper();
+    }
     return;
   }
 }
 
+// The policy of dispatcher.h: whether the workers, least_loaded the least
+// loaded of them (nullptr: none can take work), are the bottleneck.
 bool Dispatcher::WorthAnotherWorker(const Slot* least_loaded) const {
-  if (least_loaded == nullptr || !run_ns_known_) return true;
-  if (busy_share_ > kScaleOutBusyShare) return true;
+  if (least_loaded == nullptr || !run_ns_known_ || least_loaded->head_in_call) return true;
+  if (BusyShare() > kScaleOutBusyShare) return true;
   if (least_loaded->inflight.size() * run_ns_average_ > kScaleOutWaitNs) return true;
   return uv_hrtime() - least_loaded->head_started_ns > kStuckHeadNs;
 }
 
 // Samples are capped (a worker reports what it likes), so the product with
 // an in-flight count cannot overflow; each moves the average by an eighth.
+// A sample counts toward the busy share of the window it ends in, at most
+// the window's length so far (a long first run is not a busy window).
 void Dispatcher::NoteRunTime(uint64_t run_ns) {
   constexpr uint64_t kMaxSampleNs = uint64_t{3600} * 1000 * 1000 * 1000;
   run_ns = std::min(run_ns, kMaxSampleNs);
@@ -137,16 +156,25 @@ void Dispatcher::NoteRunTime(uint64_t run_ns) {
   } else {
     run_ns_average_ = run_ns_average_ - run_ns_average_ / 8 + run_ns / 8;
   }
-  busy_ns_ += run_ns;
   const uint64_t now = uv_hrtime();
   if (busy_window_start_ns_ == 0) busy_window_start_ns_ = now;
   const uint64_t elapsed = now - busy_window_start_ns_;
+  busy_ns_ += std::min(run_ns, elapsed);
   if (elapsed >= kBusyWindowNs) {
     busy_share_ = static_cast<double>(busy_ns_) / static_cast<double>(elapsed) /
                   static_cast<double>(std::max<size_t>(LiveSlots(), 1));
     busy_ns_ = 0;
     busy_window_start_ns_ = now;
   }
+}
+
+// The last whole window's share; none once no result has closed a window
+// for two windows' time (the workers went quiet).
+double Dispatcher::BusyShare() const {
+  if (busy_window_start_ns_ == 0 || uv_hrtime() - busy_window_start_ns_ > 2 * kBusyWindowNs) {
+    return 0;
+  }
+  return busy_share_;
 }
 
 bool Dispatcher::StartWorker() {
@@ -164,7 +192,10 @@ bool Dispatcher::StartWorker() {
     }
     return false;
   }
-  busy_share_ = 0;  // measured again with the new worker
+  // Measured again with the new worker.
+  busy_share_ = 0;
+  busy_ns_ = 0;
+  busy_window_start_ns_ = 0;
   auto slot = std::make_unique<Slot>();
   slot->worker = *taken;
   slot->worker->set_label(spec_.name);
@@ -204,6 +235,7 @@ void Dispatcher::Assign(Slot* slot, std::unique_ptr<Job> job) {
   if (slot->inflight.empty() && slot->state == Slot::State::kReady) {
     slot->worker->SetDeadline(spec_.timeout_ms);
     slot->head_started_ns = uv_hrtime();
+    slot->head_in_call = false;
   }
   slot->inflight.push_back(std::move(job));
 }
@@ -293,6 +325,7 @@ void Dispatcher::OnCall(Slot* slot, proto::Call& call) {
     return;
   }
   const proto::Invoke& caller = slot->inflight.front()->frame.invoke();
+  slot->head_in_call = true;
   std::weak_ptr<int> alive = alive_;
   auto reply = [this, alive, worker = slot->worker, invocation = caller.id(),
                 call_id = call.id()](proto::CallReply answer) {
@@ -362,9 +395,11 @@ void Dispatcher::BecomeIdleOrContinue(Slot* slot) {
   if (!slot->inflight.empty()) {
     slot->worker->SetDeadline(spec_.timeout_ms);  // the next one starts now
     slot->head_started_ns = uv_hrtime();
+    slot->head_in_call = false;
     return;
   }
   slot->worker->SetDeadline(0);
+  slot->head_in_call = false;
   slot->idle_since_ms = uv_now(loop_);
   if (draining_ && queue_.empty()) {
     StopWorker(slot);
@@ -442,8 +477,10 @@ void Dispatcher::OnWorkerExit(WorkerProcess* worker, const WorkerExit& exit) {
   if (draining_) MaybeFinishDrain();
 }
 
+// One timer for both: the idle reaping, and the second look at invocations
+// Dispatch left waiting (recheck_at_ms_).
 void Dispatcher::ArmReaper() {
-  if (draining_ || uv_is_active(reinterpret_cast<uv_handle_t*>(reaper_))) return;
+  if (draining_) return;
   uint64_t next = UINT64_MAX;
   const uint64_t now = uv_now(loop_);
   for (const auto& slot : slots_) {
@@ -451,7 +488,12 @@ void Dispatcher::ArmReaper() {
     const uint64_t due = slot->idle_since_ms + spec_.idle_ms;
     next = std::min(next, due > now ? due - now : 0);
   }
-  if (next != UINT64_MAX) uv_timer_start(reaper_, ReaperCb, next, 0);
+  if (recheck_at_ms_ != 0) next = std::min(next, recheck_at_ms_ > now ? recheck_at_ms_ - now : 0);
+  if (next == UINT64_MAX) return;
+  if (uv_is_active(reinterpret_cast<uv_handle_t*>(reaper_)) && uv_timer_get_due_in(reaper_) <= next) {
+    return;
+  }
+  uv_timer_start(reaper_, ReaperCb, next, 0);
 }
 
 void Dispatcher::ReaperCb(uv_timer_t* timer) { static_cast<Dispatcher*>(timer->data)->Reap(); }
@@ -463,6 +505,10 @@ void Dispatcher::Reap() {
         now - slot->idle_since_ms >= spec_.idle_ms) {
       StopWorker(slot.get());
     }
+  }
+  if (recheck_at_ms_ != 0 && now >= recheck_at_ms_) {
+    recheck_at_ms_ = 0;
+    Dispatch();  // may set it again
   }
   ArmReaper();
 }

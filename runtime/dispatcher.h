@@ -15,11 +15,17 @@
 //     (the invocations in flight on that worker times the average run time);
 //   - the invocation running on that worker has been on it for more than
 //     kStuckHeadNs (the age includes the controller's own delay in sending
-//     it, hence the longer bound).
-// So a function of a few microseconds stays on one worker however many
-// callers it has: a second would only split its batches over two channels
-// (with 32 callers of hello, one worker serves 9% more requests than two),
-// while a slow or busy function gets every worker it may.
+//     it, hence the longer bound); invocations left in the queue are looked
+//     at again then, though no result or call comes, but those already
+//     pipelined behind it wait for it;
+//   - the invocation running on that worker waits on a call it made (which
+//     may be waiting on this function): nothing is pipelined behind it while
+//     another worker can take it.
+// So a function of a few microseconds keeps one worker under many callers
+// unless that worker is busy more than half the time: a second would only
+// split its batches over two channels (with 32 callers of hello, one worker
+// serves 9% more requests than two), while a slow or busy function gets every
+// worker it may.
 // Workers run invocations in order, so the head of a worker's in-flight list
 // is the one running: its deadline is the timeout, its failure is the one
 // reported, and the invocations behind it (never started) go back to the
@@ -183,11 +189,13 @@ class Dispatcher : public WorkerListener {
     std::string last_invocation;  // id of the last invocation it answered
     int identity = -1;  // its WorkerIdentities slot
     uint64_t head_started_ns = 0;  // uv_hrtime when the running invocation began
+    bool head_in_call = false;     // the running invocation waits on a call it made
   };
 
   void Dispatch();
   bool WorthAnotherWorker(const Slot* least_loaded) const;
   void NoteRunTime(uint64_t run_ns);
+  double BusyShare() const;
   bool StartWorker();
   void Assign(Slot* slot, std::unique_ptr<Job> job);
   void Complete(std::unique_ptr<Job> job, InvocationOutcome outcome);
@@ -224,6 +232,7 @@ class Dispatcher : public WorkerListener {
   uint64_t busy_ns_ = 0;               // run_ns summed since busy_window_start_ns_
   uint64_t busy_window_start_ns_ = 0;  // uv_hrtime; 0 before the first result
   double busy_share_ = 0;              // of the last whole window, per worker
+  uint64_t recheck_at_ms_ = 0;         // uv_now when Dispatch looks again; 0: no need
   uv_timer_t* reaper_;  // owned; freed in its close callback
   bool draining_ = false;
   bool reaper_closed_ = false;

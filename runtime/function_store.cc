@@ -15,8 +15,10 @@ namespace {
 // function, invocation records and log lines. 5: invocations.trace_id.
 // 6: no index of invocations by function. 7: invocation records stored in
 // blocks, one row per written batch, in records.db
-// (runtime/invocation_block.h).
-constexpr int kSchemaVersion = 7;
+// (runtime/invocation_block.h). 8: blocks may be in format 1, which a wisp
+// of schema 7 would misread (and its retention rewrite wrongly); nothing
+// else changes, so older binaries only need to be turned away.
+constexpr int kSchemaVersion = 8;
 
 constexpr const char* kSchema5Step =
     "ALTER TABLE invocations ADD COLUMN trace_id TEXT NOT NULL DEFAULT '';"
@@ -211,6 +213,7 @@ Status FunctionStore::Open(const std::string& path) {
     WISP_RETURN_IF_ERROR(Exec((std::string("BEGIN;") + kSchema6Step + "COMMIT;").c_str()));
   }
   if (found < 7) WISP_RETURN_IF_ERROR(MigrateTo7(path));
+  if (found < 8) WISP_RETURN_IF_ERROR(Exec("PRAGMA user_version = 8;"));
   return Exec("PRAGMA foreign_keys = ON;");
 }
 

@@ -239,6 +239,12 @@ Status DecodeInvocationBlock(std::string_view blob, int64_t first_seq, int64_t c
     r.error_code = std::move(*e.mutable_error_code());
     r.error = std::move(*e.mutable_error());
     if (compact && !e.trace().empty()) {
+      if (e.trace().size() != 16) {
+        out->resize(first);
+        return Status::Corruption("invocation block at seq " + std::to_string(first_seq) +
+                                  " holds a trace of " + std::to_string(e.trace().size()) +
+                                  " bytes, not 16");
+      }
       trace.clear();
       AppendLowerHex(e.trace(), &trace);
       r.trace_id.assign(trace);

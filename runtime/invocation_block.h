@@ -88,7 +88,8 @@ std::string FunctionsKey(std::string_view name);
 
 // Appends the records of blob to *out, oldest first, with seq first_seq + i.
 // Corruption (and *out unchanged) when blob does not parse as an
-// InvocationBlock of count records.
+// InvocationBlock of count records, is of a format newer than 1, or holds a
+// trace that is not 16 bytes.
 [[nodiscard]] Status DecodeInvocationBlock(std::string_view blob, int64_t first_seq,
                                            int64_t count, std::vector<InvocationRecord>* out);
 

@@ -4,7 +4,7 @@
 // <data dir>/records.db, one row per written batch: runtime/invocation_block.h)
 // without slowing the hot path: Add and
 // AddLog only append to an in-memory batch; one writer thread commits the
-// batches, one transaction each (every ~100 ms or when 2048 wait), and applies
+// batches, one transaction each (every ~100 ms or when 4096 wait), and applies
 // retention at Open and about every 10 s.
 //
 // Ownership: the log owns its two sqlite connections (the writer's and a

@@ -3,7 +3,9 @@
  * and replies "<its name>(<status>[!]:<reply>)", '!' marking a call that got
  * no reply (WISP_E_CALL). Without CALL_NEXT it replies "<its name>:<body>".
  * Its own traceparent is appended as " tp=<traceparent>" when TRACE is set.
- * Chains of callers show calls, cycles and timeouts. */
+ * With CALL_BODY_NAMES set, a non-empty body names the function to call
+ * (with an empty body) instead. Chains of callers show calls, cycles and
+ * timeouts. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +18,15 @@ WISP_EXPORT int wisp_handle(void* state, wisp_ctx* ctx, const wisp_request* req)
   const wisp_host* host = req->host;
   const char* self = getenv("WISP_FUNCTION_NAME");
   const char* next = getenv("CALL_NEXT");
+  char named[64];
+  wisp_str body = {(const char*)req->body, req->body_len};
+  if (getenv("CALL_BODY_NAMES") != NULL && req->body_len > 0) {
+    if (req->body_len >= sizeof(named)) return 4;
+    memcpy(named, req->body, req->body_len);
+    named[req->body_len] = '\0';
+    next = named;
+    body.len = 0;
+  }
   if (self == NULL) self = "?";
   host->write(ctx, self, strlen(self));
   if (next == NULL) {
@@ -26,7 +37,7 @@ WISP_EXPORT int wisp_handle(void* state, wisp_ctx* ctx, const wisp_request* req)
   const char* timeout = getenv("CALL_TIMEOUT_MS");
   int status = 0;
   wisp_str reply = {"", 0};
-  const int rc = host->call(ctx, next, req->body, req->body_len,
+  const int rc = host->call(ctx, next, body.data, body.len,
                             timeout != NULL ? (uint32_t)strtoul(timeout, NULL, 10) : 0, &status,
                             &reply);
   if (rc != WISP_OK && rc != WISP_E_CALL) return 3;

@@ -32,5 +32,7 @@ WISP_EXPORT int wisp_handle(void* state, wisp_ctx* ctx, const wisp_request* req)
   while (nanosleep(&left, &left) != 0 && errno == EINTR) {
   }
   n = snprintf(reply, sizeof(reply), "slept %.*s", (int)read, (const char*)req->body);
+  if (n < 0) return 1;
+  if ((size_t)n >= sizeof(reply)) n = (int)sizeof(reply) - 1; /* cut, as snprintf did */
   return req->host->write(ctx, reply, (size_t)n);
 }

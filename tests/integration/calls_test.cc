@@ -141,5 +141,50 @@ TEST_F(CallsTest, InvocationsPipelinedBehindAWaitingCallerAllGetTheirReplies) {
   EXPECT_EQ(right.load(), kThreads * kCalls) << "first wrong reply: " << first_wrong;
 }
 
+// ping's worker runs a call to pong while pong's runs a call to ping: were
+// either call pipelined behind the other's caller, both would wait until the
+// timeout. A worker waiting on a call takes nothing more while another
+// worker can start, though both functions are cheap (runtime/dispatcher.h).
+TEST_F(CallsTest, TwoFunctionsCallingEachOtherAtOnceNeverWaitOnEachOther) {
+  DeployCaller("ping", {"CALL_BODY_NAMES=1"}, {"--timeout", "3s"});
+  DeployCaller("pong", {"CALL_BODY_NAMES=1"}, {"--timeout", "3s"});
+  // Warm: their run times are known to be short, so only the waiting call
+  // can start a second worker.
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_EQ(Call("ping", ""), "ping:");
+    ASSERT_EQ(Call("pong", ""), "pong:");
+  }
+  // One caller of each: two workers each are enough for them (more callers
+  // could hold every worker of both in a call, which no policy undoes).
+  constexpr int kThreads = 2;
+  constexpr int kCalls = 50;
+  std::atomic<int> right{0};
+  std::vector<std::string> wrong(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      const std::string self = t % 2 == 0 ? "ping" : "pong";
+      const std::string other = t % 2 == 0 ? "pong" : "ping";
+      const std::string expected = self + "(200:" + other + ":)";
+      runtime::HttpClient client("127.0.0.1", controller_->port(), 30000);
+      for (int i = 0; i < kCalls; ++i) {
+        auto r = client.Request("POST", "/fn/" + self, {}, other);
+        if (r.ok() && r->status == 200 && r->body == expected) {
+          ++right;
+        } else if (wrong[t].empty()) {
+          wrong[t] = "expected 200 " + expected + ", got " +
+                     (r.ok() ? std::to_string(r->status) + " " + r->body : r.status().ToString());
+        }
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  std::string first_wrong;
+  for (const std::string& w : wrong) {
+    if (!w.empty() && first_wrong.empty()) first_wrong = w;
+  }
+  EXPECT_EQ(right.load(), kThreads * kCalls) << "first wrong reply: " << first_wrong;
+}
+
 }  // namespace
 }  // namespace wisp::testing

@@ -96,7 +96,46 @@ TEST(InvocationBlockTest, AHelloRecordCostsAboutFortyBytes) {
   ASSERT_FALSE(::testing::Test::HasFailure());
   RoundTrip(records, &blob);
   EXPECT_LE(blob.size(), 45u * records.size())
-      << "expected at most 45 bytes a record, got " << blob.size() / records.size();
+      << "expected at most 45 bytes a record, got " << blob.size() << " bytes for "
+      << records.size() << " records";
+}
+
+// A block's first record never takes a field from the block read before it
+// into the same vector.
+TEST(InvocationBlockTest, TwoBlocksReadIntoOneVectorKeepTheirOwnFields) {
+  InvocationBlockWriter writer;
+  writer.Clear();
+  InvocationRecord first = Hello(0, 1'700'000'000'000'000);
+  writer.Add(first);
+  const std::string one = writer.blob();
+  writer.Clear();
+  InvocationRecord second = Hello(1, 1'600'000'000'000'000);
+  second.function = "echo";
+  second.version = "";
+  writer.Add(second);
+  const std::string two = writer.blob();
+  std::vector<InvocationRecord> out;
+  ASSERT_TRUE(DecodeInvocationBlock(one, 1, 1, &out).ok());
+  ASSERT_TRUE(DecodeInvocationBlock(two, 2, 1, &out).ok());
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(Describe(out[0]), Describe(first));
+  EXPECT_EQ(Describe(out[1]), Describe(second));
+}
+
+TEST(InvocationBlockTest, ATraceThatIsNotSixteenBytesIsCorruption) {
+  records::InvocationBlock block;
+  block.set_format(1);
+  records::StoredInvocation* r = block.add_records();
+  r->set_id("a-1");
+  r->set_function("hello");
+  r->set_trace(std::string(17, 'x'));
+  std::string blob;
+  ASSERT_TRUE(block.SerializeToString(&blob));
+  std::vector<InvocationRecord> out(1);
+  Status s = DecodeInvocationBlock(blob, 1, 1, &out);
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("17 bytes"), std::string::npos) << s.ToString();
+  EXPECT_EQ(out.size(), 1u) << "a failed decode must leave the vector as it was";
 }
 
 // Blocks written before format 1 hold every field of every record; an empty

@@ -353,7 +353,7 @@ TEST_F(InvocationLogTest, MigratesSchemaSixRowsIntoBlocks) {
   FunctionStore store;
   Status s = store.Open(path_);
   ASSERT_TRUE(s.ok()) << s.ToString();
-  EXPECT_EQ(Query("PRAGMA user_version"), 7);
+  EXPECT_EQ(Query("PRAGMA user_version"), 8);
   EXPECT_EQ(Query("SELECT count(*) FROM sqlite_master WHERE name = 'invocations'"), 0);
   EXPECT_EQ(CountRecords(), 4999);
   EXPECT_EQ(Query("PRAGMA records.page_size"), 65536);
