@@ -158,6 +158,8 @@ class Controller {
   // A forwarded call may wait this long for the other node to load the
   // function, on top of the function's timeout.
   static constexpr uint64_t kForwardLoadAllowanceMs = 5000;
+  // The /v1/functions API (controller_functions.cc): deploy, remove,
+  // rollback, list and describe; each answers token on the loop thread.
   void HandleDeploy(triggers::ReplyToken token, const std::string& name,
                     triggers::HttpRequest& request);
   void HandleRemove(triggers::ReplyToken token, const std::string& name);
