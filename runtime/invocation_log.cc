@@ -154,6 +154,13 @@ bool InvocationLog::Enqueue() {
 }
 
 void InvocationLog::Add(InvocationRecord record) {
+  if (record.error.size() > kMaxRecordedErrorBytes) {
+    size_t cut = kMaxRecordedErrorBytes;
+    while (cut > 0 && (static_cast<unsigned char>(record.error[cut]) & 0xC0) == 0x80) --cut;
+    const size_t full = record.error.size();
+    record.error.resize(cut);
+    record.error += "... (" + std::to_string(full) + " bytes in all)";
+  }
   std::unique_lock<std::mutex> lock(mu_);
   if (!Enqueue()) return;
   pending_records_.push_back(std::move(record));

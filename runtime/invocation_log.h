@@ -44,6 +44,8 @@ struct sqlite3_stmt;
 
 namespace wisp::runtime {
 
+inline constexpr size_t kMaxRecordedErrorBytes = 1024;
+
 struct LogLine {
   int64_t seq = 0;  // filled when read back
   std::string function;
@@ -82,6 +84,10 @@ class InvocationLog {
   Status Open(const std::string& db_path, RetentionOptions retention);
 
   // Queue one record or line for the writer; no I/O, takes a mutex briefly.
+  // A record's error keeps its first kMaxRecordedErrorBytes (cut on a UTF-8
+  // boundary, its full length noted): a function's own error text can be
+  // megabytes, and a block of such records could pass sqlite's size limit
+  // and lose the whole batch.
   void Add(InvocationRecord record);
   void AddLog(LogLine line);
 

@@ -71,6 +71,15 @@ bool ZygoteServer::ReadChannel() {
     const int* received = reinterpret_cast<const int*>(CMSG_DATA(c));
     for (size_t i = 0; i < count; ++i) fds_.push_back(received[i]);
   }
+  if ((msg.msg_flags & MSG_CTRUNC) != 0) {
+    // Descriptors were dropped (none free here): the queue no longer lines
+    // up with the requests. Everything queued is closed, so the forks asked
+    // for in this read fail ("without its descriptors") and later requests,
+    // each with its own three, line up again.
+    std::fprintf(stderr, "wisp-zygote: descriptors lost in transit (MSG_CTRUNC)\n");
+    for (int fd : fds_) ::close(fd);
+    fds_.clear();
+  }
   decoder_.Feed(buf, static_cast<size_t>(n));
   proto::Frame frame;
   while (true) {

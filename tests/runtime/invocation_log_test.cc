@@ -171,6 +171,26 @@ TEST_F(InvocationLogTest, ReadsBackNewestFirstWithEveryField) {
   EXPECT_TRUE(none->empty()) << "got " << none->size() << " records of a function never added";
 }
 
+TEST_F(InvocationLogTest, AHugeErrorIsCutOnACharacterBoundary) {
+  auto log = OpenLog();
+  InvocationRecord r = Record("big", 5);
+  // 'é' is two bytes: the cut at kMaxRecordedErrorBytes falls inside one.
+  r.error = "x";
+  while (r.error.size() < 100000) r.error += "\xc3\xa9";
+  log->Add(r);
+  ASSERT_TRUE(log->Flush().ok());
+  auto got = log->Invocations("big", 10);
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  ASSERT_EQ(got->size(), 1u);
+  const std::string& error = (*got)[0].error;
+  const std::string suffix = "... (" + std::to_string(r.error.size()) + " bytes in all)";
+  ASSERT_GT(error.size(), suffix.size());
+  EXPECT_EQ(error.substr(error.size() - suffix.size()), suffix);
+  const std::string kept = error.substr(0, error.size() - suffix.size());
+  EXPECT_EQ(kept.size(), kMaxRecordedErrorBytes - 1) << "expected the cut before the split character";
+  EXPECT_EQ(kept, r.error.substr(0, kept.size()));
+}
+
 TEST_F(InvocationLogTest, LogsTailThenFollow) {
   auto log = OpenLog();
   for (int i = 0; i < 10; ++i) log->AddLog(Line("f", i));
