@@ -14,6 +14,8 @@
 #include <filesystem>
 #include <system_error>
 
+#include "runtime/base/ascii.h"
+
 namespace wisp::loader {
 namespace {
 
@@ -80,13 +82,9 @@ std::string Sha256Hex(std::string_view bytes) {
   SHA256_Init(&ctx);
   SHA256_Update(&ctx, bytes.data(), bytes.size());
   SHA256_Final(digest, &ctx);
-  static const char kHex[] = "0123456789abcdef";
   std::string out;
   out.reserve(len * 2);
-  for (unsigned int i = 0; i < len; ++i) {
-    out += kHex[digest[i] >> 4];
-    out += kHex[digest[i] & 0xf];
-  }
+  AppendLowerHex(std::string_view(reinterpret_cast<const char*>(digest), len), &out);
   return out;
 }
 

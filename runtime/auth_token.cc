@@ -27,12 +27,8 @@ bool IsToken(std::string_view text) {
 Status CreateToken(const std::string& path, std::string* token) {
   unsigned char bytes[kTokenBytes];
   FillRandom(bytes, sizeof(bytes));
-  static constexpr char kHex[] = "0123456789abcdef";
   token->clear();
-  for (unsigned char b : bytes) {
-    token->push_back(kHex[b >> 4]);
-    token->push_back(kHex[b & 15]);
-  }
+  AppendLowerHex(std::string_view(reinterpret_cast<const char*>(bytes), sizeof(bytes)), token);
   const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) {
     if (errno == EEXIST) return Status::AlreadyExists(path + " exists");

@@ -32,13 +32,12 @@ uint64_t NextRandom() {
 }
 
 std::string RandomHex(size_t digits) {
-  static constexpr char kHex[] = "0123456789abcdef";
   std::string out(digits, '0');
   while (AllZero(out)) {
     uint64_t bits = 0;
     for (size_t i = 0; i < digits; ++i) {
       if (i % 16 == 0) bits = NextRandom();
-      out[i] = kHex[bits & 0xf];
+      out[i] = kLowerHexDigits[bits & 0xf];
       bits >>= 4;
     }
   }

@@ -557,13 +557,12 @@ std::string NewEventId() {
   TakeRandomBytes(bytes, sizeof(bytes));
   bytes[6] = static_cast<unsigned char>((bytes[6] & 0x0f) | 0x40);  // version 4
   bytes[8] = static_cast<unsigned char>((bytes[8] & 0x3f) | 0x80);  // RFC 4122 variant
-  static constexpr char kHex[] = "0123456789abcdef";
   std::string id;
   id.reserve(36);
   for (size_t i = 0; i < sizeof(bytes); ++i) {
     if (i == 4 || i == 6 || i == 8 || i == 10) id += '-';
-    id += kHex[bytes[i] >> 4];
-    id += kHex[bytes[i] & 0x0f];
+    id += kLowerHexDigits[bytes[i] >> 4];
+    id += kLowerHexDigits[bytes[i] & 0x0f];
   }
   return id;
 }

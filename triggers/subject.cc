@@ -4,6 +4,7 @@
 #include <string>
 #include <string_view>
 
+#include "runtime/base/ascii.h"
 #include "triggers/broker.h"
 
 namespace wisp::triggers {
@@ -13,12 +14,6 @@ constexpr size_t kMaxQuotedBytes = 80;
 
 bool IsForbiddenByte(unsigned char c) { return c <= 0x20 || c == 0x7f; }
 
-void AppendHex(unsigned char c, std::string* out) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  out->push_back(kHex[c >> 4]);
-  out->push_back(kHex[c & 0xf]);
-}
-
 // 'subject' for an error message: control bytes escaped as \xNN, long
 // subjects cut short with "...".
 std::string Quote(std::string_view subject) {
@@ -27,7 +22,7 @@ std::string Quote(std::string_view subject) {
     auto c = static_cast<unsigned char>(subject[i]);
     if (c < 0x20 || c == 0x7f) {
       out += "\\x";
-      AppendHex(c, &out);
+      AppendLowerHex(subject.substr(i, 1), &out);
     } else {
       out += static_cast<char>(c);
     }
@@ -39,7 +34,8 @@ std::string Quote(std::string_view subject) {
 
 std::string ByteName(unsigned char c) {
   std::string name = "0x";
-  AppendHex(c, &name);
+  const char byte = static_cast<char>(c);
+  AppendLowerHex(std::string_view(&byte, 1), &name);
   return name;
 }
 
